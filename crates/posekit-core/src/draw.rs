@@ -1,0 +1,156 @@
+//! Drawing poses on RGB images: the skeleton as anti-aliasing-free thick lines and the joints as
+//! filled discs. Kept in the core (no image crate) so that every front end — the CLI's pictures,
+//! video frames, a user's own program — draws the same thing.
+
+use ndarray::ArrayViewMut3;
+
+use crate::{KeypointLayout, Pose};
+
+/// How poses are drawn.
+#[derive(Debug, Clone)]
+pub struct DrawStyle {
+    /// Keypoints at or below this score are not drawn (nor limbs touching them).
+    pub min_score: f32,
+    /// Limb thickness in pixels; `0` picks one from the image size.
+    pub line_width: u32,
+    /// Joint disc radius in pixels; `0` picks one from the image size.
+    pub radius: u32,
+}
+
+impl Default for DrawStyle {
+    fn default() -> Self {
+        DrawStyle {
+            min_score: 0.3,
+            line_width: 0,
+            radius: 0,
+        }
+    }
+}
+
+/// A palette that separates people; limbs take the colour of their person, joints are tinted
+/// left/right so that a flipped prediction is visible at a glance.
+const PERSON_COLOURS: [[u8; 3]; 8] = [
+    [255, 64, 64],
+    [64, 200, 64],
+    [64, 128, 255],
+    [255, 200, 0],
+    [255, 0, 255],
+    [0, 220, 220],
+    [255, 128, 0],
+    [160, 96, 255],
+];
+
+/// Draws every pose onto `image` ([H, W, 3] RGB), in place.
+pub fn draw_poses(image: &mut ArrayViewMut3<u8>, poses: &[Pose], layout: &KeypointLayout, style: &DrawStyle) {
+    let (h, w) = (image.shape()[0], image.shape()[1]);
+    let short = h.min(w) as f32;
+    let line_width = if style.line_width > 0 { style.line_width as f32 } else { (short / 160.0).max(2.0) };
+    let radius = if style.radius > 0 { style.radius as f32 } else { (short / 120.0).max(2.5) };
+    for (i, pose) in poses.iter().enumerate() {
+        let colour = PERSON_COLOURS[i % PERSON_COLOURS.len()];
+        let visible = |j: usize| pose.keypoints.get(j).filter(|k| k.score > style.min_score && k.x.is_finite() && k.y.is_finite());
+        for &[a, b] in &layout.skeleton {
+            if let (Some(ka), Some(kb)) = (visible(a), visible(b)) {
+                draw_line(image, (ka.x, ka.y), (kb.x, kb.y), line_width, colour);
+            }
+        }
+        for (j, k) in pose.keypoints.iter().enumerate() {
+            if visible(j).is_some() {
+                draw_disc(image, (k.x, k.y), radius + 1.0, [255, 255, 255]);
+                draw_disc(image, (k.x, k.y), radius, colour);
+            }
+        }
+    }
+}
+
+/// A filled disc of `radius` pixels centred at `c`, clipped to the image.
+pub fn draw_disc(image: &mut ArrayViewMut3<u8>, c: (f32, f32), radius: f32, colour: [u8; 3]) {
+    let (h, w) = (image.shape()[0] as i64, image.shape()[1] as i64);
+    let (x0, x1) = ((c.0 - radius).floor() as i64, (c.0 + radius).ceil() as i64);
+    let (y0, y1) = ((c.1 - radius).floor() as i64, (c.1 + radius).ceil() as i64);
+    for y in y0.max(0)..=y1.min(h - 1) {
+        for x in x0.max(0)..=x1.min(w - 1) {
+            let (dx, dy) = (x as f32 - c.0, y as f32 - c.1);
+            if dx * dx + dy * dy <= radius * radius {
+                put(image, x as usize, y as usize, colour);
+            }
+        }
+    }
+}
+
+/// A line of `width` pixels from `a` to `b`: every pixel whose centre lies within width/2 of
+/// the segment, clipped to the image.
+pub fn draw_line(image: &mut ArrayViewMut3<u8>, a: (f32, f32), b: (f32, f32), width: f32, colour: [u8; 3]) {
+    let (h, w) = (image.shape()[0] as i64, image.shape()[1] as i64);
+    let half = width * 0.5;
+    let x0 = (a.0.min(b.0) - half).floor().max(0.0) as i64;
+    let x1 = ((a.0.max(b.0) + half).ceil() as i64).min(w - 1);
+    let y0 = (a.1.min(b.1) - half).floor().max(0.0) as i64;
+    let y1 = ((a.1.max(b.1) + half).ceil() as i64).min(h - 1);
+    let (vx, vy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = vx * vx + vy * vy;
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            let (px, py) = (x as f32 - a.0, y as f32 - a.1);
+            let t = if len2 > 0.0 { ((px * vx + py * vy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+            let (dx, dy) = (px - t * vx, py - t * vy);
+            if dx * dx + dy * dy <= half * half {
+                put(image, x as usize, y as usize, colour);
+            }
+        }
+    }
+}
+
+fn put(image: &mut ArrayViewMut3<u8>, x: usize, y: usize, colour: [u8; 3]) {
+    for (c, v) in colour.iter().enumerate() {
+        image[[y, x, c]] = *v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Keypoint;
+    use ndarray::Array3;
+
+    fn two_joint_layout() -> KeypointLayout {
+        KeypointLayout {
+            name: "two".into(),
+            keypoints: vec!["a".into(), "b".into()],
+            flip_pairs: vec![],
+            skeleton: vec![[0, 1]],
+            sigmas: None,
+            upper_body: vec![],
+        }
+    }
+
+    #[test]
+    fn draws_limb_between_confident_joints_only() {
+        let layout = two_joint_layout();
+        let style = DrawStyle { min_score: 0.3, line_width: 2, radius: 2 };
+        let mut img = Array3::<u8>::zeros((40, 40, 3));
+        let pose = Pose::new(vec![Keypoint::new(5.0, 20.0, 0.9), Keypoint::new(35.0, 20.0, 0.9)], 0.9);
+        draw_poses(&mut img.view_mut(), &[pose], &layout, &style);
+        // The middle of the limb is painted in the first person's colour.
+        assert_eq!([img[[20, 20, 0]], img[[20, 20, 1]], img[[20, 20, 2]]], PERSON_COLOURS[0]);
+        // Far from the limb nothing changes.
+        assert_eq!(img[[5, 20, 0]], 0);
+
+        let mut img2 = Array3::<u8>::zeros((40, 40, 3));
+        let weak = Pose::new(vec![Keypoint::new(5.0, 20.0, 0.9), Keypoint::new(35.0, 20.0, 0.1)], 0.5);
+        draw_poses(&mut img2.view_mut(), &[weak], &layout, &style);
+        assert_eq!(img2[[20, 20, 0]], 0, "a limb to a low-score joint is not drawn");
+        assert_ne!(img2[[20, 5, 0]], 0, "the confident joint is still drawn");
+    }
+
+    #[test]
+    fn clips_to_image_and_ignores_non_finite() {
+        let layout = two_joint_layout();
+        let mut img = Array3::<u8>::zeros((10, 10, 3));
+        let pose = Pose::new(vec![Keypoint::new(-50.0, 5.0, 1.0), Keypoint::new(f32::NAN, 5.0, 1.0)], 1.0);
+        draw_poses(&mut img.view_mut(), &[pose], &layout, &DrawStyle::default());
+        let pose = Pose::new(vec![Keypoint::new(-5.0, 5.0, 1.0), Keypoint::new(50.0, 5.0, 1.0)], 1.0);
+        draw_poses(&mut img.view_mut(), &[pose], &layout, &DrawStyle::default());
+        assert_ne!(img[[5, 5, 0]], 0);
+    }
+}

@@ -1,0 +1,3 @@
+//! One file per subcommand; each parses its arguments and calls the library.
+
+pub mod eval;

@@ -1,0 +1,1 @@
+//! Datasets and loaders, training, testing and inference.

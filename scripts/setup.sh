@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what posekit needs on a fresh Debian/Ubuntu machine and builds the release binary:
+#   * libtorch, from the PyTorch wheel (torch==2.11.0, the version tch 0.24 is built against),
+#     into the repo's own virtualenv `.venv`, linked to `.venv/libtorch` for the build;
+#   * ffmpeg, for reading and writing videos (`posekit infer video.mp4`);
+#   * `target/release/posekit`.
+# Safe to run again: every step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    echo "setup: installing torch==$TORCH_VERSION into .venv (libtorch for the tch crate)"
+    .venv/bin/pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+torch_dir=$(.venv/bin/python -c "import os, torch; print(os.path.dirname(torch.__file__))" 2>/dev/null)
+ln -sfn "$torch_dir" .venv/libtorch
+
+if ! command -v ffmpeg >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing ffmpeg"
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    else
+        echo "setup: warning: ffmpeg not found and cannot be installed here; video input will be unavailable" >&2
+    fi
+fi
+
+if [ "${POSEKIT_SKIP_BUILD:-0}" != 1 ]; then
+    echo "setup: building target/release/posekit"
+    cargo build --release --quiet --bin posekit
+fi
+echo "setup: done"
