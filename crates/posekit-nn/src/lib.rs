@@ -8,4 +8,5 @@ pub mod blocks;
 pub mod device;
 pub mod loss;
 pub mod models;
+pub mod optim;
 pub mod weights;
