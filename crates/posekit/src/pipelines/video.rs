@@ -1,0 +1,234 @@
+//! Video in and out through a system `ffmpeg` (installed by `scripts/setup.sh`). Frames travel
+//! as raw RGB over pipes, so no codec library is linked into posekit and every format ffmpeg
+//! reads works.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use ndarray::Array3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("ffmpeg/ffprobe not found on PATH (needed for video; run scripts/setup.sh or install ffmpeg): {0}")]
+    MissingTool(std::io::Error),
+    #[error("{}: {message}", path.display())]
+    Video { path: PathBuf, message: String },
+}
+
+/// File extensions treated as videos.
+pub fn is_video_path(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        Some("mp4" | "avi" | "mov" | "mkv" | "webm" | "m4v" | "mpg" | "mpeg")
+    )
+}
+
+/// What ffprobe says of the first video stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoInfo {
+    pub width: usize,
+    pub height: usize,
+    pub fps: f64,
+    /// Frame count when the container states it (used for the progress bar only).
+    pub frames: Option<u64>,
+}
+
+pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
+    let err = |message: String| VideoError::Video { path: path.to_path_buf(), message };
+    if !path.is_file() {
+        return Err(err("no such file".into()));
+    }
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries"])
+        .arg("stream=width,height,r_frame_rate,nb_read_packets")
+        .args(["-of", "default=noprint_wrappers=1"])
+        .arg(path)
+        .output()
+        .map_err(VideoError::MissingTool)?;
+    if !out.status.success() {
+        return Err(err(format!("ffprobe cannot read it: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
+    let width = field("width").and_then(|v| v.trim().parse().ok());
+    let height = field("height").and_then(|v| v.trim().parse().ok());
+    let (Some(width), Some(height)) = (width, height) else {
+        return Err(err("no video stream".into()));
+    };
+    let fps = field("r_frame_rate")
+        .and_then(|v| {
+            let (n, d) = v.trim().split_once('/')?;
+            let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+            (d > 0.0 && n > 0.0).then_some(n / d)
+        })
+        .unwrap_or(25.0);
+    let frames = field("nb_read_packets").and_then(|v| v.trim().parse().ok());
+    Ok(VideoInfo { width, height, fps, frames })
+}
+
+/// Decoded RGB frames of a video, one at a time.
+pub struct FrameReader {
+    path: PathBuf,
+    info: VideoInfo,
+    child: Child,
+    stdout: ChildStdout,
+}
+
+impl FrameReader {
+    pub fn open(path: &Path) -> Result<Self, VideoError> {
+        let info = probe(path)?;
+        let mut child = Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-i"])
+            .arg(path)
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(VideoError::MissingTool)?;
+        let stdout = child.stdout.take().ok_or_else(|| VideoError::Video {
+            path: path.to_path_buf(),
+            message: "ffmpeg gave no output pipe".into(),
+        })?;
+        Ok(FrameReader { path: path.to_path_buf(), info, child, stdout })
+    }
+
+    pub fn info(&self) -> VideoInfo {
+        self.info
+    }
+
+    /// The next frame, `None` at the end of the video.
+    pub fn next_frame(&mut self) -> Result<Option<Array3<u8>>, VideoError> {
+        let len = self.info.width * self.info.height * 3;
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            let n = self.stdout.read(&mut buf[filled..]).map_err(|e| VideoError::Video {
+                path: self.path.clone(),
+                message: format!("reading decoded frames: {e}"),
+            })?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(None);
+        }
+        if filled < len {
+            // A partial frame means the stream was cut short; what came before was fine.
+            return Ok(None);
+        }
+        Array3::from_shape_vec((self.info.height, self.info.width, 3), buf)
+            .map(Some)
+            .map_err(|e| VideoError::Video { path: self.path.clone(), message: e.to_string() })
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Encodes RGB frames to a video file (H.264 in MP4 when available).
+pub struct FrameWriter {
+    path: PathBuf,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    width: usize,
+    height: usize,
+}
+
+impl FrameWriter {
+    pub fn create(path: &Path, width: usize, height: usize, fps: f64) -> Result<Self, VideoError> {
+        let mut child = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args(["-s", &format!("{width}x{height}"), "-r", &format!("{fps:.6}"), "-i", "-"])
+            // yuv420p needs even sizes; pad by one pixel where needed.
+            .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p"])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(VideoError::MissingTool)?;
+        let stdin = child.stdin.take();
+        Ok(FrameWriter { path: path.to_path_buf(), child, stdin, width, height })
+    }
+
+    pub fn write_frame(&mut self, frame: &Array3<u8>) -> Result<(), VideoError> {
+        let err = |message: String| VideoError::Video { path: self.path.clone(), message };
+        if frame.shape() != [self.height, self.width, 3] {
+            return Err(err(format!("frame of shape {:?}, expected [{}, {}, 3]", frame.shape(), self.height, self.width)));
+        }
+        let stdin = self.stdin.as_mut().ok_or_else(|| err("writer already finished".into()))?;
+        let bytes: Vec<u8> = frame.iter().copied().collect();
+        stdin.write_all(&bytes).map_err(|e| err(format!("ffmpeg stopped accepting frames: {e}")))
+    }
+
+    /// Closes the stream and waits for ffmpeg; its error output becomes the error message.
+    pub fn finish(mut self) -> Result<(), VideoError> {
+        drop(self.stdin.take());
+        let mut stderr = String::new();
+        if let Some(mut s) = self.child.stderr.take() {
+            let _ = s.read_to_string(&mut stderr);
+        }
+        let status = self.child.wait().map_err(|e| VideoError::Video { path: self.path.clone(), message: e.to_string() })?;
+        if !status.success() {
+            return Err(VideoError::Video { path: self.path.clone(), message: format!("ffmpeg failed: {}", stderr.trim()) });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have_ffmpeg() -> bool {
+        Command::new("ffmpeg").arg("-version").output().map(|o| o.status.success()).unwrap_or(false)
+    }
+
+    #[test]
+    fn write_then_read_round_trip() {
+        if !have_ffmpeg() {
+            eprintln!("ffmpeg not installed: video round trip not exercised");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("posekit-video-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.mp4");
+        let mut w = FrameWriter::create(&path, 64, 48, 10.0).unwrap();
+        for i in 0..5u8 {
+            let frame = Array3::from_elem((48, 64, 3), i * 40);
+            w.write_frame(&frame).unwrap();
+        }
+        w.finish().unwrap();
+        let mut r = FrameReader::open(&path).unwrap();
+        assert_eq!((r.info().width, r.info().height), (64, 48));
+        let mut n = 0;
+        while let Some(f) = r.next_frame().unwrap() {
+            // Lossy codec: grey levels survive to within a few units.
+            assert!((f[[24, 32, 0]] as i32 - (n as i32 * 40)).abs() <= 6, "frame {n}: {}", f[[24, 32, 0]]);
+            n += 1;
+        }
+        assert_eq!(n, 5);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn missing_and_bogus_videos_are_errors_naming_the_file() {
+        let err = probe(Path::new("/nonexistent/clip.mp4")).unwrap_err();
+        assert!(err.to_string().contains("clip.mp4"), "{err}");
+        if have_ffmpeg() {
+            let dir = std::env::temp_dir().join(format!("posekit-video-bad-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("bogus.mp4");
+            std::fs::write(&path, b"this is not a video").unwrap();
+            let err = probe(&path).unwrap_err();
+            assert!(err.to_string().contains("bogus.mp4"), "{err}");
+            std::fs::remove_dir_all(&dir).ok();
+        }
+    }
+}
