@@ -115,12 +115,19 @@ pub fn upsample_replicate(maps: ArrayView3<f32>, ratio: usize) -> Result<Array3<
     let (c, h, w) = maps.dim();
     let (hu, wu) = (h * ratio, w * ratio);
     let mut out = Array3::<f32>::zeros((c, hu, wu));
+    let mut row = vec![0f32; wu];
     for ch in 0..c {
-        for y in 0..hu {
-            let src = maps.slice(ndarray::s![ch, y / ratio, ..]);
-            let mut dst = out.slice_mut(ndarray::s![ch, y, ..]);
-            for (x, d) in dst.iter_mut().enumerate() {
-                *d = src[x / ratio];
+        for y in 0..h {
+            // Build each upsampled row once, then copy it to its `ratio` output rows.
+            let src = maps.slice(ndarray::s![ch, y, ..]);
+            for (x, &v) in src.iter().enumerate() {
+                row[x * ratio..(x + 1) * ratio].fill(v);
+            }
+            for yy in y * ratio..(y + 1) * ratio {
+                out.slice_mut(ndarray::s![ch, yy, ..])
+                    .iter_mut()
+                    .zip(&row)
+                    .for_each(|(d, &v)| *d = v);
             }
         }
     }

