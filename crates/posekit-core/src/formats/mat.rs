@@ -363,7 +363,7 @@ impl MatFile {
                 .enumerate()
                 .map(|(i, cell)| match cell.char_rows().as_deref() {
                     Some([one]) => Ok(one.clone()),
-                    Some(rows) if rows.is_empty() => Ok(String::new()),
+                    Some([]) => Ok(String::new()),
                     _ => Err(invalid(format!(
                         "cell {{{}}} is not a single string (class {}, dimensions {:?})",
                         i + 1,
@@ -918,7 +918,7 @@ fn decode_chars(
         MI_UTF8 => String::from_utf8_lossy(el.data).chars().collect(),
         MI_INT8 | MI_UINT8 => el.data.iter().map(|&b| b as char).collect(),
         MI_UINT16 | MI_UTF16 | MI_INT16 => {
-            if el.data.len() % 2 != 0 {
+            if !el.data.len().is_multiple_of(2) {
                 return Err("odd number of bytes for 16-bit characters".into());
             }
             el.data
@@ -935,7 +935,7 @@ fn decode_chars(
                 .collect()
         }
         MI_UTF32 | MI_UINT32 | MI_INT32 => {
-            if el.data.len() % 4 != 0 {
+            if !el.data.len().is_multiple_of(4) {
                 return Err("byte count is not a multiple of 4 for 32-bit characters".into());
             }
             el.data
