@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use super::error::WeightsError;
 use super::pickle::{self, describe, PickleError, StorageRef, TensorRef, Value};
-use super::tensor::{checked_numel, DType, RawTensor};
+use super::tensor::{checked_numel, RawTensor};
 
 /// The magic number that opens a legacy checkpoint (`torch.serialization.MAGIC_NUMBER`),
 /// 0x1950a86a20f9469cfc6c, as the little-endian bytes of its LONG1 pickle.
@@ -525,6 +525,7 @@ fn pickle_error(path: &Path, member: &str, e: PickleError) -> WeightsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::tensor::DType;
 
     fn storage(values: &[f64]) -> (Rc<StorageRef>, HashMap<String, Rc<Vec<u8>>>) {
         let s = Rc::new(StorageRef {
