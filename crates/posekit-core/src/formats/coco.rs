@@ -264,8 +264,8 @@ impl CocoKeypointsGt {
                     ),
                 ));
             };
-            check_keypoint_len(path, &field("keypoints"), &ann.keypoints, k)?;
-            check_finite(path, &field("keypoints"), &ann.keypoints)?;
+            check_keypoint_len(path, || field("keypoints"), &ann.keypoints, k)?;
+            check_finite(path, || field("keypoints"), &ann.keypoints)?;
             for (j, v) in ann.keypoints.iter().skip(2).step_by(3).enumerate() {
                 if !matches!(*v, 0.0 | 1.0 | 2.0) {
                     return Err(Error::invalid(
@@ -285,7 +285,7 @@ impl CocoKeypointsGt {
                     ),
                 ));
             }
-            check_box(path, &field("bbox"), &ann.bbox)?;
+            check_box(path, || field("bbox"), &ann.bbox)?;
             if !ann.area.is_finite() || ann.area < 0.0 {
                 return Err(Error::invalid(
                     path,
@@ -311,7 +311,7 @@ pub fn load_detections(path: impl AsRef<Path>) -> Result<Vec<CocoDetection>> {
     let path = path.as_ref();
     let dets: Vec<CocoDetection> = parse_json(path, &read_file(path)?)?;
     for (i, det) in dets.iter().enumerate() {
-        check_box(path, &format!("[{i}].bbox"), &det.bbox)?;
+        check_box(path, || format!("[{i}].bbox"), &det.bbox)?;
         check_score(path, i, det.score)?;
     }
     Ok(dets)
@@ -357,8 +357,8 @@ pub fn validate_keypoint_results(
                 format!("{} is not a category of the ground truth", r.category_id),
             ));
         };
-        check_keypoint_len(path, &format!("[{i}].keypoints"), &r.keypoints, k)?;
-        check_finite(path, &format!("[{i}].keypoints"), &r.keypoints)?;
+        check_keypoint_len(path, || format!("[{i}].keypoints"), &r.keypoints, k)?;
+        check_finite(path, || format!("[{i}].keypoints"), &r.keypoints)?;
         check_score(path, i, r.score)?;
         if let Some(b) = &r.bbox {
             if !b.is_empty() || boxed {
@@ -366,7 +366,7 @@ pub fn validate_keypoint_results(
                 let b: [f64; 4] = b.as_slice().try_into().map_err(|_| {
                     Error::invalid(path, &field, format!("expected 4 numbers, got {}", b.len()))
                 })?;
-                check_box(path, &field, &b)?;
+                check_box(path, || field.clone(), &b)?;
             }
         } else if boxed {
             return Err(Error::invalid(
@@ -441,7 +441,7 @@ pub fn write_keypoint_results(
 /// The JSON text [`write_keypoint_results`] writes; `path` only names the output in errors.
 pub fn keypoint_results_to_string(path: &Path, results: &[CocoKeypointResult]) -> Result<String> {
     for (i, r) in results.iter().enumerate() {
-        check_finite(path, &format!("[{i}].keypoints"), &r.keypoints)?;
+        check_finite(path, || format!("[{i}].keypoints"), &r.keypoints)?;
         check_score(path, i, r.score)?;
         for (name, v) in [
             ("bbox", &r.bbox),
@@ -449,7 +449,7 @@ pub fn keypoint_results_to_string(path: &Path, results: &[CocoKeypointResult]) -
             ("scale", &r.scale),
         ] {
             if let Some(v) = v {
-                check_finite(path, &format!("[{i}].{name}"), v)?;
+                check_finite(path, || format!("[{i}].{name}"), v)?;
             }
         }
         if r.keypoints.len() % 3 != 0 {
@@ -534,11 +534,16 @@ fn non_finite_token(bytes: &[u8], err: &serde_json::Error) -> Option<&'static st
     None
 }
 
-fn check_keypoint_len(path: &Path, field: &str, values: &[f64], k: usize) -> Result<()> {
+fn check_keypoint_len(
+    path: &Path,
+    field: impl Fn() -> String,
+    values: &[f64],
+    k: usize,
+) -> Result<()> {
     if values.len() != 3 * k {
         return Err(Error::invalid(
             path,
-            field,
+            field(),
             format!(
                 "expected {} numbers ({k} keypoints x 3), got {}",
                 3 * k,
@@ -549,23 +554,25 @@ fn check_keypoint_len(path: &Path, field: &str, values: &[f64], k: usize) -> Res
     Ok(())
 }
 
-fn check_finite(path: &Path, field: &str, values: &[f64]) -> Result<()> {
+fn check_finite(path: &Path, field: impl Fn() -> String, values: &[f64]) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
         Some(j) => Err(Error::invalid(
             path,
-            format!("{field}[{j}]"),
+            format!("{}[{j}]", field()),
             format!("must be a finite number, got {}", values[j]),
         )),
         None => Ok(()),
     }
 }
 
-fn check_box(path: &Path, field: &str, b: &[f64; 4]) -> Result<()> {
-    check_finite(path, field, b)?;
+/// Field names are built only on failure: formatting one per annotation would cost more than
+/// the checks themselves on a 30,000-result file.
+fn check_box(path: &Path, field: impl Fn() -> String, b: &[f64; 4]) -> Result<()> {
+    check_finite(path, &field, b)?;
     if b[2] < 0.0 || b[3] < 0.0 {
         return Err(Error::invalid(
             path,
-            field,
+            field(),
             format!("width and height must be >= 0, got {} x {}", b[2], b[3]),
         ));
     }
