@@ -162,7 +162,7 @@ impl HeatmapCodec {
                 self.sigma
             )));
         }
-        if self.blur_kernel % 2 == 0 {
+        if self.blur_kernel.is_multiple_of(2) {
             return Err(Error::Shape(format!(
                 "heatmap codec: blur_kernel must be odd (OpenCV's GaussianBlur), got {}",
                 self.blur_kernel
@@ -395,6 +395,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn udp_targets_flip_back_without_a_shift() {
+        // Why UDP turns SHIFT_HEATMAP off: mirroring the crop (x -> w - 1 - x) mirrors UDP
+        // heatmap pixels exactly (i -> W - 1 - i), so flip_back of the mirrored target is the
+        // target itself.
+        let codec = HeatmapCodec::udp([192, 256], [48, 64]);
+        let original = joints(&[[40.3, 100.2, 1.0], [150.9, 30.7, 1.0], [90.0, 200.0, 1.0]]);
+        let mut mirrored = original.clone();
+        for mut row in mirrored.rows_mut() {
+            row[0] = 191.0 - row[0];
+        }
+        // Joints 0 and 1 are a left/right pair: swap them as the dataset's flip does.
+        let mirrored = joints(&[
+            [mirrored[[1, 0]], mirrored[[1, 1]], 1.0],
+            [mirrored[[0, 0]], mirrored[[0, 1]], 1.0],
+            [mirrored[[2, 0]], mirrored[[2, 1]], 1.0],
+        ]);
+        let target = codec.encode(original.view()).unwrap();
+        let flipped_target = codec.encode(mirrored.view()).unwrap();
+        let back = flip_back(flipped_target.heatmaps.view(), &[[0, 1]]).unwrap();
+        let max_err = (&back - &target.heatmaps)
+            .mapv(f32::abs)
+            .fold(0.0f32, |a, &b| a.max(b));
+        assert!(max_err < 1e-5, "max difference {max_err}");
     }
 
     #[test]

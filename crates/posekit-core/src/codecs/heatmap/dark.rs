@@ -91,9 +91,13 @@ fn nan_max(map: ArrayView2<f32>) -> f32 {
 /// DarkPose's modulated log map: blur, `np.maximum(hm, 1e-10)`, `np.log`.
 pub fn dark_log_map(map: ArrayView2<f32>, ksize: usize) -> Array2<f32> {
     let mut log_map = modulate(map, ksize);
-    // `!(v < floor)` keeps NaN as NaN, like np.maximum.
+    // NaN stays NaN, as with np.maximum (f32::max would hide it).
     log_map.mapv_inplace(|v| {
-        let floored = if !(v < 1e-10) { v } else { 1e-10f32 };
+        let floored = if v.is_nan() || v >= 1e-10 {
+            v
+        } else {
+            1e-10f32
+        };
         floored.ln()
     });
     log_map
@@ -103,14 +107,8 @@ pub fn dark_log_map(map: ArrayView2<f32>, ksize: usize) -> Array2<f32> {
 pub fn udp_log_map(map: ArrayView2<f32>, ksize: usize) -> Array2<f32> {
     let mut log_map = modulate(map, ksize);
     log_map.mapv_inplace(|v| {
-        let clipped = if v < 1e-3 {
-            1e-3f32
-        } else if v > 50.0 {
-            50.0
-        } else {
-            v
-        };
-        clipped.ln()
+        // f32::clamp keeps NaN, as np.clip does.
+        v.clamp(1e-3, 50.0).ln()
     });
     log_map
 }
