@@ -105,7 +105,7 @@ impl KeypointLayout {
 
     /// Checks the invariants the rest of posekit relies on; errors name the layout.
     pub fn validate(&self) -> Result<()> {
-        self.validate_at(&PathBuf::from(format!("layout `{}`", self.name)))
+        self.validate_at(PathBuf::from(format!("layout `{}`", self.name)))
     }
 
     /// Like [`validate`](Self::validate), naming `origin` (the layout's file) in errors.

@@ -81,10 +81,11 @@ pub fn resize_cubic_opencv(src: ArrayView3<u8>, out_w: usize, out_h: usize) -> R
         let rows = tap.index.map(|sy| &horiz[sy * row_len..(sy + 1) * row_len]);
         let dst_row = &mut dst[dy * row_len..(dy + 1) * row_len];
         for (i, d) in dst_row.iter_mut().enumerate() {
+            // `acc += p` is `acc = acc + p`: one rounded product, one rounded sum, never fused.
             let mut acc = rows[3][i] as f32 * b[3];
-            acc = rows[2][i] as f32 * b[2] + acc;
-            acc = rows[1][i] as f32 * b[1] + acc;
-            acc = rows[0][i] as f32 * b[0] + acc;
+            acc += rows[2][i] as f32 * b[2];
+            acc += rows[1][i] as f32 * b[1];
+            acc += rows[0][i] as f32 * b[0];
             *d = acc.round_ties_even().clamp(0.0, 255.0) as u8;
         }
     }
