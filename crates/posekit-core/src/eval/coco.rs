@@ -34,7 +34,8 @@ use crate::error::{Error, Result};
 use crate::formats::coco::{
     load_keypoint_results, result_areas, CocoKeypointResult, CocoKeypointsGt,
 };
-use crate::oks::{pairwise_sum, Oks, OksGroundTruth};
+use crate::layout::KeypointLayout;
+use crate::oks::{coco17_sigmas, pairwise_sum, Oks, OksGroundTruth};
 
 use accumulate::{curve, oks_thresholds};
 use matching::{match_image, MatchGt, Outcome};
@@ -106,6 +107,29 @@ impl<'a> CocoEvaluator<'a> {
             category_index,
             gt_cells,
         }
+    }
+
+    /// An evaluator with a layout's OKS sigmas (CrowdPose-14, a custom layout).
+    ///
+    /// Sigmas equal to COCO-17's are replaced by pycocotools' own values: the layout file's
+    /// decimals (`0.026`) and pycocotools' `0.26 / 10` differ in the last bit, and COCO scores
+    /// must stay identical to pycocotools'.
+    pub fn for_layout(gt: &'a CocoKeypointsGt, layout: &KeypointLayout) -> Result<Self> {
+        let Some(sigmas) = &layout.sigmas else {
+            return Err(Error::Shape(format!(
+                "layout `{}` has no OKS sigmas, so it cannot be scored with COCO keypoint AP",
+                layout.name
+            )));
+        };
+        let coco = coco17_sigmas();
+        let is_coco = sigmas.len() == coco.len()
+            && sigmas.iter().zip(coco).all(|(a, b)| (a - b).abs() < 1e-12);
+        let evaluator = CocoEvaluator::new(gt);
+        Ok(if is_coco {
+            evaluator
+        } else {
+            evaluator.with_sigmas(sigmas)
+        })
     }
 
     /// Uses other per-keypoint sigmas (CrowdPose, a custom layout). One sigma per keypoint of
@@ -571,6 +595,29 @@ mod tests {
             json.starts_with(r#"{"AP":0.5,"AP .5":0.75,"AP .75":0.5,"AP (M)":-1.0,"#),
             "{json}"
         );
+    }
+
+    #[test]
+    fn layout_sigmas_select_the_oks() {
+        let gt = gt();
+        let mut layout = KeypointLayout {
+            name: "coco17".into(),
+            keypoints: (0..17).map(|j| format!("k{j}")).collect(),
+            flip_pairs: vec![],
+            skeleton: vec![],
+            sigmas: Some(vec![
+                0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107,
+                0.107, 0.087, 0.087, 0.089, 0.089,
+            ]),
+            upper_body: vec![],
+        };
+        let e = CocoEvaluator::for_layout(&gt, &layout).unwrap();
+        assert_eq!(e.oks, Oks::coco17());
+        layout.sigmas.as_mut().unwrap()[0] = 0.05;
+        let e = CocoEvaluator::for_layout(&gt, &layout).unwrap();
+        assert_ne!(e.oks, Oks::coco17());
+        layout.sigmas = None;
+        assert!(CocoEvaluator::for_layout(&gt, &layout).is_err());
     }
 
     #[test]
