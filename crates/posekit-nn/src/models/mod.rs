@@ -1,8 +1,11 @@
-//! One file per model family.
+//! One file per model family, and the preset table that names them.
 
-pub mod hourglass;
 pub mod higher_hrnet;
+pub mod hourglass;
 pub mod hrnet;
 pub mod openpose;
 pub mod openpose_mobilenet;
+pub mod registry;
 pub mod spm;
+
+pub use registry::{Paradigm, PoseNetwork, Preset, PRESETS};

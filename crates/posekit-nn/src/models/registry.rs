@@ -1,0 +1,171 @@
+//! The presets a user names on the command line (`hrnet-w32`, `hourglass-8`, ...), what each
+//! one is, and one way to build any of them. Pipelines and the CLI go through this table, so a
+//! new model is one network file plus one row here.
+
+use posekit_core::{Error, Result};
+use tch::{nn, Tensor};
+
+use super::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
+use super::hrnet::{HrnetConfig, PoseHrnet};
+
+/// Top-down models see one person crop; bottom-up models see the whole image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paradigm {
+    TopDown,
+    BottomUp,
+}
+
+/// A network that maps an input batch to its named output heads (`heatmaps`, `tags`, `pafs`,
+/// one entry per stage for multi-stage models). The names are the keys `posekit forward`
+/// writes and the pipelines read.
+pub trait PoseNetwork {
+    fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>>;
+}
+
+impl PoseNetwork for PoseHrnet {
+    fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
+        PoseHrnet::forward_named(self, input, train)
+    }
+}
+
+impl PoseNetwork for HigherHrnet {
+    fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
+        HigherHrnet::forward_named(self, input, train)
+    }
+}
+
+/// One row of the preset table.
+#[derive(Debug, Clone, Copy)]
+pub struct Preset {
+    pub name: &'static str,
+    pub paradigm: Paradigm,
+    /// The keypoint layout (`posekit_core::KeypointLayout::builtin`) of its outputs.
+    pub layout: &'static str,
+    pub num_joints: i64,
+    /// Input sizes as (height, width); the first is the default.
+    pub input_sizes: &'static [(i64, i64)],
+    pub summary: &'static str,
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "hrnet-w32",
+        paradigm: Paradigm::TopDown,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(256, 192), (384, 288)],
+        summary: "HRNet-W32, COCO (Sun et al. 2019)",
+    },
+    Preset {
+        name: "hrnet-w48",
+        paradigm: Paradigm::TopDown,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(256, 192), (384, 288)],
+        summary: "HRNet-W48, COCO",
+    },
+    Preset {
+        name: "hrnet-w32-mpii",
+        paradigm: Paradigm::TopDown,
+        layout: "mpii16",
+        num_joints: 16,
+        input_sizes: &[(256, 256)],
+        summary: "HRNet-W32, MPII",
+    },
+    Preset {
+        name: "higherhrnet-w32",
+        paradigm: Paradigm::BottomUp,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(512, 512)],
+        summary: "HigherHRNet-W32 with associative embedding, COCO (Cheng et al. 2020)",
+    },
+    Preset {
+        name: "higherhrnet-w48",
+        paradigm: Paradigm::BottomUp,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(640, 640)],
+        summary: "HigherHRNet-W48 with associative embedding, COCO",
+    },
+];
+
+impl Preset {
+    /// Looks a preset up by name; the error lists the known names.
+    pub fn find(name: &str) -> Result<&'static Preset> {
+        PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+            Error::Shape(format!("unknown model preset '{name}'; known presets: {}", names.join(", ")))
+        })
+    }
+
+    pub fn default_input_size(&self) -> (i64, i64) {
+        self.input_sizes[0]
+    }
+
+    /// Checks a requested input size against the preset's supported ones.
+    pub fn check_input_size(&self, size: (i64, i64)) -> Result<()> {
+        if self.input_sizes.contains(&size) {
+            return Ok(());
+        }
+        let sizes: Vec<String> = self.input_sizes.iter().map(|(h, w)| format!("{h}x{w}")).collect();
+        Err(Error::Shape(format!(
+            "{} takes inputs of {} (height x width), not {}x{}",
+            self.name,
+            sizes.join(" or "),
+            size.0,
+            size.1
+        )))
+    }
+
+    /// Builds the network under `p`, whose variable names are then the checkpoint's keys.
+    pub fn build(&self, p: &nn::Path) -> Result<Box<dyn PoseNetwork>> {
+        Ok(match self.name {
+            "hrnet-w32" => Box::new(PoseHrnet::new(p, &HrnetConfig::w32())?),
+            "hrnet-w48" => Box::new(PoseHrnet::new(p, &HrnetConfig::w48())?),
+            "hrnet-w32-mpii" => Box::new(PoseHrnet::new(p, &HrnetConfig::w32_mpii())?),
+            "higherhrnet-w32" => Box::new(HigherHrnet::new(p, &HigherHrnetConfig::w32())?),
+            "higherhrnet-w48" => Box::new(HigherHrnet::new(p, &HigherHrnetConfig::w48())?),
+            other => return Err(Error::Shape(format!("preset '{other}' has no builder"))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn every_preset_builds_and_names_are_unique() {
+        let mut names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), PRESETS.len());
+        for preset in PRESETS {
+            let vs = nn::VarStore::new(Device::Cpu);
+            preset.build(&vs.root()).unwrap_or_else(|e| panic!("{}: {e}", preset.name));
+            assert!(!vs.variables().is_empty(), "{}", preset.name);
+        }
+    }
+
+    #[test]
+    fn unknown_names_and_sizes_are_clear_errors() {
+        let err = Preset::find("hrnet-w64").unwrap_err().to_string();
+        assert!(err.contains("hrnet-w32"), "{err}");
+        let hrnet = Preset::find("hrnet-w32").unwrap();
+        assert!(hrnet.check_input_size((384, 288)).is_ok());
+        let err = hrnet.check_input_size((100, 100)).unwrap_err().to_string();
+        assert!(err.contains("256x192"), "{err}");
+    }
+
+    #[test]
+    fn hrnet_preset_outputs_quarter_resolution_heatmaps() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Preset::find("hrnet-w32").unwrap().build(&vs.root()).unwrap();
+        let x = Tensor::zeros([1, 3, 256, 192], (Kind::Float, Device::Cpu));
+        let out = tch::no_grad(|| net.forward_named(&x, false)).unwrap();
+        assert_eq!(out[0].0, "heatmaps");
+        assert_eq!(out[0].1.size(), vec![1, 17, 64, 48]);
+    }
+}
