@@ -413,3 +413,32 @@ fn convert_checks_against_the_model_and_writes_its_variables() {
         .eq(&expected()["conv.weight"]));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn metadata_objects_load_as_inert_values() {
+    let ckpt = read_pth(&data("metadata_zip.pth")).unwrap();
+    let meta = ckpt.root.get("meta").unwrap();
+    assert_eq!(meta.get("best"), Some(&Item::Other("numpy scalar".into())));
+    assert_eq!(meta.get("sigmas"), Some(&Item::Other("numpy array".into())));
+    assert_eq!(
+        meta.get("device"),
+        Some(&Item::Other("torch.device".into()))
+    );
+    assert_eq!(
+        meta.get("size"),
+        Some(&Item::List(vec![Item::Int(2), Item::Int(3)]))
+    );
+    assert_eq!(
+        meta.get("args"),
+        Some(&Item::Other("argparse.Namespace".into()))
+    );
+    // A tensor with a Python attribute comes through `_rebuild_from_type_v2`.
+    let tensors = read_weights(&data("metadata_zip.pth"), &KeyMap::default())
+        .unwrap()
+        .tensors;
+    assert_eq!(tensors.len(), 1);
+    let (name, t) = &tensors[0];
+    assert_eq!(name, "tagged");
+    let values: Vec<f32> = Vec::try_from(&t.to_tch().unwrap()).unwrap();
+    assert_eq!(values, vec![0.0, 1.0, 2.0, 3.0]);
+}

@@ -102,12 +102,14 @@ pub fn read_weights(path: &Path, key_map: &KeyMap) -> Result<WeightsFile, Weight
                 PthFormat::Zip => WeightsFormat::PthZip,
                 PthFormat::Legacy => WeightsFormat::PthLegacy,
             };
-            let (weights, container) = key_map.select_weights(&ckpt.root);
-            let tensors = weights
-                .tensors()
-                .into_iter()
-                .map(|(name, t)| (name, t.clone()))
-                .collect::<Vec<_>>();
+            let (_, container) = key_map.select_weights(&ckpt.root);
+            let mut weights = ckpt.root;
+            for key in &container {
+                weights = weights.remove(key).ok_or_else(|| {
+                    WeightsError::format(path, format!("container {key} vanished"))
+                })?;
+            }
+            let tensors = weights.into_tensors();
             if tensors.is_empty() {
                 return Err(WeightsError::format(
                     path,
@@ -197,9 +199,13 @@ pub fn load_weights_with(
     path: &Path,
     options: &LoadOptions,
 ) -> Result<LoadReport, WeightsError> {
-    let file = read_weights(path, &options.key_map)?;
+    let WeightsFile {
+        tensors, container, ..
+    } = read_weights(path, &options.key_map)?;
     let variables = vs.variables();
-    let mapped = map_names(&file, &options.key_map, |k| variables.contains_key(k))?;
+    let mapped = map_names(tensors, path, &options.key_map, |k| {
+        variables.contains_key(k)
+    })?;
     let mut tensors = HashMap::with_capacity(mapped.tensors.len());
     for (name, raw) in mapped.tensors {
         let t = raw
@@ -211,7 +217,7 @@ pub fn load_weights_with(
     Ok(LoadReport {
         dropped: mapped.dropped,
         renamed: mapped.renamed,
-        container: file.container,
+        container,
         ..report
     })
 }
@@ -249,9 +255,14 @@ pub fn convert_checkpoint_with(
     output: &Path,
     key_map: &KeyMap,
 ) -> Result<ConvertReport, WeightsError> {
-    let file = read_weights(input, key_map)?;
+    let WeightsFile {
+        format,
+        container,
+        tensors,
+        ..
+    } = read_weights(input, key_map)?;
     let variables = vs.variables();
-    let mapped = map_names(&file, key_map, |k| variables.contains_key(k))?;
+    let mut mapped = map_names(tensors, input, key_map, |k| variables.contains_key(k))?;
     let model_shapes = var_shapes(vs);
     let mismatch = compare(
         &model_shapes,
@@ -262,12 +273,16 @@ pub fn convert_checkpoint_with(
     );
     mismatch_result(mismatch, input)?;
 
+    let dropped = std::mem::take(&mut mapped.dropped);
     let mut out: BTreeMap<&str, RawTensor> = BTreeMap::new();
     for (name, var) in &variables {
-        let raw = &mapped.tensors[name];
+        // Present: the strict check above found no missing key.
+        let raw = mapped.tensors.remove(name).ok_or_else(|| {
+            WeightsError::format(input, format!("tensor {name} vanished during conversion"))
+        })?;
         let wanted = var.kind();
         let raw = if raw.dtype.kind() == wanted {
-            raw.clone()
+            raw
         } else {
             let cast = raw
                 .to_tch()
@@ -282,10 +297,10 @@ pub fn convert_checkpoint_with(
         .map_err(|e| WeightsError::io(output, "cannot stat the written file", e))?
         .len();
     Ok(ConvertReport {
-        input_format: file.format,
-        container: file.container,
+        input_format: format,
+        container,
         tensors: out.len(),
-        dropped: mapped.dropped,
+        dropped,
         renamed: mapped.renamed,
         output_bytes,
     })
@@ -334,27 +349,26 @@ fn detect_format(path: &Path) -> Result<WeightsFormat, WeightsError> {
 }
 
 fn map_names(
-    file: &WeightsFile,
+    tensors: Vec<(String, RawTensor)>,
+    path: &Path,
     key_map: &KeyMap,
     is_model_key: impl Fn(&str) -> bool,
 ) -> Result<Mapped<RawTensor>, WeightsError> {
-    key_map
-        .apply(file.tensors.clone(), is_model_key)
-        .map_err(|collisions| {
-            let described: Vec<String> = collisions
-                .iter()
-                .take(5)
-                .map(|(to, from)| format!("{} -> {to}", from.join(" and ")))
-                .collect();
-            WeightsError::format(
-                &file.path,
-                format!(
-                    "{} model names are given by more than one checkpoint key: {}",
-                    collisions.len(),
-                    described.join("; ")
-                ),
-            )
-        })
+    key_map.apply(tensors, is_model_key).map_err(|collisions| {
+        let described: Vec<String> = collisions
+            .iter()
+            .take(5)
+            .map(|(to, from)| format!("{} -> {to}", from.join(" and ")))
+            .collect();
+        WeightsError::format(
+            path,
+            format!(
+                "{} model names are given by more than one checkpoint key: {}",
+                collisions.len(),
+                described.join("; ")
+            ),
+        )
+    })
 }
 
 fn var_shapes(vs: &VarStore) -> HashMap<String, Vec<i64>> {

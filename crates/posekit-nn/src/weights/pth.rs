@@ -15,6 +15,7 @@
 //! [`RawTensor`]s, which copies views (transposes, slices, shared storages, stride-0 expansions)
 //! into independent tensors, as `torch.load` followed by `.contiguous()` would.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -76,6 +77,25 @@ impl Item {
         out
     }
 
+    /// Consumes the item and returns its tensors named as [`Item::tensors`] names them, without
+    /// copying their data.
+    pub fn into_tensors(self) -> Vec<(String, RawTensor)> {
+        let mut out = Vec::new();
+        collect_owned(self, String::new(), &mut out);
+        out
+    }
+
+    /// Takes the entry `key` out of a dict.
+    pub fn remove(&mut self, key: &str) -> Option<Item> {
+        match self {
+            Item::Dict(entries) => {
+                let i = entries.iter().position(|(k, _)| k == key)?;
+                Some(entries.remove(i).1)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether any tensor lies under this item.
     pub fn has_tensors(&self) -> bool {
         match self {
@@ -105,6 +125,32 @@ fn collect_tensors<'a>(item: &'a Item, prefix: String, out: &mut Vec<(String, &'
         Item::List(items) => {
             for (i, v) in items.iter().enumerate() {
                 collect_tensors(v, join(&i.to_string()), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn collect_owned(item: Item, prefix: String, out: &mut Vec<(String, RawTensor)>) {
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match item {
+        Item::Tensor(t) => out.push((prefix, t)),
+        Item::Dict(entries) => {
+            for (k, v) in entries {
+                let name = join(&k);
+                collect_owned(v, name, out);
+            }
+        }
+        Item::List(items) => {
+            for (i, v) in items.into_iter().enumerate() {
+                let name = join(&i.to_string());
+                collect_owned(v, name, out);
             }
         }
         _ => {}
@@ -212,7 +258,7 @@ fn read_zip(path: &Path) -> Result<Checkpoint, WeightsError> {
     let (value, _) = pickle::unpickle(&pkl, 0, &mut storage_refs)
         .map_err(|e| pickle_error(path, &pickle_name, e))?;
 
-    let mut storages: HashMap<String, Rc<Vec<u8>>> = HashMap::new();
+    let mut storages: HashMap<String, Cow<[u8]>> = HashMap::new();
     for key in storage_refs.keys() {
         let member = format!("{prefix}data/{key}");
         let mut bytes = read_member(&mut archive, path, &member)?;
@@ -220,7 +266,7 @@ fn read_zip(path: &Path) -> Result<Checkpoint, WeightsError> {
             let elt = storage_refs[key].dtype.size();
             swap_bytes(&mut bytes, elt);
         }
-        storages.insert(key.clone(), Rc::new(bytes));
+        storages.insert(key.clone(), Cow::Owned(bytes));
     }
     let root = materialise(&value, &storages, 0).map_err(|m| WeightsError::format(path, m))?;
     Ok(Checkpoint {
@@ -299,7 +345,8 @@ fn read_legacy(path: &Path) -> Result<Checkpoint, WeightsError> {
         }
     };
 
-    let mut storages: HashMap<String, Rc<Vec<u8>>> = HashMap::new();
+    // Storages are borrowed from the file's bytes, not copied: a W48 checkpoint is 250 MB.
+    let mut storages: HashMap<String, Cow<[u8]>> = HashMap::new();
     for key in &keys {
         let storage = refs.get(key).ok_or_else(|| {
             WeightsError::format(path, format!("storage {key} is listed but never used"))
@@ -324,11 +371,15 @@ fn read_legacy(path: &Path) -> Result<Checkpoint, WeightsError> {
             .ok_or_else(truncated)?;
         let start = pos + 8;
         let end = start.checked_add(len).ok_or_else(truncated)?;
-        let mut bytes = data.get(start..end).ok_or_else(truncated)?.to_vec();
-        if !little_endian {
-            swap_bytes(&mut bytes, storage.dtype.size());
-        }
-        storages.insert(key.clone(), Rc::new(bytes));
+        let bytes = data.get(start..end).ok_or_else(truncated)?;
+        let bytes = if little_endian {
+            Cow::Borrowed(bytes)
+        } else {
+            let mut swapped = bytes.to_vec();
+            swap_bytes(&mut swapped, storage.dtype.size());
+            Cow::Owned(swapped)
+        };
+        storages.insert(key.clone(), bytes);
         pos = end;
     }
     // Pre-1.0 storage views: a slice of another storage, by element offset and size.
@@ -344,7 +395,7 @@ fn read_legacy(path: &Path) -> Result<Checkpoint, WeightsError> {
                 .filter(|&(_, e)| e <= bytes.len() as u64)
                 .ok_or_else(|| WeightsError::format(path, "storage view out of range"))?;
             let slice = bytes[range.0 as usize..range.1 as usize].to_vec();
-            storages.insert(storage.key.clone(), Rc::new(slice));
+            storages.insert(storage.key.clone(), Cow::Owned(slice));
         }
     }
 
@@ -360,7 +411,7 @@ fn read_legacy(path: &Path) -> Result<Checkpoint, WeightsError> {
 
 fn materialise(
     value: &Value,
-    storages: &HashMap<String, Rc<Vec<u8>>>,
+    storages: &HashMap<String, Cow<[u8]>>,
     depth: usize,
 ) -> Result<Item, String> {
     if depth > MAX_DEPTH {
@@ -422,7 +473,7 @@ fn key_string(k: &Value) -> String {
 /// actual bytes, because they come from the file.
 fn tensor_from_storage(
     t: &TensorRef,
-    storages: &HashMap<String, Rc<Vec<u8>>>,
+    storages: &HashMap<String, Cow<[u8]>>,
 ) -> Result<RawTensor, String> {
     let dtype = t.storage.dtype;
     let elt = dtype.size();
@@ -527,7 +578,7 @@ mod tests {
     use super::*;
     use crate::weights::tensor::DType;
 
-    fn storage(values: &[f64]) -> (Rc<StorageRef>, HashMap<String, Rc<Vec<u8>>>) {
+    fn storage(values: &[f64]) -> (Rc<StorageRef>, HashMap<String, Cow<'static, [u8]>>) {
         let s = Rc::new(StorageRef {
             key: "0".into(),
             dtype: DType::F32,
@@ -539,7 +590,7 @@ mod tests {
             .iter()
             .flat_map(|&v| (v as f32).to_le_bytes())
             .collect();
-        map.insert("0".to_string(), Rc::new(bytes));
+        map.insert("0".to_string(), Cow::Owned(bytes));
         (s, map)
     }
 
