@@ -6,7 +6,7 @@
 //! heatmap's own pixels. Mapping those pixels back to the image is geometry's job, not ours.
 //!
 //! Every variant reproduces a reference implementation number for number, because published
-//! accuracies depend on these details (the quarter-pixel shift alone is worth about 1 AP):
+//! accuracies depend on these sub-pixel details:
 //!
 //! | variant / refinement | reference |
 //! |---|---|
@@ -282,9 +282,11 @@ impl HeatmapCodec {
         }
     }
 
-    /// Whether the flip test shifts the flipped-back heatmaps one pixel right: HRNet's
-    /// `SHIFT_HEATMAP` compensates the half-pixel misalignment of `input / heatmap` strides;
-    /// UDP's geometry is already aligned, so MMPose turns it off there.
+    /// Whether the flip test shifts the flipped-back heatmaps one pixel right. With stride
+    /// `s = input / heatmap`, mirroring the crop (`x -> w - 1 - x`) and flipping the heatmap back
+    /// puts a joint `1 - 1/s` heatmap pixels (0.75 at stride 4) left of where the normal output
+    /// has it; HRNet's `SHIFT_HEATMAP` compensates that approximately. UDP's geometry mirrors
+    /// exactly, so MMPose turns the shift off there.
     pub fn shifts_flipped_heatmaps(&self) -> bool {
         self.variant != HeatmapVariant::Udp
     }

@@ -1,5 +1,5 @@
 //! The flip test: the network also sees the mirrored crop, and its heatmaps, mirrored back with
-//! left and right joints swapped, are averaged with the normal ones (about +1 AP on COCO).
+//! left and right joints swapped, are averaged with the normal ones, which reduces noise in both.
 
 use ndarray::{s, Array3, ArrayView3, Axis};
 
@@ -28,8 +28,8 @@ pub fn flip_back(flipped: ArrayView3<f32>, flip_pairs: &[[usize; 2]]) -> Result<
 }
 
 /// HRNet's `SHIFT_HEATMAP`: `maps[:, :, 1:] = maps[:, :, :-1]`, column 0 keeping its value.
-/// With stride `input / heatmap` a mirrored crop's heatmap pixel `i` sits at `W - 1 - i` only
-/// up to a one-pixel offset; the shift compensates it.
+/// With stride `s = input / heatmap` the flipped-back maps sit `1 - 1/s` pixels left of the
+/// normal ones; the one-pixel shift approximately compensates it.
 pub fn shift_flipped_heatmaps(maps: &mut Array3<f32>) {
     let width = maps.len_of(Axis(2));
     for c in (1..width).rev() {
