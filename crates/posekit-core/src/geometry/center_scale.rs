@@ -81,6 +81,31 @@ impl CenterScale {
         Ok(Self { center, scale })
     }
 
+    /// An MPII annotation's `center` (1-based MATLAB pixels) and `scale` (person height / 200)
+    /// to the crop the official HRNet MPII loader uses: the center moves down by `15 * scale`
+    /// pixels and the scale grows by 1.25 ("to avoid cropping limbs"), then the center becomes
+    /// 0-based. Computed in f64, as that loader does.
+    ///
+    /// MPII marks people without a usable box with center x = -1; the reference then crops
+    /// around (-2, y - 1) anyway. Here that is an error, so the caller decides what to skip.
+    pub fn from_mpii(center: [f64; 2], scale: f64) -> Result<Self> {
+        if !(center.iter().all(|v| v.is_finite()) && scale.is_finite() && scale > 0.0) {
+            return Err(Error::Shape(format!(
+                "MPII center {center:?} / scale {scale} must be finite with a positive scale"
+            )));
+        }
+        if center[0] == -1.0 {
+            return Err(Error::Shape(format!(
+                "MPII person has no center ({center:?})"
+            )));
+        }
+        let s = scale * DEFAULT_PADDING;
+        Ok(Self {
+            center: [center[0] - 1.0, center[1] + 15.0 * scale - 1.0],
+            scale: [s, s],
+        })
+    }
+
     /// The crop's extent in image pixels, `[width, height]` (`scale * 200`).
     pub fn size_px(&self) -> [f64; 2] {
         [self.scale[0] * PIXEL_STD, self.scale[1] * PIXEL_STD]
@@ -169,6 +194,17 @@ mod tests {
         // A zero-width box is a line; the aspect fix still makes a crop of it.
         let cs = CenterScale::from_xywh([5.0, 5.0, 0.0, 40.0], 0.75).unwrap();
         assert!((cs.scale[0] - 0.1875).abs() < 1e-7);
+    }
+
+    #[test]
+    fn mpii_center_moves_down_and_becomes_zero_based() {
+        let cs = CenterScale::from_mpii([601.0, 380.0], 3.021046).unwrap();
+        assert_eq!(cs.center[0], 600.0);
+        assert!((cs.center[1] - (380.0 + 15.0 * 3.021046 - 1.0)).abs() < 1e-12);
+        assert!((cs.scale[0] - 3.021046 * 1.25).abs() < 1e-12);
+        assert_eq!(cs.scale[0], cs.scale[1]);
+        assert!(CenterScale::from_mpii([-1.0, -1.0], 1.0).is_err());
+        assert!(CenterScale::from_mpii([10.0, 10.0], 0.0).is_err());
     }
 
     #[test]
