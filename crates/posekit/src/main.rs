@@ -16,12 +16,24 @@ enum Command {
     /// Score predictions against ground truth (COCO keypoint AP/AR, MPII PCKh).
     #[command(subcommand)]
     Eval(cli::eval::EvalCommand),
+    /// List the model presets with their parameter counts and input sizes.
+    Models,
+    /// Check a checkpoint against a model and write it as safetensors.
+    Convert(cli::convert::ConvertArgs),
+    /// Run a network on a stored input tensor and write every output head.
+    Forward(cli::forward::ForwardArgs),
+    /// Measure a network's speed (images/s, ms per batch).
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(cmd) => cli::eval::run(cmd),
+        Command::Models => cli::models::run(),
+        Command::Convert(args) => cli::convert::run(args),
+        Command::Forward(args) => cli::forward::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

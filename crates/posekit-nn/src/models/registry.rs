@@ -20,6 +20,13 @@ pub enum Paradigm {
 /// writes and the pipelines read.
 pub trait PoseNetwork {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>>;
+
+    /// Folds every BatchNorm that follows a convolution into that convolution's weights and
+    /// bias, for inference only: the network then skips one memory pass per layer. Returns
+    /// whether anything was folded. After folding, training mode is no longer meaningful.
+    fn fold_batchnorm(&mut self) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 impl PoseNetwork for PoseHrnet {

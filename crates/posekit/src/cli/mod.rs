@@ -1,3 +1,7 @@
 //! One file per subcommand; each parses its arguments and calls the library.
 
+pub mod bench;
+pub mod convert;
 pub mod eval;
+pub mod forward;
+pub mod models;
