@@ -232,8 +232,7 @@ impl<'a> CocoEvaluator<'a> {
             let mut order: Vec<usize> = (0..scores.len()).collect();
             order.sort_by(|&a, &b| descending(scores[a], scores[b]));
             for a in 0..AREA_RANGES.len() {
-                for t in 0..num_t {
-                    let per_t = &outcomes[a][t];
+                for (t, per_t) in outcomes[a].iter().enumerate() {
                     if let Some(curve) = curve(order.iter().map(|&o| per_t[o]), counted[a]) {
                         sums.set(a, t, c, curve.precision, curve.recall);
                     }

@@ -317,6 +317,30 @@ pub fn load_detections(path: impl AsRef<Path>) -> Result<Vec<CocoDetection>> {
     Ok(dets)
 }
 
+/// Checks that every detection is on an image of the ground truth, so that a top-down run on
+/// the wrong detection file fails at once instead of producing results pycocotools rejects.
+pub fn check_detection_images(
+    path: &Path,
+    detections: &[CocoDetection],
+    gt: &CocoKeypointsGt,
+) -> Result<()> {
+    let images: HashSet<i64> = gt.images.iter().map(|im| im.id).collect();
+    match detections
+        .iter()
+        .position(|d| !images.contains(&d.image_id))
+    {
+        Some(i) => Err(Error::invalid(
+            path,
+            format!("[{i}].image_id"),
+            format!(
+                "image {} is not in the ground truth",
+                detections[i].image_id
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Reads a keypoint results file and checks it against the ground truth it will be evaluated
 /// on (image ids, category ids, keypoint counts).
 pub fn load_keypoint_results(
@@ -452,7 +476,7 @@ pub fn keypoint_results_to_string(path: &Path, results: &[CocoKeypointResult]) -
                 check_finite(path, || format!("[{i}].{name}"), v)?;
             }
         }
-        if r.keypoints.len() % 3 != 0 {
+        if !r.keypoints.len().is_multiple_of(3) {
             return Err(Error::invalid(
                 path,
                 format!("[{i}].keypoints"),
@@ -526,12 +550,9 @@ fn non_finite_token(bytes: &[u8], err: &serde_json::Error) -> Option<&'static st
     let at = line_start + err.column().saturating_sub(1);
     let lo = at.saturating_sub(9);
     let window = bytes.get(lo..(at + 9).min(bytes.len()))?;
-    for token in ["-Infinity", "Infinity", "NaN"] {
-        if window.windows(token.len()).any(|w| w == token.as_bytes()) {
-            return Some(token);
-        }
-    }
-    None
+    ["-Infinity", "Infinity", "NaN"]
+        .into_iter()
+        .find(|token| window.windows(token.len()).any(|w| w == token.as_bytes()))
 }
 
 fn check_keypoint_len(
@@ -630,7 +651,7 @@ mod tests {
 
     fn gt_json() -> String {
         let kps: Vec<String> = (0..17).map(|i| format!("\"k{i}\"")).collect();
-        let ann_kps = vec!["10", "20", "2"].repeat(17).join(",");
+        let ann_kps = ["10", "20", "2"].repeat(17).join(",");
         format!(
             r#"{{"info": {{}}, "images": [{{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480}}],
               "annotations": [{{"id": 5, "image_id": 1, "category_id": 1, "keypoints": [{ann_kps}],
@@ -874,6 +895,19 @@ mod tests {
         let err = load_detections(&path).unwrap_err().to_string();
         assert!(
             err.contains("dets.json: [0].bbox: invalid length 3"),
+            "{err}"
+        );
+        let dets = vec![CocoDetection {
+            image_id: 2,
+            category_id: 1,
+            bbox: [0.0; 4],
+            score: 0.5,
+        }];
+        let err = check_detection_images(&path, &dets, &gt())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("dets.json: [0].image_id: image 2 is not in the ground truth"),
             "{err}"
         );
         let err = load_detections(dir.join("missing.json")).unwrap_err();
