@@ -244,6 +244,8 @@ fn truncated_and_corrupt_files_give_errors_naming_the_file() {
     let err = read_pth(&missing).unwrap_err();
     assert!(matches!(err, WeightsError::Io { .. }));
     assert!(err.to_string().contains("does-not-exist.pth"), "{err}");
+    let err = read_pth(&data("torchscript.pt")).unwrap_err();
+    assert!(err.to_string().contains("TorchScript archive"), "{err}");
     let text = dir.join("notes.pth");
     std::fs::write(&text, "hello").unwrap();
     assert!(read_pth(&text)
@@ -432,6 +434,7 @@ fn metadata_objects_load_as_inert_values() {
         meta.get("args"),
         Some(&Item::Other("argparse.Namespace".into()))
     );
+    assert_eq!(meta.get("dtype"), Some(&Item::Other("torch.dtype".into())));
     // A tensor with a Python attribute comes through `_rebuild_from_type_v2`.
     let tensors = read_weights(&data("metadata_zip.pth"), &KeyMap::default())
         .unwrap()

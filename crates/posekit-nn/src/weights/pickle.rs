@@ -163,6 +163,12 @@ fn resolve_global(module: &str, name: &str) -> Option<Global> {
         ("torch", "Size") => Global::TorchSize,
         ("_codecs", "encode") => Global::CodecsEncode,
         ("torch", "device") => Global::Inert("torch.device"),
+        // dtypes are data (`torch.float32`), referenced by mixed-precision training metadata.
+        (
+            "torch",
+            "float64" | "double" | "float32" | "float" | "float16" | "half" | "bfloat16" | "int64"
+            | "long" | "int32" | "int" | "int16" | "short" | "int8" | "uint8" | "bool",
+        ) => Global::Inert("torch.dtype"),
         ("torch", storage) | ("torch.cuda", storage) => {
             Global::Storage(DType::from_storage_class(storage)?)
         }

@@ -237,6 +237,18 @@ fn read_zip(path: &Path) -> Result<Checkpoint, WeightsError> {
             }
         })?;
     let prefix = pickle_name.trim_end_matches("data.pkl").to_string();
+    // torch.jit.save archives also have a data.pkl, full of `__torch__` classes; say what the
+    // file is rather than refusing its first global.
+    if names
+        .iter()
+        .any(|n| n.starts_with(&format!("{prefix}code/")) || *n == format!("{prefix}constants.pkl"))
+    {
+        return Err(WeightsError::format(
+            path,
+            "a TorchScript archive (torch.jit.save), not a state_dict; save `model.state_dict()` \
+             with torch.save instead",
+        ));
+    }
 
     let big_endian = match read_member(&mut archive, path, &format!("{prefix}byteorder")) {
         Ok(bytes) => match bytes.as_slice() {
@@ -452,6 +464,7 @@ fn materialise(
         }
         Value::Tensor(t) => Item::Tensor(tensor_from_storage(t, storages)?),
         Value::Storage(s) => Item::Other(format!("bare {:?} storage {}", s.dtype, s.key)),
+        Value::Global(super::pickle::Global::Inert(name)) => Item::Other(name.to_string()),
         Value::Global(g) => Item::Other(format!("{g:?}")),
         Value::Opaque(name) => Item::Other(name.to_string()),
     })
