@@ -111,6 +111,12 @@ impl AeLoss {
     /// `tags`: `[N, ...]` (typically `[N, K, H, W]`), flattened per image; `joints`:
     /// `[N, max_people, K, 2]` of integers (any integer or float kind, as the official code
     /// casts to long). Returns `(push, pull)`, each `[N]`.
+    ///
+    /// The official code loops over images and people in Python; here the whole batch is a
+    /// handful of tensor ops (one gather, masked sums over joints and over pairs of people), so
+    /// that a GPU step does not launch a kernel per person. The visible indices are checked on
+    /// the CPU first: an out-of-range index would otherwise be a libtorch panic (or, on CUDA, a
+    /// device-side assert).
     pub fn forward(&self, tags: &Tensor, joints: &Tensor) -> Result<(Tensor, Tensor)> {
         let ts = tags.size();
         let js = joints.size();
@@ -120,27 +126,68 @@ impl AeLoss {
                  with the same N"
             )));
         }
-        let n = ts[0];
+        let (n, people, num_joints) = (ts[0], js[1], js[2]);
         let flat = tags.reshape([n, -1]);
-        let per_image = (js[1] * js[2] * 2) as usize;
-        let all: Vec<i64> = Vec::try_from(
-            joints
-                .to_kind(Kind::Int64)
-                .to_device(tch::Device::Cpu)
-                .reshape([-1]),
-        )
-        .map_err(|e| shape_err(format!("AELoss: cannot read joints: {e}")))?;
-        let mut pushes = Vec::with_capacity(n as usize);
-        let mut pulls = Vec::with_capacity(n as usize);
-        for b in 0..n {
-            let start = b as usize * per_image;
-            let joints_b = &all[start..start + per_image];
-            let (push, pull) =
-                self.image_loss(&flat.get(b), joints_b, js[1] as usize, js[2] as usize)?;
-            pushes.push(push);
-            pulls.push(pull);
+        let len = flat.size()[1];
+        let joints_cpu = joints.to_kind(Kind::Int64).to_device(tch::Device::Cpu);
+        let values: Vec<i64> = Vec::try_from(joints_cpu.reshape([-1]))
+            .map_err(|e| shape_err(format!("AELoss: cannot read joints: {e}")))?;
+        for (i, joint) in values.chunks_exact(2).enumerate() {
+            if joint[1] > 0 && (joint[0] < 0 || joint[0] >= len) {
+                let per_image = (people * num_joints) as usize;
+                let (b, rest) = (i / per_image, i % per_image);
+                return Err(shape_err(format!(
+                    "AELoss: image {b} person {} joint {} has flat index {} outside the tag \
+                     map of {len} values",
+                    rest / num_joints as usize,
+                    rest % num_joints as usize,
+                    joint[0]
+                )));
+            }
         }
-        Ok((Tensor::stack(&pushes, 0), Tensor::stack(&pulls, 0)))
+        if people == 0 || num_joints == 0 {
+            let zeros = Tensor::zeros([n], (flat.kind(), flat.device()));
+            return Ok((zeros.shallow_clone(), zeros));
+        }
+
+        let device = flat.device();
+        let joints = joints_cpu.to_device(device);
+        let visible = joints.select(3, 1).gt(0); // [N, P, K]
+                                                 // Invisible entries may hold any index (padding): point them at 0, they are masked.
+        let index = joints
+            .select(3, 0)
+            .where_self(&visible, &Tensor::zeros([], (Kind::Int64, device)));
+        let weight = visible.to_kind(flat.kind());
+        let picked = flat
+            .gather(1, &index.reshape([n, people * num_joints]), false)
+            .reshape([n, people, num_joints]);
+        let count = weight.sum_dim_intlist(&[2i64][..], false, flat.kind()); // [N, P]
+        let present = count.gt(0).to_kind(flat.kind()); // people with a visible joint
+        let denom = count.clamp_min(1.0);
+        let mean = (&picked * &weight).sum_dim_intlist(&[2i64][..], false, flat.kind()) / &denom;
+        let spread = ((&picked - mean.unsqueeze(2)).square() * &weight).sum_dim_intlist(
+            &[2i64][..],
+            false,
+            flat.kind(),
+        ) / &denom;
+        let num_people = present.sum_dim_intlist(&[1i64][..], false, flat.kind()); // [N]
+        let pull = (spread * &present).sum_dim_intlist(&[1i64][..], false, flat.kind())
+            / num_people.clamp_min(1.0);
+
+        let diff = mean.unsqueeze(2) - mean.unsqueeze(1); // [N, P, P]
+        let kernel = match self.kind {
+            AeLossKind::Exp => (-diff.square()).exp(),
+            AeLossKind::Max => (-diff.abs() + 1.0).clamp_min(0.0),
+        };
+        let pairs = present.unsqueeze(2) * present.unsqueeze(1);
+        // The diagonal contributes exactly 1 per person in both kernels; the official code
+        // subtracts it after summing.
+        let off_diagonal =
+            (kernel * pairs).sum_dim_intlist(&[1i64, 2][..], false, flat.kind()) - &num_people;
+        let push_pairs = (&num_people - 1.0) * &num_people;
+        let push = (off_diagonal / push_pairs.clamp_min(1.0) * 0.5)
+            * num_people.ge(2.0).to_kind(flat.kind());
+        Ok((push, pull))
     }
 
     /// The loss of one image: `tags` flattened to `[L]`, `joints` the image's
@@ -158,52 +205,9 @@ impl AeLoss {
                 joints.len()
             )));
         }
-        let tags = tags.reshape([-1]);
-        let len = tags.size()[0];
-        let opts = (tags.kind(), tags.device());
-        let mut means = Vec::new();
-        let mut pull = Tensor::zeros([0i64; 0], opts);
-        for (p, person) in joints.chunks_exact(num_joints * 2).enumerate() {
-            let mut idx = Vec::new();
-            for (k, joint) in person.chunks_exact(2).enumerate() {
-                if joint[1] > 0 {
-                    if joint[0] < 0 || joint[0] >= len {
-                        return Err(shape_err(format!(
-                            "AELoss: person {p} joint {k} has flat index {} outside the tag \
-                             map of {len} values",
-                            joint[0]
-                        )));
-                    }
-                    idx.push(joint[0]);
-                }
-            }
-            if idx.is_empty() {
-                continue;
-            }
-            let idx = Tensor::from_slice(&idx).to_device(tags.device());
-            let person_tags = tags.index_select(0, &idx);
-            let mean = person_tags.mean(Kind::Float);
-            pull = pull + (&person_tags - &mean).square().mean(Kind::Float);
-            means.push(mean);
-        }
-        let count = means.len();
-        let zero = Tensor::zeros([0i64; 0], opts);
-        match count {
-            0 => Ok((zero, Tensor::zeros([0i64; 0], opts))),
-            1 => Ok((zero, pull)),
-            _ => {
-                let m = Tensor::stack(&means, 0);
-                let diff = m.unsqueeze(1) - m.unsqueeze(0);
-                let kernel = match self.kind {
-                    AeLossKind::Exp => (-diff.square()).exp(),
-                    AeLossKind::Max => (-diff.abs() + 1.0).clamp_min(0.0),
-                };
-                let c = count as f64;
-                // The diagonal contributes exactly 1 per person in both kernels.
-                let push = (kernel.sum(Kind::Float) - c) / ((c - 1.0) * c) * 0.5;
-                Ok((push, pull / c))
-            }
-        }
+        let joints = Tensor::from_slice(joints).reshape([1, people as i64, num_joints as i64, 2]);
+        let (push, pull) = self.forward(&tags.reshape([1, -1]), &joints)?;
+        Ok((push.squeeze_dim(0), pull.squeeze_dim(0)))
     }
 }
 
@@ -441,6 +445,80 @@ mod tests {
         let a = tags.double_value(&[1, 0, 0, 0]);
         let b = tags.double_value(&[1, 0, 1, 1]);
         assert!(close(pull.double_value(&[1]), ((a - b) / 2.0).powi(2)));
+    }
+
+    /// The official per-person loop, written plainly, against the batched implementation.
+    fn loop_reference(
+        tags: &Tensor,
+        joints: &[i64],
+        people: usize,
+        k: usize,
+        max: bool,
+    ) -> (f64, f64) {
+        let tags = tags.reshape([-1]);
+        let mut means = Vec::new();
+        let mut pull = 0.0;
+        for person in joints.chunks_exact(2 * k).take(people) {
+            let vals: Vec<f64> = person
+                .chunks_exact(2)
+                .filter(|j| j[1] > 0)
+                .map(|j| tags.double_value(&[j[0]]))
+                .collect();
+            if vals.is_empty() {
+                continue;
+            }
+            let m = vals.iter().sum::<f64>() / vals.len() as f64;
+            pull += vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / vals.len() as f64;
+            means.push(m);
+        }
+        let n = means.len() as f64;
+        if means.len() < 2 {
+            return (0.0, if n > 0.0 { pull / n } else { 0.0 });
+        }
+        let mut push = 0.0;
+        for a in &means {
+            for b in &means {
+                push += if max {
+                    (1.0 - (a - b).abs()).max(0.0)
+                } else {
+                    (-(a - b).powi(2)).exp()
+                };
+            }
+        }
+        ((push - n) / ((n - 1.0) * n) * 0.5, pull / n)
+    }
+
+    #[test]
+    fn batched_ae_loss_equals_the_per_person_loop() {
+        tch::manual_seed(7);
+        let (b, p, k, hw) = (3i64, 5i64, 4i64, 6i64);
+        let tags = Tensor::randn([b, k, hw], (Kind::Double, Device::Cpu));
+        let idx = Tensor::randint(k * hw, [b, p, k], (Kind::Int64, Device::Cpu));
+        let vis = Tensor::rand([b, p, k], (Kind::Float, Device::Cpu))
+            .gt(0.4)
+            .to_kind(Kind::Int64);
+        let joints = Tensor::stack(&[idx, vis], 3);
+        let flat: Vec<i64> = Vec::try_from(joints.reshape([-1])).unwrap();
+        for kind in [AeLossKind::Exp, AeLossKind::Max] {
+            let (push, pull) = AeLoss::new(kind).forward(&tags, &joints).unwrap();
+            for i in 0..b {
+                let per = (p * k * 2) as usize;
+                let js = &flat[i as usize * per..(i as usize + 1) * per];
+                let (ep, eq) = loop_reference(
+                    &tags.get(i),
+                    js,
+                    p as usize,
+                    k as usize,
+                    kind == AeLossKind::Max,
+                );
+                assert!(close(push.double_value(&[i]), ep), "{kind:?} push {i}");
+                assert!(close(pull.double_value(&[i]), eq), "{kind:?} pull {i}");
+                let (sp, sq) = AeLoss::new(kind)
+                    .image_loss(&tags.get(i), js, p as usize, k as usize)
+                    .unwrap();
+                assert!(close(sp.double_value(&[]), ep) && close(sq.double_value(&[]), eq));
+            }
+        }
     }
 
     #[test]
