@@ -58,6 +58,12 @@ pub fn warp_affine_with(
     kernel: WarpKernel,
 ) -> Result<Array3<u8>> {
     let (h, w, c) = check(src, out_w, out_h)?;
+    if kernel == WarpKernel::FixedPoint && (h > i16::MAX as usize || w > i16::MAX as usize) {
+        // OpenCV 4 stores source coordinates as i16; beyond that its results are not defined.
+        return Err(Error::Shape(format!(
+            "warp: the fixed-point kernel handles at most 32767 pixels per side, source is {w}x{h}"
+        )));
+    }
     let inv = m.inverse()?;
     let src = src.as_standard_layout();
     let data = src
@@ -110,6 +116,16 @@ struct Image<'a> {
 }
 
 impl Image<'_> {
+    /// Offset of pixel (x, y) when (x, y) .. (x + 1, y + 1) are all inside the image.
+    #[inline]
+    fn interior(&self, x: i64, y: i64) -> Option<usize> {
+        if x >= 0 && y >= 0 && (x as usize) + 1 < self.w && (y as usize) + 1 < self.h {
+            Some((y as usize * self.w + x as usize) * self.c)
+        } else {
+            None
+        }
+    }
+
     /// Offset of pixel (x, y), or `None` outside the image (the constant-0 border).
     #[inline]
     fn offset(&self, x: i64, y: i64) -> Option<usize> {
@@ -133,11 +149,9 @@ fn check(src: ArrayView3<u8>, out_w: usize, out_h: usize) -> Result<(usize, usiz
             "warp: output size {out_w}x{out_h} is empty"
         )));
     }
-    // Both kernels address pixels with i32 (the fixed-point one with i16) in OpenCV.
-    if h > i16::MAX as usize || w > i16::MAX as usize {
-        return Err(Error::Shape(format!(
-            "warp: source {w}x{h} exceeds 32767 pixels per side"
-        )));
+    // OpenCV addresses source pixels with i32.
+    if h > i32::MAX as usize / 4 || w > i32::MAX as usize / 4 {
+        return Err(Error::Shape(format!("warp: source {w}x{h} is too large")));
     }
     Ok((h, w, c))
 }
@@ -213,6 +227,23 @@ fn float32_kernel_body(
             let fy = sy.floor();
             let (ix, iy) = (fx as i64, fy as i64);
             let (a, b) = (sx - fx, sy - fy);
+            if let Some(o) = img.interior(ix, iy) {
+                // Fast path: the whole 2x2 neighbourhood is inside the image.
+                let below = o + img.w * c;
+                for k in 0..c {
+                    let p = [
+                        img.data[o + k],
+                        img.data[o + c + k],
+                        img.data[below + k],
+                        img.data[below + c + k],
+                    ]
+                    .map(|v| v as f32);
+                    let v0 = a.mul_add(p[1] - p[0], p[0]);
+                    let v1 = a.mul_add(p[3] - p[2], p[2]);
+                    put(base + k, b.mul_add(v1 - v0, v0));
+                }
+                continue;
+            }
             let corners = [
                 img.offset(ix, iy),
                 img.offset(ix + 1, iy),
@@ -282,13 +313,29 @@ fn fixed_point_kernel(img: &Image, inv: &Affine2, out_w: usize, out_h: usize, ds
                 (INTER_TAB_SIZE - a) * b * scale,
                 a * b * scale,
             ];
+            let base = (y * out_w + x) * c;
+            if let Some(o) = img.interior(sx, sy) {
+                let below = o + img.w * c;
+                for k in 0..c {
+                    let p = [
+                        img.data[o + k],
+                        img.data[o + c + k],
+                        img.data[below + k],
+                        img.data[below + c + k],
+                    ]
+                    .map(|v| v as i64);
+                    let sum = p[0] * w[0] + p[1] * w[1] + p[2] * w[2] + p[3] * w[3];
+                    dst[base + k] =
+                        ((sum + (1 << (COEF_BITS - 1))) >> COEF_BITS).clamp(0, 255) as u8;
+                }
+                continue;
+            }
             let corners = [
                 img.offset(sx, sy),
                 img.offset(sx + 1, sy),
                 img.offset(sx, sy + 1),
                 img.offset(sx + 1, sy + 1),
             ];
-            let base = (y * out_w + x) * c;
             for k in 0..c {
                 let mut sum = 0i64;
                 for (t, corner) in corners.iter().enumerate() {
