@@ -586,9 +586,9 @@ mod tests {
     fn bad_inputs_and_configs_are_errors() {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = PoseHourglass::new(&vs.root(), &tiny()).unwrap();
-        let x = Tensor::zeros([1, 3, 30, 32], (Kind::Float, Device::Cpu));
+        let x = Tensor::zeros([1, 3, 36, 32], (Kind::Float, Device::Cpu));
         let err = net.heatmaps(&x, false).unwrap_err().to_string();
-        assert!(err.contains("height 30"), "{err}");
+        assert!(err.contains("height 36"), "{err}");
         let x = Tensor::zeros([1, 4, 32, 32], (Kind::Float, Device::Cpu));
         assert!(net.heatmaps(&x, false).is_err());
 
