@@ -56,6 +56,16 @@ fn every_case_matches_pycocotools() {
 }
 
 #[test]
+fn summary_text_is_what_pycocotools_prints() {
+    let text = std::fs::read_to_string(data_dir().join("summaries.json")).unwrap();
+    let summaries: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+    for (name, values) in expected() {
+        let printed = CocoStats::from_values(values).summary();
+        assert_eq!(printed, summaries[&name], "{name}");
+    }
+}
+
+#[test]
 fn real_coco_ground_truth_loads_with_its_segmentations() {
     let gt = CocoKeypointsGt::load(data_dir().join("coco_val2017_mmpose_gt.json")).unwrap();
     assert_eq!(gt.images.len(), 4);
