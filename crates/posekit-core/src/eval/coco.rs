@@ -194,7 +194,7 @@ impl<'a> CocoEvaluator<'a> {
             for i in 0..num_images {
                 let cell = c * num_images + i;
                 let gts = &self.gt_cells[cell];
-                let mut dts = dt_cells[cell].clone();
+                let mut dts = std::mem::take(&mut dt_cells[cell]);
                 if gts.is_empty() && dts.is_empty() {
                     continue;
                 }
