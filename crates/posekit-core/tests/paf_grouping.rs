@@ -164,6 +164,70 @@ fn tfpose_postprocessing_coco_three_people() {
     );
 }
 
+/// Every joint's pixel and score and every person score equal those of the fixture script's
+/// NumPy/SciPy re-implementation (direct 2D smoothing, SciPy's maximum filter).
+#[test]
+fn tfpose_postprocessing_matches_numpy_reference_joint_by_joint() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/paf/tfpose_expected.json"
+    );
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for img in ["astronaut", "grace_hopper", "coco_000000196141"] {
+        let e = &expected[img];
+        let d = decode_tfpose(img);
+        assert_eq!(d.width as u64, e["width"].as_u64().unwrap());
+        assert_eq!(d.height as u64, e["height"].as_u64().unwrap());
+        assert_eq!(
+            d.peaks.peaks.len() as u64,
+            e["num_peaks"].as_u64().unwrap(),
+            "{img}: peaks"
+        );
+        let people = e["people"].as_array().unwrap();
+        let poses = d.poses();
+        assert_eq!(poses.len(), people.len(), "{img}: people");
+        for (i, (pose, ep)) in poses.iter().zip(people).enumerate() {
+            assert!(
+                (pose.score as f64 - ep["score"].as_f64().unwrap()).abs() < 1e-5,
+                "{img} person {i}"
+            );
+            assert_eq!(
+                d.people[i].part_count as u64,
+                ep["part_count"].as_u64().unwrap()
+            );
+            for (j, (k, ek)) in pose
+                .keypoints
+                .iter()
+                .zip(ep["keypoints"].as_array().unwrap())
+                .enumerate()
+            {
+                match ek.as_array() {
+                    None => {
+                        assert_eq!(k.score, 0.0, "{img} person {i} joint {j} should be missing")
+                    }
+                    Some(v) => {
+                        let (x, y, sc) = (
+                            v[0].as_f64().unwrap(),
+                            v[1].as_f64().unwrap(),
+                            v[2].as_f64().unwrap(),
+                        );
+                        assert_eq!(
+                            (k.x as f64, k.y as f64),
+                            (x, y),
+                            "{img} person {i} joint {j}"
+                        );
+                        assert!(
+                            (k.score as f64 - sc).abs() < 1e-7,
+                            "{img} person {i} joint {j}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Poses are in the 216x184 peak map; normalised ones divide by it, and every reported joint is
 /// a peak of its own heatmap channel with the unsmoothed upsampled score.
 #[test]

@@ -132,7 +132,7 @@ impl PafDecodeParams {
                 "PAF decode: upsample must be at least 1".into(),
             ));
         }
-        if self.nms_window % 2 == 0 {
+        if self.nms_window.is_multiple_of(2) {
             return Err(Error::Shape(format!(
                 "PAF decode: nms_window must be odd, got {}",
                 self.nms_window
@@ -246,10 +246,10 @@ pub fn decode(
     let detect: CowArray<f32, Ix3> = if r == 1 && kernel.is_none() {
         CowArray::from(parts)
     } else {
-        let mut up: Array3<f32> = smoothing::upsample_replicate(parts, r)?;
-        if let Some(g) = &kernel {
-            smoothing::smooth_separable(&mut up, g);
-        }
+        let up: Array3<f32> = match &kernel {
+            Some(g) => smoothing::upsample_and_smooth(parts, r, g)?,
+            None => smoothing::upsample_replicate(parts, r)?,
+        };
         CowArray::from(up)
     };
     let peaks = peaks::find_peaks(

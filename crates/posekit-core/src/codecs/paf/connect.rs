@@ -66,7 +66,14 @@ pub(crate) fn connect_limb(
             let (step_x, step_y) = (dx / denom, dy / denom);
             let mut sum = 0f32;
             let mut positive = 0usize;
+            let mut hopeless = false;
             for i in 0..n {
+                // Most pairs join joints of different people; stop sampling once even all
+                // remaining samples agreeing could not reach the count (same result, less work).
+                if positive + (n - i) <= rule.min_positive_samples {
+                    hopeless = true;
+                    break;
+                }
                 let sx = (a.x as f32 + i as f32 * step_x + 0.5) as usize;
                 let sy = (a.y as f32 + i as f32 * step_y + 0.5) as usize;
                 let at = (sy / paf.ratio) * paf.width + sx / paf.ratio;
@@ -75,6 +82,9 @@ pub(crate) fn connect_limb(
                 if dot > rule.sample_threshold {
                     positive += 1;
                 }
+            }
+            if hopeless {
+                continue;
             }
             let penalty = match rule.distance_prior {
                 Some(p) => (p as f64 * rule.map_height as f64 / norm as f64 - 1.0).min(0.0),

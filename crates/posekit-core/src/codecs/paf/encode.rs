@@ -113,7 +113,8 @@ pub fn encode(
     let mut pts: Vec<Option<(f32, f32)>> = Vec::with_capacity(n * k);
     for p in 0..n {
         for j in 0..k {
-            if !(visible[[p, j]] > 0.0) {
+            let labelled = visible[[p, j]] > 0.0; // false for NaN
+            if !labelled {
                 pts.push(None);
                 continue;
             }
@@ -219,7 +220,8 @@ fn draw_limb(
 ) -> bool {
     let (vx, vy) = (b.0 - a.0, b.1 - a.1);
     let len = (vx * vx + vy * vy).sqrt();
-    if !(len > 1e-6) {
+    let has_direction = len > 1e-6; // false for NaN
+    if !has_direction {
         return false;
     }
     let (ux, uy) = (vx / len, vy / len);

@@ -63,12 +63,16 @@ pub(crate) fn find_peaks(
             let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
             for x in 0..w {
                 let v = m[y * w + x];
-                if !(v > threshold) {
+                let above = v > threshold; // false for NaN
+                if !above {
                     continue;
                 }
                 let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
-                let is_max =
-                    (y0..y1).all(|yy| m[yy * w + x0..yy * w + x1].iter().all(|&n| !(n > v)));
+                let is_max = (y0..y1).all(|yy| {
+                    m[yy * w + x0..yy * w + x1]
+                        .iter()
+                        .all(|&n| n <= v || n.is_nan())
+                });
                 if is_max {
                     set.peaks.push(Peak {
                         part,
