@@ -66,28 +66,118 @@ pub fn batch_norm(p: nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(p, c, cfg)
 }
 
+/// A bias-free convolution followed by BatchNorm, stored under two separate paths (the
+/// checkpoint's keys) and foldable into one biased convolution for inference.
+///
+/// Folding (`w' = w * g / sqrt(v + eps)`, `b' = beta - m * g / sqrt(v + eps)`) removes a
+/// full pass over every feature map; PyTorch eager does not do it, so it is where a
+/// libtorch port can be faster on the same kernels. The folded copy is a cache: the VarStore
+/// keeps the original variables (saving, training and train-mode forwards use them), and
+/// eval-mode forwards use the cache until [`ConvNorm::unfold`] or a new fold.
+#[derive(Debug)]
+pub struct ConvNorm {
+    pub conv: nn::Conv2D,
+    pub bn: nn::BatchNorm,
+    stride: i64,
+    padding: i64,
+    folded: Option<(Tensor, Tensor)>,
+}
+
+impl ConvNorm {
+    pub fn new(conv: nn::Path, bn: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
+        ConvNorm {
+            conv: conv2d_no_bias(conv, cin, cout, k, stride),
+            bn: batch_norm(bn, cout),
+            stride,
+            padding: k / 2,
+            folded: None,
+        }
+    }
+
+    /// Computes the folded convolution from the current weights and running statistics.
+    pub fn fold(&mut self) {
+        self.folded = Some(fold_into(&self.conv.ws, self.conv.bs.as_ref(), &self.bn, 0));
+    }
+
+    /// Drops the folded copy (eval forwards go back to conv + BN).
+    pub fn unfold(&mut self) {
+        self.folded = None;
+    }
+
+    pub fn is_folded(&self) -> bool {
+        self.folded.is_some()
+    }
+}
+
+/// Folds eval-mode BatchNorm into a convolution weight whose output channels lie along
+/// `out_dim` (0 for `Conv2d`, 1 for `ConvTranspose2d`). Returns `(weight, bias)`.
+pub fn fold_into(
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    bn: &nn::BatchNorm,
+    out_dim: usize,
+) -> (Tensor, Tensor) {
+    tch::no_grad(|| {
+        let inv_std = (&bn.running_var + BN_EPS).rsqrt();
+        let scale = match &bn.ws {
+            Some(g) => g * &inv_std,
+            None => inv_std,
+        };
+        let mut shape = vec![1i64; weight.dim()];
+        shape[out_dim] = -1;
+        let w = weight * scale.reshape(shape.as_slice());
+        let conv_bias = match bias {
+            Some(b) => b.shallow_clone(),
+            None => bn.running_mean.zeros_like(),
+        };
+        let mut b = (conv_bias - &bn.running_mean) * &scale;
+        if let Some(beta) = &bn.bs {
+            b += beta;
+        }
+        (w.detach(), b.detach())
+    })
+}
+
+impl ModuleT for ConvNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match (&self.folded, train) {
+            (Some((w, b)), false) => xs.conv2d(
+                w,
+                Some(b),
+                [self.stride, self.stride],
+                [self.padding, self.padding],
+                [1, 1],
+                1,
+            ),
+            _ => xs.apply(&self.conv).apply_t(&self.bn, train),
+        }
+    }
+}
+
 /// `nn.Sequential(Conv2d(bias=False), BatchNorm2d[, ReLU])`: the conv sits at `0`, the BN at
 /// `1` (a ReLU has no parameters, so it takes no key).
 #[derive(Debug)]
 pub struct ConvBn {
-    conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    inner: ConvNorm,
     relu: bool,
 }
 
 impl ConvBn {
     pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, relu: bool) -> Self {
         ConvBn {
-            conv: conv2d_no_bias(&p / 0, cin, cout, k, stride),
-            bn: batch_norm(&p / 1, cout),
+            inner: ConvNorm::new(&p / 0, &p / 1, cin, cout, k, stride),
             relu,
         }
+    }
+
+    pub fn fold_batch_norm(&mut self) {
+        self.inner.fold();
     }
 }
 
 impl ModuleT for ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let y = xs.apply(&self.conv).apply_t(&self.bn, train);
+        let y = self.inner.forward_t(xs, train);
         if self.relu {
             y.relu()
         } else {
@@ -118,10 +208,8 @@ impl BlockKind {
 /// Two 3x3 conv-BN with a ReLU between them and after the residual sum.
 #[derive(Debug)]
 pub struct BasicBlock {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    first: ConvNorm,
+    second: ConvNorm,
     downsample: Option<ConvBn>,
 }
 
@@ -131,10 +219,8 @@ impl BasicBlock {
     pub fn new(p: nn::Path, inplanes: i64, planes: i64, stride: i64) -> Self {
         let needs_downsample = stride != 1 || inplanes != planes;
         BasicBlock {
-            conv1: conv2d_no_bias(&p / "conv1", inplanes, planes, 3, stride),
-            bn1: batch_norm(&p / "bn1", planes),
-            conv2: conv2d_no_bias(&p / "conv2", planes, planes, 3, 1),
-            bn2: batch_norm(&p / "bn2", planes),
+            first: ConvNorm::new(&p / "conv1", &p / "bn1", inplanes, planes, 3, stride),
+            second: ConvNorm::new(&p / "conv2", &p / "bn2", planes, planes, 3, 1),
             downsample: needs_downsample
                 .then(|| ConvBn::new(&p / "downsample", inplanes, planes, 1, stride, false)),
         }
@@ -143,12 +229,8 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let y = xs
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.bn2, train);
+        let y = self.first.forward_t(xs, train).relu();
+        let y = self.second.forward_t(&y, train);
         let residual = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
             None => xs.shallow_clone(),
@@ -157,16 +239,23 @@ impl ModuleT for BasicBlock {
     }
 }
 
+impl BasicBlock {
+    pub fn fold_batch_norm(&mut self) {
+        self.first.fold();
+        self.second.fold();
+        if let Some(d) = &mut self.downsample {
+            d.fold_batch_norm();
+        }
+    }
+}
+
 /// 1x1 reduce, 3x3 (carrying the stride, as in torchvision's ResNet v1.5 and HRNet), 1x1
 /// expand by 4, with a ReLU after each BN but the last, which comes after the residual sum.
 #[derive(Debug)]
 pub struct Bottleneck {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
-    conv3: nn::Conv2D,
-    bn3: nn::BatchNorm,
+    reduce: ConvNorm,
+    spatial: ConvNorm,
+    expand: ConvNorm,
     downsample: Option<ConvBn>,
 }
 
@@ -177,12 +266,9 @@ impl Bottleneck {
         let out = planes * Self::EXPANSION;
         let needs_downsample = stride != 1 || inplanes != out;
         Bottleneck {
-            conv1: conv2d_no_bias(&p / "conv1", inplanes, planes, 1, 1),
-            bn1: batch_norm(&p / "bn1", planes),
-            conv2: conv2d_no_bias(&p / "conv2", planes, planes, 3, stride),
-            bn2: batch_norm(&p / "bn2", planes),
-            conv3: conv2d_no_bias(&p / "conv3", planes, out, 1, 1),
-            bn3: batch_norm(&p / "bn3", out),
+            reduce: ConvNorm::new(&p / "conv1", &p / "bn1", inplanes, planes, 1, 1),
+            spatial: ConvNorm::new(&p / "conv2", &p / "bn2", planes, planes, 3, stride),
+            expand: ConvNorm::new(&p / "conv3", &p / "bn3", planes, out, 1, 1),
             downsample: needs_downsample
                 .then(|| ConvBn::new(&p / "downsample", inplanes, out, 1, stride, false)),
         }
@@ -191,20 +277,25 @@ impl Bottleneck {
 
 impl ModuleT for Bottleneck {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let y = xs
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.bn2, train)
-            .relu()
-            .apply(&self.conv3)
-            .apply_t(&self.bn3, train);
+        let y = self.reduce.forward_t(xs, train).relu();
+        let y = self.spatial.forward_t(&y, train).relu();
+        let y = self.expand.forward_t(&y, train);
         let residual = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
             None => xs.shallow_clone(),
         };
         (y + residual).relu()
+    }
+}
+
+impl Bottleneck {
+    pub fn fold_batch_norm(&mut self) {
+        self.reduce.fold();
+        self.spatial.fold();
+        self.expand.fold();
+        if let Some(d) = &mut self.downsample {
+            d.fold_batch_norm();
+        }
     }
 }
 
@@ -222,6 +313,15 @@ impl ResidualBlock {
             BlockKind::Bottleneck => {
                 ResidualBlock::Bottleneck(Bottleneck::new(p, inplanes, planes, stride))
             }
+        }
+    }
+}
+
+impl ResidualBlock {
+    pub fn fold_batch_norm(&mut self) {
+        match self {
+            ResidualBlock::Basic(b) => b.fold_batch_norm(),
+            ResidualBlock::Bottleneck(b) => b.fold_batch_norm(),
         }
     }
 }
@@ -268,6 +368,12 @@ impl ResidualStack {
 
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
+    }
+
+    pub fn fold_batch_norm(&mut self) {
+        self.blocks
+            .iter_mut()
+            .for_each(ResidualBlock::fold_batch_norm);
     }
 }
 
@@ -325,6 +431,37 @@ mod tests {
         assert_eq!(b.forward_t(&x, false).size(), vec![2, 16, 8, 8]);
         let b2 = BasicBlock::new(vs.root() / "s2", 16, 32, 2);
         assert_eq!(b2.forward_t(&x, false).size(), vec![2, 32, 4, 4]);
+    }
+
+    #[test]
+    fn folded_blocks_match_conv_then_batch_norm_in_eval() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut stack = ResidualStack::new(vs.root(), BlockKind::Bottleneck, 8, 4, 2, 2);
+        let mut basic = BasicBlock::new(vs.root() / "b", 16, 16, 1);
+        // Non-trivial statistics and affine parameters.
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                let r = t.rand_like();
+                if name.ends_with("running_var") || (name.ends_with("weight") && t.dim() == 1) {
+                    let _ = t.copy_(&(r + 0.5));
+                } else if t.dim() == 1 {
+                    let _ = t.copy_(&(r - 0.5));
+                }
+            }
+        });
+        let x = Tensor::randn([2, 8, 12, 10], (Kind::Float, Device::Cpu));
+        let before = stack.forward_t(&x, false);
+        let x2 = Tensor::randn([2, 16, 6, 5], (Kind::Float, Device::Cpu));
+        let before2 = basic.forward_t(&x2, false);
+        stack.fold_batch_norm();
+        basic.fold_batch_norm();
+        let after = stack.forward_t(&x, false);
+        let after2 = basic.forward_t(&x2, false);
+        assert!(after.allclose(&before, 1e-4, 1e-5, false));
+        assert!(after2.allclose(&before2, 1e-4, 1e-5, false));
+        // Train-mode forwards ignore the folded copy.
+        let t1 = stack.forward_t(&x, true);
+        assert_eq!(t1.size(), before.size());
     }
 
     #[test]

@@ -265,3 +265,19 @@ fn tiny_higher_hrnet_matches_pytorch_in_eval_and_one_training_step() {
         worst.0
     );
 }
+
+/// Inference with BatchNorm folded into the convolutions (and the transposed conv) computes
+/// the same outputs.
+#[test]
+fn folded_batch_norm_matches_pytorch_eval() {
+    let fx = read_tensors("higher_hrnet_tiny.safetensors");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut net = HigherHrnet::new(&vs.root(), &tiny_config()).unwrap();
+    load(&vs, &fx);
+    net.fold_batch_norm();
+    let outputs = tch::no_grad(|| net.forward_raw(&fx["input"], false));
+    let d0 = rel_diff(&outputs[0], &fx["eval.out0"]);
+    let d1 = rel_diff(&outputs[1], &fx["eval.out1"]);
+    println!("higher_hrnet tiny parity, BN folded: out0 {d0:.2e}, out1 {d1:.2e}");
+    assert!(d0 <= TOL && d1 <= TOL, "folded eval: {d0:e} {d1:e}");
+}

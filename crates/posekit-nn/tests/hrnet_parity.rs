@@ -197,3 +197,18 @@ fn tiny_hrnet_matches_pytorch_in_eval_and_one_training_step() {
         worst.1
     );
 }
+
+/// Inference with BatchNorm folded into the convolutions computes the same heatmaps.
+#[test]
+fn folded_batch_norm_matches_pytorch_eval() {
+    let weights = read_tensors("hrnet_tiny_weights.safetensors");
+    let io = read_tensors("hrnet_tiny_io.safetensors");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut net = PoseHrnet::new(&vs.root(), &tiny_config()).unwrap();
+    load(&vs, &weights, "");
+    net.fold_batch_norm();
+    let eval = tch::no_grad(|| net.heatmaps(&io["input"], false).unwrap());
+    let d = rel_diff(&eval, &io["heatmaps_eval"]);
+    println!("hrnet tiny parity, BN folded: eval {d:.2e}");
+    assert!(d <= TOL, "folded eval: {d:e}");
+}

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::blocks::{batch_norm, conv2d_bias, BasicBlock, CONV_INIT_STD};
+use crate::blocks::{batch_norm, conv2d_bias, fold_into, BasicBlock, CONV_INIT_STD};
 use crate::models::hrnet::{HrnetBackbone, HrnetConfig, COCO_JOINTS};
 
 /// `MODEL.EXTRA.DECONV` of the official YAML.
@@ -181,14 +181,44 @@ fn deconv_padding(k: i64) -> Option<(i64, i64)> {
 struct DeconvStage {
     deconv: nn::ConvTranspose2D,
     bn: nn::BatchNorm,
+    padding: i64,
+    output_padding: i64,
+    /// BatchNorm folded into the transposed conv, for eval forwards (see `ConvNorm`).
+    folded: Option<(Tensor, Tensor)>,
     blocks: Vec<BasicBlock>,
     cat_output: bool,
 }
 
+impl DeconvStage {
+    fn fold_batch_norm(&mut self) {
+        // ConvTranspose2d weights are [in, out, k, k]: output channels along dim 1.
+        self.folded = Some(fold_into(
+            &self.deconv.ws,
+            self.deconv.bs.as_ref(),
+            &self.bn,
+            1,
+        ));
+        self.blocks.iter_mut().for_each(BasicBlock::fold_batch_norm);
+    }
+}
+
 impl ModuleT for DeconvStage {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let y = xs.apply(&self.deconv).apply_t(&self.bn, train).relu();
-        self.blocks.iter().fold(y, |x, b| b.forward_t(&x, train))
+        let y = match (&self.folded, train) {
+            (Some((w, b)), false) => xs.conv_transpose2d(
+                w,
+                Some(b),
+                [2, 2],
+                [self.padding, self.padding],
+                [self.output_padding, self.output_padding],
+                1,
+                [1, 1],
+            ),
+            _ => xs.apply(&self.deconv).apply_t(&self.bn, train),
+        };
+        self.blocks
+            .iter()
+            .fold(y.relu(), |x, b| b.forward_t(&x, train))
     }
 }
 
@@ -259,6 +289,9 @@ impl HigherHrnet {
             deconv_layers.push(DeconvStage {
                 deconv,
                 bn,
+                padding,
+                output_padding,
+                folded: None,
                 blocks,
                 cat_output: d.cat_output[i],
             });
@@ -284,6 +317,15 @@ impl HigherHrnet {
 
     pub fn backbone(&self) -> &HrnetBackbone {
         &self.backbone
+    }
+
+    /// Folds BatchNorm into the convolutions for inference (eval-mode forwards only; the
+    /// VarStore is unchanged). Call after loading weights.
+    pub fn fold_batch_norm(&mut self) {
+        self.backbone.fold_batch_norm();
+        self.deconv_layers
+            .iter_mut()
+            .for_each(DeconvStage::fold_batch_norm);
     }
 
     /// The raw outputs, as the official forward returns them: one tensor per resolution,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::blocks::{batch_norm, conv2d_bias, conv2d_no_bias, BlockKind, ConvBn, ResidualStack};
+use crate::blocks::{conv2d_bias, BlockKind, ConvBn, ConvNorm, ResidualStack};
 
 /// Channels leaving the stem and entering `layer1` (`STEM_INPLANES` in the official YAML).
 const STEM_CHANNELS: i64 = 64;
@@ -272,6 +272,16 @@ impl Transition {
         Transition { branches }
     }
 
+    fn fold_batch_norm(&mut self) {
+        for b in &mut self.branches {
+            match b {
+                TransitionBranch::Keep => {}
+                TransitionBranch::Adapt(c) => c.fold_batch_norm(),
+                TransitionBranch::New(chain) => chain.iter_mut().for_each(ConvBn::fold_batch_norm),
+            }
+        }
+    }
+
     /// The official forward feeds *new* branches from the last previous output. For an
     /// existing branch whose width changes it also passes `y_list[-1]`, which only type-checks
     /// when that branch is the last one; we pass the branch's own output, the only reading
@@ -298,11 +308,7 @@ enum FuseStep {
     /// `i == j`: the official `None`, no keys.
     Identity,
     /// `j > i`: 1x1 conv + BN at `fuse_layers.i.j.{0,1}`, then nearest upsampling by `2^(j-i)`.
-    Up {
-        conv: nn::Conv2D,
-        bn: nn::BatchNorm,
-        factor: i64,
-    },
+    Up { conv: ConvNorm, factor: i64 },
     /// `j < i`: `i - j` stride-2 3x3 conv + BN at `fuse_layers.i.j.k.{0,1}`, ReLU after all but
     /// the last (the ReLU after the sum closes the chain).
     Down(Vec<ConvBn>),
@@ -312,8 +318,8 @@ impl FuseStep {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         match self {
             FuseStep::Identity => x.shallow_clone(),
-            FuseStep::Up { conv, bn, factor } => {
-                let y = x.apply(conv).apply_t(bn, train);
+            FuseStep::Up { conv, factor } => {
+                let y = conv.forward_t(x, train);
                 let size = y.size();
                 let f = *factor;
                 // `nn.Upsample(scale_factor=f, mode='nearest')` passes the scale to the kernel;
@@ -323,6 +329,14 @@ impl FuseStep {
             FuseStep::Down(chain) => chain
                 .iter()
                 .fold(x.shallow_clone(), |y, c| c.forward_t(&y, train)),
+        }
+    }
+
+    fn fold_batch_norm(&mut self) {
+        match self {
+            FuseStep::Identity => {}
+            FuseStep::Up { conv, .. } => conv.fold(),
+            FuseStep::Down(chain) => chain.iter_mut().for_each(ConvBn::fold_batch_norm),
         }
     }
 }
@@ -374,8 +388,7 @@ impl HighResolutionModule {
                         let q = &p / "fuse_layers" / i / j;
                         if j > i {
                             FuseStep::Up {
-                                conv: conv2d_no_bias(&q / 0, widths[j], widths[i], 1, 1),
-                                bn: batch_norm(&q / 1, widths[i]),
+                                conv: ConvNorm::new(&q / 0, &q / 1, widths[j], widths[i], 1, 1),
                                 factor: 1 << (j - i),
                             }
                         } else if j == i {
@@ -397,6 +410,15 @@ impl HighResolutionModule {
             })
             .collect();
         HighResolutionModule { branches, fuse }
+    }
+
+    pub fn fold_batch_norm(&mut self) {
+        self.branches
+            .iter_mut()
+            .for_each(ResidualStack::fold_batch_norm);
+        for row in &mut self.fuse {
+            row.iter_mut().for_each(FuseStep::fold_batch_norm);
+        }
     }
 
     /// Runs the branches then the fuse layers; returns one tensor per fuse row (or the single
@@ -429,10 +451,8 @@ impl HighResolutionModule {
 /// root.
 #[derive(Debug)]
 pub struct HrnetBackbone {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    stem1: ConvNorm,
+    stem2: ConvNorm,
     layer1: ResidualStack,
     transitions: Vec<Transition>,
     stages: Vec<Vec<HighResolutionModule>>,
@@ -444,10 +464,8 @@ impl HrnetBackbone {
     /// Builds the backbone under `p` (its sub-paths are the official keys).
     pub fn new(p: &nn::Path, cfg: &HrnetConfig) -> Result<Self> {
         cfg.validate()?;
-        let conv1 = conv2d_no_bias(p / "conv1", 3, STEM_CHANNELS, 3, 2);
-        let bn1 = batch_norm(p / "bn1", STEM_CHANNELS);
-        let conv2 = conv2d_no_bias(p / "conv2", STEM_CHANNELS, STEM_CHANNELS, 3, 2);
-        let bn2 = batch_norm(p / "bn2", STEM_CHANNELS);
+        let stem1 = ConvNorm::new(p / "conv1", p / "bn1", 3, STEM_CHANNELS, 3, 2);
+        let stem2 = ConvNorm::new(p / "conv2", p / "bn2", STEM_CHANNELS, STEM_CHANNELS, 3, 2);
         let layer1 = ResidualStack::new(
             p / "layer1",
             BlockKind::Bottleneck,
@@ -483,16 +501,30 @@ impl HrnetBackbone {
             pre.clone()
         };
         Ok(HrnetBackbone {
-            conv1,
-            bn1,
-            conv2,
-            bn2,
+            stem1,
+            stem2,
             layer1,
             transitions,
             stages,
             max_branches: cfg.max_branches(),
             out_widths,
         })
+    }
+
+    /// Folds every BatchNorm into the convolution before it, for eval-mode forwards (see
+    /// [`ConvNorm`]): call after loading weights, and again after any change to them.
+    pub fn fold_batch_norm(&mut self) {
+        self.stem1.fold();
+        self.stem2.fold();
+        self.layer1.fold_batch_norm();
+        self.transitions
+            .iter_mut()
+            .for_each(Transition::fold_batch_norm);
+        for modules in &mut self.stages {
+            modules
+                .iter_mut()
+                .for_each(HighResolutionModule::fold_batch_norm);
+        }
     }
 
     /// Widths of the tensors [`Self::forward_features`] returns.
@@ -528,13 +560,8 @@ impl HrnetBackbone {
     /// configs the last module fuses only into the high-resolution branch, so this is one
     /// tensor; the list form keeps the door open for multi-resolution heads.
     pub fn forward_features(&self, xs: &Tensor, train: bool) -> Vec<Tensor> {
-        let x = xs
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.bn2, train)
-            .relu();
+        let x = self.stem1.forward_t(xs, train).relu();
+        let x = self.stem2.forward_t(&x, train).relu();
         let x = self.layer1.forward_t(&x, train);
         let mut ys = vec![x];
         for (transition, modules) in self.transitions.iter().zip(&self.stages) {
@@ -578,6 +605,12 @@ impl PoseHrnet {
 
     pub fn backbone(&self) -> &HrnetBackbone {
         &self.backbone
+    }
+
+    /// Folds BatchNorm into the convolutions for inference (eval-mode forwards only; the
+    /// VarStore is unchanged). Call after loading weights.
+    pub fn fold_batch_norm(&mut self) {
+        self.backbone.fold_batch_norm();
     }
 
     /// Heatmaps `[N, K, H/4, W/4]` after checking the input shape (use this for user data; the
