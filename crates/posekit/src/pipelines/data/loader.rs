@@ -1,0 +1,432 @@
+//! The batch loader: worker threads decode, crop and encode samples ahead of the trainer, and
+//! batches come out in the epoch's order whatever the number of workers or their timing.
+//!
+//! Why this design:
+//! * Work is handed out per sample (not per batch) so that a batch is ready as soon as all
+//!   workers together have made it, which keeps the first batch of an epoch and the tail short.
+//! * Workers may run at most a few batches ahead of the consumer (`prefetch_batches`), so memory
+//!   stays bounded even when the device is slower than decoding.
+//! * Each sample's augmentation comes from its own `(seed, epoch, index)` stream and the order
+//!   from the `(seed, epoch)` stream, so the batches are a pure function of `(seed, epoch)`.
+//! * A missing or corrupt image is skipped: its batch is one sample shorter, a warning naming
+//!   the file is printed the first time it is met, and [`EpochBatches::skipped`] counts it for
+//!   the end-of-epoch report. Any other error ends the epoch, since it means the annotations or
+//!   the configuration are wrong.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use super::dataset::{LoadMode, TopDownDataset};
+use super::error::DataError;
+use super::rng::permutation;
+use super::sample::{SampleMeta, TopDownSample};
+
+/// How batches are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoaderOptions {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Worker threads; 0 loads in the calling thread (handy in a debugger).
+    pub num_workers: usize,
+    /// How many batches the workers may prepare beyond the one being assembled.
+    pub prefetch_batches: usize,
+    /// In training, drop the last batch when it is smaller than `batch_size` (evaluation never
+    /// drops: every person must be scored).
+    pub drop_last: bool,
+}
+
+impl LoaderOptions {
+    /// `batch_size` with one worker per available core, 4 batches of prefetch and no drop.
+    pub fn new(batch_size: usize) -> Self {
+        Self {
+            batch_size,
+            num_workers: default_num_workers(),
+            prefetch_batches: 4,
+            drop_last: false,
+        }
+    }
+}
+
+/// One worker per core the process may use (at least one).
+pub fn default_num_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A batch of samples, row-major and ready to become tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopDownBatch {
+    /// Position of the batch in its epoch.
+    pub index: usize,
+    /// Samples in the batch (`batch_size` minus those skipped).
+    pub batch_size: usize,
+    /// `[N, 3, H, W]` normalised crops.
+    pub inputs: Vec<f32>,
+    /// `[N, K, h, w]` target heatmaps.
+    pub targets: Vec<f32>,
+    /// `[N, K]` target weights.
+    pub target_weights: Vec<f32>,
+    pub metas: Vec<SampleMeta>,
+    /// Samples of this batch skipped for an unreadable image.
+    pub skipped: usize,
+    /// `[w, h]` of the inputs.
+    pub input_size: [usize; 2],
+    /// `[w, h]` of the targets.
+    pub heatmap_size: [usize; 2],
+    pub num_joints: usize,
+}
+
+impl TopDownBatch {
+    /// `[N, 3, H, W]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.batch_size, 3, self.input_size[1], self.input_size[0]]
+    }
+
+    /// `[N, K, h, w]`.
+    pub fn target_shape(&self) -> [usize; 4] {
+        [
+            self.batch_size,
+            self.num_joints,
+            self.heatmap_size[1],
+            self.heatmap_size[0],
+        ]
+    }
+}
+
+/// Makes the batches of a dataset, epoch after epoch.
+pub struct Loader {
+    dataset: Arc<TopDownDataset>,
+    options: LoaderOptions,
+    /// Samples already warned about: a bad file is reported once per run, not once per epoch.
+    warned: Arc<Mutex<HashSet<usize>>>,
+}
+
+impl Loader {
+    pub fn new(dataset: Arc<TopDownDataset>, options: LoaderOptions) -> Result<Self, DataError> {
+        if options.batch_size == 0 {
+            return Err(DataError::config("batch_size", "must be at least 1"));
+        }
+        Ok(Self {
+            dataset,
+            options,
+            warned: Arc::default(),
+        })
+    }
+
+    pub fn dataset(&self) -> &Arc<TopDownDataset> {
+        &self.dataset
+    }
+
+    pub fn options(&self) -> &LoaderOptions {
+        &self.options
+    }
+
+    /// Number of batches an epoch in `mode` has (before any skipping).
+    pub fn num_batches(&self, mode: LoadMode) -> usize {
+        let (n, bs) = (self.dataset.len(), self.options.batch_size);
+        match mode {
+            LoadMode::Train { .. } if self.options.drop_last => n / bs,
+            _ => n.div_ceil(bs),
+        }
+    }
+
+    /// The batches of one epoch: shuffled by `(seed, epoch)` and augmented in
+    /// [`LoadMode::Train`], in dataset order and unaugmented in [`LoadMode::Eval`].
+    pub fn epoch(&self, mode: LoadMode) -> EpochBatches {
+        self.epoch_from(mode, 0)
+    }
+
+    /// Like [`epoch`](Self::epoch) but starting at batch `first_batch`, for resuming inside an
+    /// epoch: the batches are the same as those of a full epoch from that point on.
+    pub fn epoch_from(&self, mode: LoadMode, first_batch: usize) -> EpochBatches {
+        let n = self.dataset.len();
+        let order = match mode {
+            LoadMode::Train { seed, epoch } => permutation(n, seed, epoch),
+            LoadMode::Eval => (0..n).collect(),
+        };
+        let num_batches = self.num_batches(mode);
+        let bs = self.options.batch_size;
+        let positions = (first_batch * bs).min(n)..(num_batches * bs).min(n);
+        let order = Arc::new(order);
+        let source = if self.options.num_workers == 0 {
+            Source::Inline
+        } else {
+            Source::Threads(Workers::spawn(
+                Arc::clone(&self.dataset),
+                Arc::clone(&order),
+                mode,
+                positions.clone(),
+                self.options.num_workers,
+                (self.options.prefetch_batches + 1) * bs,
+            ))
+        };
+        EpochBatches {
+            dataset: Arc::clone(&self.dataset),
+            order,
+            mode,
+            batch_size: bs,
+            next_batch: first_batch,
+            num_batches,
+            positions,
+            source,
+            pending: HashMap::new(),
+            warned: Arc::clone(&self.warned),
+            skipped: Vec::new(),
+            failed: false,
+        }
+    }
+}
+
+/// The batches of one epoch, in order. Dropping it stops the workers.
+pub struct EpochBatches {
+    dataset: Arc<TopDownDataset>,
+    order: Arc<Vec<usize>>,
+    mode: LoadMode,
+    batch_size: usize,
+    next_batch: usize,
+    num_batches: usize,
+    positions: Range<usize>,
+    source: Source,
+    pending: HashMap<usize, Result<TopDownSample, DataError>>,
+    warned: Arc<Mutex<HashSet<usize>>>,
+    skipped: Vec<usize>,
+    failed: bool,
+}
+
+impl EpochBatches {
+    /// Samples skipped so far in this epoch for an unreadable image.
+    pub fn skipped(&self) -> usize {
+        self.skipped.len()
+    }
+
+    /// Dataset indices of the skipped samples, in the order they were met.
+    pub fn skipped_indices(&self) -> &[usize] {
+        &self.skipped
+    }
+
+    /// Batches in the whole epoch (including any before `first_batch`).
+    pub fn num_batches(&self) -> usize {
+        self.num_batches
+    }
+
+    /// The sample at epoch position `pos`, waiting for the workers if needed.
+    fn take(&mut self, pos: usize) -> Result<TopDownSample, DataError> {
+        let index = self.order[pos];
+        match &self.source {
+            Source::Inline => self.dataset.load(index, self.mode),
+            Source::Threads(workers) => loop {
+                if let Some(result) = self.pending.remove(&pos) {
+                    return result;
+                }
+                match workers.results.recv() {
+                    Ok((p, result)) => {
+                        self.pending.insert(p, result);
+                    }
+                    Err(_) => {
+                        return Err(DataError::Loader(format!(
+                            "worker threads stopped before sample {index} was loaded (a worker \
+                             panicked)"
+                        )))
+                    }
+                }
+            },
+        }
+    }
+
+    fn warn_once(&self, index: usize, err: &DataError) {
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned.insert(index) {
+            eprintln!("warning: skipping sample {index}: {err}");
+        }
+    }
+}
+
+impl Iterator for EpochBatches {
+    type Item = Result<TopDownBatch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.failed && self.next_batch < self.num_batches {
+            let b = self.next_batch;
+            self.next_batch += 1;
+            let range = (b * self.batch_size).max(self.positions.start)
+                ..((b + 1) * self.batch_size).min(self.positions.end);
+            let cfg = self.dataset.config();
+            let (input_size, heatmap_size) = (cfg.input_size, cfg.heatmap_size);
+            let num_joints = self.dataset.layout().num_keypoints();
+            let mut batch = TopDownBatch {
+                index: b,
+                batch_size: 0,
+                inputs: Vec::new(),
+                targets: Vec::new(),
+                target_weights: Vec::new(),
+                metas: Vec::with_capacity(range.len()),
+                skipped: 0,
+                input_size,
+                heatmap_size,
+                num_joints,
+            };
+            for pos in range.clone() {
+                match self.take(pos) {
+                    Ok(sample) => {
+                        if batch.inputs.capacity() == 0 {
+                            batch.inputs.reserve_exact(sample.input.len() * range.len());
+                            batch
+                                .targets
+                                .reserve_exact(sample.target.len() * range.len());
+                        }
+                        batch.inputs.extend_from_slice(&sample.input);
+                        batch.targets.extend_from_slice(&sample.target);
+                        batch
+                            .target_weights
+                            .extend_from_slice(&sample.target_weight);
+                        batch.metas.push(sample.meta);
+                        batch.batch_size += 1;
+                    }
+                    Err(err) if err.is_unreadable_image() => {
+                        let index = self.order[pos];
+                        self.warn_once(index, &err);
+                        self.skipped.push(index);
+                        batch.skipped += 1;
+                    }
+                    Err(err) => {
+                        self.failed = true;
+                        return Some(Err(err));
+                    }
+                }
+            }
+            if let Source::Threads(workers) = &self.source {
+                workers.advance(range.end);
+            }
+            if batch.batch_size > 0 {
+                return Some(Ok(batch));
+            }
+        }
+        None
+    }
+}
+
+enum Source {
+    /// `num_workers == 0`: samples are loaded by `next()` itself.
+    Inline,
+    Threads(Workers),
+}
+
+/// The worker threads of one epoch and their shared claim counter.
+struct Workers {
+    shared: Arc<Shared>,
+    results: Receiver<(usize, Result<TopDownSample, DataError>)>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<Claims>,
+    wake: Condvar,
+}
+
+struct Claims {
+    /// Next epoch position to hand out.
+    next: usize,
+    /// Positions below this may be claimed (the consumer's cursor plus the prefetch window).
+    limit: usize,
+    window: usize,
+    end: usize,
+    stop: bool,
+}
+
+impl Workers {
+    fn spawn(
+        dataset: Arc<TopDownDataset>,
+        order: Arc<Vec<usize>>,
+        mode: LoadMode,
+        positions: Range<usize>,
+        num_workers: usize,
+        window: usize,
+    ) -> Self {
+        // Every worker must be able to hold a sample, or some would idle behind the window.
+        let window = window.max(num_workers);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Claims {
+                next: positions.start,
+                limit: positions.start + window,
+                window,
+                end: positions.end,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let (tx, results) = channel();
+        let handles = (0..num_workers.min(positions.len().max(1)))
+            .map(|_| {
+                let (shared, dataset, order, tx) = (
+                    Arc::clone(&shared),
+                    Arc::clone(&dataset),
+                    Arc::clone(&order),
+                    tx.clone(),
+                );
+                std::thread::spawn(move || work(&shared, &dataset, &order, mode, &tx))
+            })
+            .collect();
+        Self {
+            shared,
+            results,
+            handles,
+        }
+    }
+
+    /// The consumer finished every position below `cursor`: let the workers claim further.
+    fn advance(&self, cursor: usize) {
+        let mut claims = self.shared.lock();
+        claims.limit = claims.limit.max(cursor + claims.window);
+        self.shared.wake.notify_all();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Claims> {
+        // A poisoned lock only means another worker panicked while holding it; the counters
+        // are still consistent (they are plain integers updated in one step).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn work(
+    shared: &Shared,
+    dataset: &TopDownDataset,
+    order: &[usize],
+    mode: LoadMode,
+    results: &Sender<(usize, Result<TopDownSample, DataError>)>,
+) {
+    loop {
+        let pos = {
+            let mut claims = shared.lock();
+            while !claims.stop && claims.next < claims.end && claims.next >= claims.limit {
+                claims = shared
+                    .wake
+                    .wait(claims)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if claims.stop || claims.next >= claims.end {
+                return;
+            }
+            claims.next += 1;
+            claims.next - 1
+        };
+        let result = dataset.load(order[pos], mode);
+        if results.send((pos, result)).is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_all();
+        for handle in self.handles.drain(..) {
+            // A worker that panicked has already lost its sample; the consumer reported it.
+            let _ = handle.join();
+        }
+    }
+}
