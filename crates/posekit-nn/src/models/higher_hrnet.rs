@@ -350,10 +350,10 @@ impl HigherHrnet {
 
     /// Checks the input and splits each output into heatmaps and tags.
     pub fn forward_outputs(&self, xs: &Tensor, train: bool) -> Result<Vec<HigherHrnetOutput>> {
-        self.backbone.check_input(&xs.size())?;
+        let xs = self.backbone.prepare_input(xs)?;
         let k = self.config.num_joints();
         Ok(self
-            .forward_raw(xs, train)
+            .forward_raw(&xs, train)
             .into_iter()
             .enumerate()
             .map(|(i, out)| {

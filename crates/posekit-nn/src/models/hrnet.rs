@@ -20,7 +20,7 @@ use std::path::Path;
 use posekit_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::blocks::{conv2d_bias, BlockKind, ConvBn, ConvNorm, ResidualStack};
 
@@ -556,6 +556,24 @@ impl HrnetBackbone {
         Ok(())
     }
 
+    /// Checks a user-supplied input (see [`Self::check_input`]) and brings it to the device
+    /// and floating-point kind of the weights, so that e.g. a float64 tensor read from a file
+    /// runs on a float32 or CUDA model instead of failing inside libtorch.
+    pub fn prepare_input(&self, xs: &Tensor) -> Result<Tensor> {
+        self.check_input(&xs.size())?;
+        if !matches!(
+            xs.kind(),
+            Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+        ) {
+            return Err(Error::Shape(format!(
+                "HRNet expects a floating-point (normalised) image tensor, got {:?}",
+                xs.kind()
+            )));
+        }
+        let w = &self.stem1.conv.ws;
+        Ok(xs.to_device(w.device()).to_kind(w.kind()))
+    }
+
     /// The stage-4 outputs, highest resolution first (1/4 of the input). With the official
     /// configs the last module fuses only into the high-resolution branch, so this is one
     /// tensor; the list form keeps the door open for multi-resolution heads.
@@ -616,8 +634,8 @@ impl PoseHrnet {
     /// Heatmaps `[N, K, H/4, W/4]` after checking the input shape (use this for user data; the
     /// [`ModuleT`] impl panics inside libtorch on a bad shape).
     pub fn heatmaps(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.backbone.check_input(&xs.size())?;
-        Ok(self.forward_t(xs, train))
+        let xs = self.backbone.prepare_input(xs)?;
+        Ok(self.forward_t(&xs, train))
     }
 
     /// Every output head by name, for the `forward` command: here only `heatmaps`.
@@ -676,6 +694,11 @@ mod tests {
         assert!(err.contains("height 60"), "{err}");
         let x = Tensor::zeros([1, 1, 64, 64], (Kind::Float, Device::Cpu));
         assert!(net.heatmaps(&x, false).is_err());
+        let x = Tensor::zeros([1, 3, 64, 64], (Kind::Uint8, Device::Cpu));
+        assert!(net.heatmaps(&x, false).is_err());
+        // A float64 input runs on the float32 model.
+        let x = Tensor::zeros([1, 3, 64, 64], (Kind::Double, Device::Cpu));
+        assert_eq!(net.heatmaps(&x, false).unwrap().kind(), Kind::Float);
     }
 
     #[test]
