@@ -240,12 +240,18 @@ impl AeGroupingConfig {
                 "AE grouping: tags hold a non-finite value at flat index {pos}"
             )));
         }
+        // Contiguous copies only when the caller passed strided views: the refine search runs
+        // on plain slices.
+        let heatmaps = heatmaps.as_standard_layout();
+        let heatmaps = heatmaps.view();
+        let tags = tags.as_standard_layout();
+        let tags = tags.view();
         let maps = TagMaps {
             tags,
             per_joint: kt == k,
         };
 
-        let mut people = self.match_by_tag(&heatmaps, &maps)?;
+        let (mut people, peaks) = self.match_by_tag(&heatmaps, &maps)?;
         if self.adjust {
             for person in &mut people {
                 for (joint, slot) in person.joints.iter_mut().enumerate() {
@@ -277,18 +283,25 @@ impl AeGroupingConfig {
             })
             .collect();
         if self.refine {
+            let mut rows: Vec<Option<RowsByMaximum>> = vec![None; k];
             for (person, pose) in people.iter().zip(poses.iter_mut()) {
-                refine(&heatmaps, &maps, person, pose);
+                refine(&heatmaps, &maps, &peaks, &mut rows, person, pose);
             }
         }
         Ok(poses)
     }
 
     /// HigherHRNet's `match_by_tag` on the NMS'd top-k candidates of every joint.
-    fn match_by_tag(&self, heatmaps: &ArrayView3<f32>, maps: &TagMaps) -> Result<Vec<Person>> {
+    /// Also returns every joint's candidate pixels, which seed `refine`'s search.
+    fn match_by_tag(
+        &self,
+        heatmaps: &ArrayView3<f32>,
+        maps: &TagMaps,
+    ) -> Result<(Vec<Person>, Vec<Vec<usize>>)> {
         let num_joints = heatmaps.dim().0;
         let dims = maps.dims();
         let mut people: Vec<Person> = Vec::new();
+        let mut peak_pixels: Vec<Vec<usize>> = vec![Vec::new(); num_joints];
         for (step, &joint) in self.joint_order.iter().enumerate() {
             let peaks = local_maxima_above(
                 heatmaps.index_axis(ndarray::Axis(0), joint),
@@ -296,6 +309,8 @@ impl AeGroupingConfig {
                 self.detection_threshold,
                 self.max_num_people,
             )?;
+            let w = heatmaps.dim().2;
+            peak_pixels[joint] = peaks.iter().map(|p| p.y * w + p.x).collect();
             if peaks.is_empty() {
                 continue;
             }
@@ -365,7 +380,7 @@ impl AeGroupingConfig {
                 }
             }
         }
-        Ok(people)
+        Ok((people, peak_pixels))
     }
 }
 
@@ -380,13 +395,22 @@ impl<'a> TagMaps<'a> {
         self.tags.dim().3
     }
 
+    /// Index of the tag plane that serves `joint`.
+    fn plane(&self, joint: usize) -> usize {
+        if self.per_joint {
+            joint
+        } else {
+            0
+        }
+    }
+
     fn tag_at(
         &self,
         joint: usize,
         y: usize,
         x: usize,
     ) -> impl Iterator<Item = f32> + '_ + use<'_, 'a> {
-        let j = if self.per_joint { joint } else { 0 };
+        let j = self.plane(joint);
         (0..self.dims()).map(move |l| self.tags[[j, y, x, l]])
     }
 }
@@ -465,7 +489,14 @@ fn quarter_shift(map: &ArrayView2<f32>, x: usize, y: usize) -> (f32, f32) {
 /// maximises `heatmap - round(|tag - mean tag|)` over the whole map (first maximum in
 /// row-major order), if the heatmap is positive there. The mean tag is taken over the joints
 /// found by matching (read at their pixels), in `f32` as NumPy does.
-fn refine(heatmaps: &ArrayView3<f32>, maps: &TagMaps, person: &Person, pose: &mut Pose) {
+fn refine(
+    heatmaps: &ArrayView3<f32>,
+    maps: &TagMaps,
+    peaks: &[Vec<usize>],
+    rows: &mut [Option<RowsByMaximum>],
+    person: &Person,
+    pose: &mut Pose,
+) {
     let dims = maps.dims();
     let mut found_tags: Vec<f32> = Vec::new();
     for (joint, slot) in person.joints.iter().enumerate() {
@@ -482,35 +513,16 @@ fn refine(heatmaps: &ArrayView3<f32>, maps: &TagMaps, person: &Person, pose: &mu
             continue;
         }
         let map = heatmaps.index_axis(ndarray::Axis(0), joint);
-        let tag_distance = |y: usize, x: usize| -> f32 {
-            let sq = maps
-                .tag_at(joint, y, x)
-                .zip(&mean)
-                .fold(0.0f32, |acc, (t, &m)| {
-                    let d = t - m;
-                    acc + d * d
-                });
-            sq.sqrt().round_ties_even()
-        };
         let (h, w) = map.dim();
-        let mut best = map[[0, 0]] - tag_distance(0, 0);
-        let (mut bx, mut by) = (0usize, 0usize);
-        for y in 0..h {
-            let row = map.row(y);
-            for x in 0..w {
-                let v = row[x];
-                // `v - round(d) <= v`, so a pixel not above the best can be skipped; strict
-                // comparisons keep NumPy's first-maximum rule.
-                if v > best {
-                    let s = v - tag_distance(y, x);
-                    if s > best {
-                        best = s;
-                        bx = x;
-                        by = y;
-                    }
-                }
+        let plane = maps.tags.index_axis(ndarray::Axis(0), maps.plane(joint));
+        let best = match (map.as_slice(), plane.as_slice(), mean.as_slice()) {
+            (Some(det), Some(tag), &[m]) => {
+                let order = rows[joint].get_or_insert_with(|| RowsByMaximum::new(det, w));
+                refine_argmax_one_dim(det, tag, w, order, &peaks[joint], m)
             }
-        }
+            _ => refine_argmax(&map, maps, joint, &mean),
+        };
+        let (bx, by) = (best % w, best / w);
         let val = map[[by, bx]];
         if val > 0.0 {
             let mut fx = bx as f32 + 0.5;
@@ -528,6 +540,153 @@ fn refine(heatmaps: &ArrayView3<f32>, maps: &TagMaps, person: &Person, pose: &mu
             *kp = Keypoint::new(fx, fy, val);
         }
     }
+}
+
+/// `round` with ties to even for a non-negative `f32`, written so that it vectorises: below
+/// 2^23, adding and removing 2^23 leaves the nearest integer (ties to even, the default
+/// rounding mode); from 2^23 on every `f32` is already an integer.
+#[inline(always)]
+fn round_half_even_non_negative(x: f32) -> f32 {
+    const TWO_23: f32 = 8_388_608.0;
+    if x < TWO_23 {
+        (x + TWO_23) - TWO_23
+    } else {
+        x
+    }
+}
+
+/// `det - round(|tag - mean|)` in NumPy's `f32` operations (one tag dimension).
+#[inline(always)]
+fn score_pixel(det: f32, tag: f32, mean: f32) -> f32 {
+    let diff = tag - mean;
+    det - round_half_even_non_negative((diff * diff).sqrt())
+}
+
+/// A heatmap's rows from the highest maximum down: `det - round(distance) <= det`, so once a
+/// row's maximum is below the best score found, it and every row after it can be skipped.
+#[derive(Debug, Clone)]
+struct RowsByMaximum {
+    order: Vec<usize>,
+    maximum: Vec<f32>,
+}
+
+impl RowsByMaximum {
+    fn new(det: &[f32], w: usize) -> Self {
+        let maximum: Vec<f32> = det
+            .chunks_exact(w)
+            .map(|row| {
+                row.iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..maximum.len()).collect();
+        order.sort_by(|&a, &b| maximum[b].total_cmp(&maximum[a]));
+        RowsByMaximum { order, maximum }
+    }
+}
+
+/// `np.argmax(det - np.round(sqrt((tag - mean) ** 2)))` over one joint's map with a single
+/// tag dimension (the common case), in the same `f32` operations: the largest score, and
+/// among equal scores the lowest flat index, as NumPy's first-maximum rule. Rows are visited
+/// from the highest heatmap maximum down and the search stops when no row can win, which is
+/// what makes `refine` cheap enough for the 5 ms budget.
+fn refine_argmax_one_dim(
+    det: &[f32],
+    tag: &[f32],
+    w: usize,
+    rows: &RowsByMaximum,
+    seeds: &[usize],
+    mean: f32,
+) -> usize {
+    // The joint's own candidates usually score near the final answer: a lower bound on the
+    // best score that lets the row loop stop early. Their rows are visited anyway, since a
+    // row's maximum is at least any of its scores.
+    let bound = seeds
+        .iter()
+        .map(|&i| score_pixel(det[i], tag[i], mean))
+        .fold(f32::NEG_INFINITY, |m, s| if s > m { s } else { m });
+    let mut best = f32::NEG_INFINITY;
+    let mut best_at = 0usize;
+    let mut any = false;
+    let mut scores = Vec::with_capacity(w);
+    for &y in &rows.order {
+        if rows.maximum[y] < best || rows.maximum[y] < bound {
+            break;
+        }
+        let (s, x) = row_argmax(
+            &det[y * w..(y + 1) * w],
+            &tag[y * w..(y + 1) * w],
+            mean,
+            &mut scores,
+        );
+        let at = y * w + x;
+        if !any || s > best || (s == best && at < best_at) {
+            best = s;
+            best_at = at;
+            any = true;
+        }
+    }
+    best_at
+}
+
+/// Largest score of one row and its first position. Written as three plain loops (scores,
+/// maximum in eight independent lanes, first position of the maximum) because each of them
+/// vectorises, which a fused arg-max loop does not.
+fn row_argmax(det: &[f32], tag: &[f32], mean: f32, scores: &mut Vec<f32>) -> (f32, usize) {
+    const LANES: usize = 8;
+    scores.clear();
+    scores.extend(det.iter().zip(tag).map(|(&d, &t)| score_pixel(d, t, mean)));
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = scores.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for i in 0..LANES {
+            lanes[i] = if chunk[i] > lanes[i] {
+                chunk[i]
+            } else {
+                lanes[i]
+            };
+        }
+    }
+    let best = lanes
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
+    // Every score -inf (distances overflowed) finds -inf at the first pixel, like NumPy.
+    let at = scores.iter().position(|&s| s == best).unwrap_or(0);
+    (best, at)
+}
+
+/// The general form of [`refine_argmax_one_dim`] for several tag dimensions or non-contiguous
+/// arrays: first maximum in row-major order. `det - round(d) <= det`, so pixels whose heatmap
+/// value is not above the best score so far cannot win and are skipped.
+fn refine_argmax(map: &ArrayView2<f32>, maps: &TagMaps, joint: usize, mean: &[f32]) -> usize {
+    let (h, w) = map.dim();
+    let score = |y: usize, x: usize| -> f32 {
+        let sq = maps
+            .tag_at(joint, y, x)
+            .zip(mean)
+            .fold(0.0f32, |acc, (t, &m)| {
+                let d = t - m;
+                acc + d * d
+            });
+        map[[y, x]] - round_half_even_non_negative(sq.sqrt())
+    };
+    let mut best = score(0, 0);
+    let mut best_at = 0;
+    for y in 0..h {
+        let row = map.row(y);
+        for x in 0..w {
+            if row[x] > best {
+                let s = score(y, x);
+                if s > best {
+                    best = s;
+                    best_at = y * w + x;
+                }
+            }
+        }
+    }
+    best_at
 }
 
 /// `np.mean(rows, axis=0)` for a list of `float32` vectors of length `dims`, stored flat.
