@@ -20,6 +20,6 @@ pub use load::{
     load_weights, load_weights_with, read_weights, save_safetensors, ConvertReport, LoadOptions,
     LoadReport, WeightsFile, WeightsFormat,
 };
-pub use pth::{read_pth, Checkpoint, Item, PthFormat};
+pub use pth::{parse_pth, read_pth, Checkpoint, Item, PthFormat};
 pub use safetensors_io::{read_safetensors, read_safetensors_tch, write_safetensors};
 pub use tensor::{DType, RawTensor};

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -168,15 +168,36 @@ pub struct Checkpoint {
 /// Reads a `.pth`/`.pt`/`.pth.tar` file of either format (recognised by content, not by name).
 pub fn read_pth(path: &Path) -> Result<Checkpoint, WeightsError> {
     let mut head = [0u8; 512];
-    let n = {
-        let mut f = File::open(path).map_err(|e| WeightsError::io(path, "cannot open", e))?;
-        read_up_to(&mut f, &mut head).map_err(|e| WeightsError::io(path, "cannot read", e))?
-    };
-    let head = &head[..n];
+    let mut f = File::open(path).map_err(|e| WeightsError::io(path, "cannot open", e))?;
+    let n = read_up_to(&mut f, &mut head).map_err(|e| WeightsError::io(path, "cannot read", e))?;
+    match sniff(&head[..n], path)? {
+        // Zip members are read one by one from the file; the legacy format is parsed in memory.
+        PthFormat::Zip => {
+            f.seek(SeekFrom::Start(0))
+                .map_err(|e| WeightsError::io(path, "cannot read", e))?;
+            read_zip(BufReader::new(f), path)
+        }
+        PthFormat::Legacy => {
+            drop(f);
+            let data = std::fs::read(path).map_err(|e| WeightsError::io(path, "cannot read", e))?;
+            parse_legacy(&data, path)
+        }
+    }
+}
+
+/// [`read_pth`] on bytes already in memory; `path` is only used in error messages.
+pub fn parse_pth(bytes: &[u8], path: &Path) -> Result<Checkpoint, WeightsError> {
+    match sniff(&bytes[..bytes.len().min(512)], path)? {
+        PthFormat::Zip => read_zip(Cursor::new(bytes), path),
+        PthFormat::Legacy => parse_legacy(bytes, path),
+    }
+}
+
+fn sniff(head: &[u8], path: &Path) -> Result<PthFormat, WeightsError> {
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        read_zip(path)
+        Ok(PthFormat::Zip)
     } else if head.starts_with(&[0x80, 0x02, 0x8a]) {
-        read_legacy(path)
+        Ok(PthFormat::Legacy)
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
         Err(WeightsError::format(
             path,
@@ -205,9 +226,8 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 // ----- zip format -----
 
-fn read_zip(path: &Path) -> Result<Checkpoint, WeightsError> {
-    let file = File::open(path).map_err(|e| WeightsError::io(path, "cannot open", e))?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
+fn read_zip<R: Read + Seek>(reader: R, path: &Path) -> Result<Checkpoint, WeightsError> {
+    let mut archive = zip::ZipArchive::new(reader).map_err(|e| {
         WeightsError::format(
             path,
             format!("not a readable zip archive (truncated?): {e}"),
@@ -288,7 +308,7 @@ fn read_zip(path: &Path) -> Result<Checkpoint, WeightsError> {
     })
 }
 
-fn read_member<R: Read + std::io::Seek>(
+fn read_member<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     path: &Path,
     name: &str,
@@ -306,11 +326,10 @@ fn read_member<R: Read + std::io::Seek>(
 
 // ----- legacy format -----
 
-fn read_legacy(path: &Path) -> Result<Checkpoint, WeightsError> {
-    let data = std::fs::read(path).map_err(|e| WeightsError::io(path, "cannot read", e))?;
+fn parse_legacy(data: &[u8], path: &Path) -> Result<Checkpoint, WeightsError> {
     let mut refs = BTreeMap::new();
     let run = |start: usize, what: &str, refs: &mut BTreeMap<String, Rc<StorageRef>>| {
-        pickle::unpickle(&data, start, refs).map_err(|e| pickle_error(path, what, e))
+        pickle::unpickle(data, start, refs).map_err(|e| pickle_error(path, what, e))
     };
 
     let (magic, pos) = run(0, "the magic number", &mut refs)?;
