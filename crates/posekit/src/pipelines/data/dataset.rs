@@ -12,9 +12,9 @@ use super::coco::{load_coco_instances, CocoSplit};
 use super::config::DataConfig;
 use super::error::DataError;
 use super::instance::TopDownInstance;
+use super::jpeg_check::read_rgb_checked;
 use super::mpii::load_mpii_instances;
 use super::sample::{TopDownSample, TopDownTransform};
-use crate::pipelines::image_io::read_rgb;
 
 /// How a sample is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl TopDownDataset {
         };
         // Image errors already name the file; they stay unwrapped so that a skipped-sample
         // warning does not repeat it.
-        let image = read_rgb(&instance.image_path)?;
+        let image = read_rgb_checked(&instance.image_path)?;
         self.transform
             .make_sample(i, instance, &image, mode)
             .map_err(wrap)
