@@ -392,6 +392,83 @@ fn encode_decode_round_trip_with_tfpose_upsampling() {
     }
 }
 
+/// Recovered poses equal the synthetic keypoints joint for joint (matched by the first joint).
+fn assert_recovers_exactly(poses: &[posekit_core::Pose], kp: &Array3<f32>) {
+    let n = kp.dim().0;
+    assert_eq!(poses.len(), n);
+    let mut matched = vec![false; n];
+    for pose in poses {
+        let p = (0..n)
+            .find(|&p| kp[[p, 0, 0]] == pose.keypoints[0].x && kp[[p, 0, 1]] == pose.keypoints[0].y)
+            .expect("first joint of a synthetic person");
+        assert!(!matched[p]);
+        matched[p] = true;
+        for (j, k) in pose.keypoints.iter().enumerate() {
+            assert_eq!(
+                (k.x, k.y),
+                (kp[[p, j, 0]], kp[[p, j, 1]]),
+                "person {p} joint {j}"
+            );
+        }
+    }
+}
+
+/// A new model on COCO-17: limbs from the layout's skeleton (which starts at the ankles) still
+/// assemble whole people, because `from_skeleton` walks it from the torso.
+#[test]
+fn coco17_from_skeleton_round_trip() {
+    let layout = posekit_core::KeypointLayout::builtin("coco17").unwrap();
+    let limbs = PafLimbs::from_skeleton(&layout).unwrap();
+    // COCO-17 joints taken from the CMU-18 template (CMU index of each COCO joint).
+    const FROM_CMU: [usize; 17] = [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10];
+    let (cmu, _) = synthetic_people(6, 96);
+    let kp = Array3::from_shape_fn((6, 17, 2), |(p, j, c)| cmu[[p, FROM_CMU[j], c]]);
+    let vis = Array2::from_elem((6, 17), 2.0);
+    let params = PafEncodeParams {
+        heatmap_size: [96, 96],
+        stride: 1.0,
+        sigma: 1.0,
+        limb_width: 1.0,
+        background: false,
+    };
+    let t = paf::encode(&params, &limbs, kp.view(), vis.view()).unwrap();
+    assert_eq!(t.heatmaps.dim(), (17, 96, 96));
+    assert_eq!(t.pafs.dim(), (38, 96, 96));
+    let d = paf::decode(
+        t.heatmaps.view(),
+        t.pafs.view(),
+        &limbs,
+        &PafDecodeParams::grouping_only(),
+    )
+    .unwrap();
+    assert_recovers_exactly(&d.poses(), &kp);
+}
+
+/// CMU's settings (smoothing sigma 3, threshold 0.1, samples including B, stricter counts) on
+/// maps at image resolution, where CMU applies them (its network's sigma-7 px Gaussians at stride
+/// 8 become wide blobs once resized to the image): the generic path finds the same people.
+#[test]
+fn cmu_preset_round_trip() {
+    let limbs = PafLimbs::cmu18();
+    let (kp, vis) = synthetic_people(6, 192);
+    let params = PafEncodeParams {
+        heatmap_size: [192, 192],
+        stride: 1.0,
+        sigma: 3.0,
+        limb_width: 1.0,
+        background: true,
+    };
+    let t = paf::encode(&params, &limbs, kp.view(), vis.view()).unwrap();
+    let d = paf::decode(
+        t.heatmaps.view(),
+        t.pafs.view(),
+        &limbs,
+        &PafDecodeParams::cmu(),
+    )
+    .unwrap();
+    assert_recovers_exactly(&d.poses(), &kp);
+}
+
 #[test]
 fn decode_rejects_mismatched_arrays_without_panicking() {
     let out = output("grace_hopper");

@@ -144,20 +144,65 @@ impl PafLimbs {
         }
     }
 
-    /// One limb per skeleton edge of `layout`, edge `i` on channels `2i` and `2i + 1`: the natural
-    /// table for training a new PAF model on any layout.
+    /// One limb per skeleton edge of `layout`, edge `i` on channels `2i` and `2i + 1`: the table
+    /// for training a new PAF model on any layout.
     ///
-    /// Grouping visits limbs in skeleton order; it works best when each edge touches a joint
-    /// that an earlier edge already reached (a tree walked from the torso outward).
+    /// Assembly only ever adds a limb's joint B to a person that already holds its joint A, so
+    /// it needs limbs ordered from the torso outward and pointing away from it (tf-pose's table
+    /// is written that way by hand). Layout skeletons are drawing lists in no such order (COCO's
+    /// starts at the ankles), so the limbs are ordered and oriented by a breadth-first walk from
+    /// the joint with the most edges (lowest index on ties; one walk per connected part).
+    /// Edges that close a cycle (COCO's shoulder-to-shoulder, eye-to-eye, ...) come last and do
+    /// not start people, like tf-pose's shoulder-to-ear limbs. Channels stay tied to the
+    /// skeleton index, so `limbs()` is in processing order, not skeleton order.
     pub fn from_skeleton(layout: &KeypointLayout) -> Result<Self> {
-        let limbs = layout
-            .skeleton
-            .iter()
-            .enumerate()
-            .map(|(i, &[a, b])| Limb::new(a, b, 2 * i, 2 * i + 1))
-            .collect();
-        Self::new(layout.keypoints.len(), limbs)
-            .map_err(|e| Error::Shape(format!("layout {}: {e}", layout.name)))
+        let k = layout.keypoints.len();
+        let err = |m: String| Error::Shape(format!("layout {}: {m}", layout.name));
+        for (i, &[a, b]) in layout.skeleton.iter().enumerate() {
+            if a >= k || b >= k || a == b {
+                return Err(err(format!(
+                    "skeleton edge {i} [{a}, {b}] is not a pair of distinct joints below {k}"
+                )));
+            }
+        }
+        let mut degree = vec![0usize; k];
+        for &[a, b] in &layout.skeleton {
+            degree[a] += 1;
+            degree[b] += 1;
+        }
+        let mut reached = vec![false; k];
+        let mut edge_done = vec![false; layout.skeleton.len()];
+        let (mut tree, mut closing) = (Vec::new(), Vec::new());
+        loop {
+            // Root of the next connected part: the unreached joint with the most edges.
+            let root = (0..k)
+                .filter(|&j| !reached[j] && degree[j] > 0)
+                .max_by_key(|&j| (degree[j], std::cmp::Reverse(j)));
+            let Some(root) = root else { break };
+            reached[root] = true;
+            let mut queue = std::collections::VecDeque::from([root]);
+            while let Some(j) = queue.pop_front() {
+                for (i, &[a, b]) in layout.skeleton.iter().enumerate() {
+                    if edge_done[i] || (a != j && b != j) {
+                        continue;
+                    }
+                    edge_done[i] = true;
+                    let other = if a == j { b } else { a };
+                    if reached[other] {
+                        closing.push(Limb {
+                            starts_person: false,
+                            ..Limb::new(a, b, 2 * i, 2 * i + 1)
+                        });
+                    } else {
+                        reached[other] = true;
+                        queue.push_back(other);
+                        tree.push(Limb::new(j, other, 2 * i, 2 * i + 1));
+                    }
+                }
+            }
+        }
+        tree.extend(closing);
+        Self::new(k, tree).map_err(|e| err(e.to_string()))
     }
 
     pub fn num_joints(&self) -> usize {
@@ -219,8 +264,34 @@ mod tests {
             upper_body: vec![],
         };
         let l = PafLimbs::from_skeleton(&layout).unwrap();
-        assert_eq!(l.limbs()[1], Limb::new(1, 2, 2, 3));
+        // Joint 1 has the most edges: both limbs start there.
+        assert_eq!(l.limbs(), &[Limb::new(1, 0, 0, 1), Limb::new(1, 2, 2, 3)]);
         assert_eq!(l.num_paf_channels(), 4);
+    }
+
+    #[test]
+    fn from_skeleton_walks_coco_from_the_torso() {
+        let coco = KeypointLayout::builtin("coco17").unwrap();
+        let l = PafLimbs::from_skeleton(&coco).unwrap();
+        assert_eq!(l.len(), coco.skeleton.len());
+        // Every skeleton edge appears once, on its own channels.
+        for (i, &[a, b]) in coco.skeleton.iter().enumerate() {
+            let limb = l.limbs().iter().find(|l| l.paf_x == 2 * i).unwrap();
+            assert_eq!(limb.paf_y, 2 * i + 1);
+            assert!(
+                [limb.joint_a, limb.joint_b] == [a, b] || [limb.joint_a, limb.joint_b] == [b, a]
+            );
+        }
+        // Tree limbs first, each leaving a joint an earlier limb (or the root) reached.
+        let root = l.limbs()[0].joint_a;
+        let mut reached = vec![root];
+        for limb in l.limbs().iter().take_while(|l| l.starts_person) {
+            assert!(reached.contains(&limb.joint_a), "{limb:?}");
+            assert!(!reached.contains(&limb.joint_b), "{limb:?}");
+            reached.push(limb.joint_b);
+        }
+        assert_eq!(reached.len(), 17);
+        assert!(l.limbs().iter().skip(16).all(|l| !l.starts_person));
     }
 
     #[test]
