@@ -320,7 +320,8 @@ impl HigherHrnet {
     }
 
     /// Folds BatchNorm into the convolutions for inference (eval-mode forwards only; the
-    /// VarStore is unchanged). Call after loading weights.
+    /// VarStore is unchanged). Call after loading weights and after moving the VarStore
+    /// to its final device and kind (`set_device`, `half`...): the folded copy does not follow.
     pub fn fold_batch_norm(&mut self) {
         self.backbone.fold_batch_norm();
         self.deconv_layers

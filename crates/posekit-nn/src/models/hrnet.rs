@@ -512,7 +512,8 @@ impl HrnetBackbone {
     }
 
     /// Folds every BatchNorm into the convolution before it, for eval-mode forwards (see
-    /// [`ConvNorm`]): call after loading weights, and again after any change to them.
+    /// [`ConvNorm`]): call after loading weights and after moving the VarStore to its final
+    /// device and kind, and again after any change to the weights.
     pub fn fold_batch_norm(&mut self) {
         self.stem1.fold();
         self.stem2.fold();
@@ -626,7 +627,8 @@ impl PoseHrnet {
     }
 
     /// Folds BatchNorm into the convolutions for inference (eval-mode forwards only; the
-    /// VarStore is unchanged). Call after loading weights.
+    /// VarStore is unchanged). Call after loading weights and after moving the VarStore
+    /// to its final device and kind (`set_device`, `half`...): the folded copy does not follow.
     pub fn fold_batch_norm(&mut self) {
         self.backbone.fold_batch_norm();
     }
