@@ -33,11 +33,21 @@ impl PoseNetwork for PoseHrnet {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         PoseHrnet::forward_named(self, input, train)
     }
+
+    fn fold_batchnorm(&mut self) -> Result<bool> {
+        self.fold_batch_norm();
+        Ok(true)
+    }
 }
 
 impl PoseNetwork for HigherHrnet {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         HigherHrnet::forward_named(self, input, train)
+    }
+
+    fn fold_batchnorm(&mut self) -> Result<bool> {
+        self.fold_batch_norm();
+        Ok(true)
     }
 }
 
