@@ -441,7 +441,7 @@ impl OpenPoseMobileNetV2 {
         &self.config
     }
 
-    /// Checks that `size` is an NCHW batch of 3-channel images large enough for the backbone.
+    /// Checks that `xs` is an NCHW float batch of 3-channel images large enough for the backbone.
     pub fn check_input(&self, xs: &Tensor) -> Result<()> {
         let size = xs.size();
         if size.len() != 4 || size[1] != 3 {

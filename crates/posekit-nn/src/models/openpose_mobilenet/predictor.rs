@@ -107,7 +107,10 @@ impl OpenPoseMobileNet {
     /// Sets the network input size (height, width), tf-pose's `--resize WxH`. Larger sizes find
     /// smaller people and cost time quadratically.
     pub fn with_input_size(mut self, height: usize, width: usize) -> Result<Self> {
-        if height == 0 || width == 0 || height % INPUT_MULTIPLE != 0 || width % INPUT_MULTIPLE != 0
+        if height == 0
+            || width == 0
+            || !height.is_multiple_of(INPUT_MULTIPLE)
+            || !width.is_multiple_of(INPUT_MULTIPLE)
         {
             return Err(Error::Shape(format!(
                 "OpenPose-MobileNet input size {width}x{height} (WxH): both sides must be positive \
