@@ -137,7 +137,8 @@ impl TopDownTransform {
         image: &Array3<u8>,
         bbox: [f64; 4],
     ) -> Result<(Vec<f32>, SampleMeta), DataError> {
-        if !bbox.iter().all(|v| v.is_finite()) || !(bbox[2] > 0.0 && bbox[3] > 0.0) {
+        let has_area = bbox.iter().all(|v| v.is_finite()) && bbox[2] > 0.0 && bbox[3] > 0.0;
+        if !has_area {
             return Err(Error::Shape(format!(
                 "person box [x, y, w, h] = {bbox:?} has zero area; a crop needs a finite box with \
                  positive width and height"
@@ -294,13 +295,30 @@ pub fn flip_input(chw: &[f32], width: usize) -> Result<Vec<f32>, DataError> {
 }
 
 /// `[h, w, 3]` u8 crop to `[3, h, w]` f32, `(v / 255 - mean) / std` per channel in f32, the
-/// arithmetic of torchvision's `ToTensor` + `Normalize`.
+/// arithmetic of torchvision's `ToTensor` + `Normalize`. A u8 has only 256 values, so each
+/// channel's results are tabulated once (same numbers, a table lookup per pixel).
 fn normalize(crop: &Array3<u8>, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+    let table: [[f32; 256]; 3] =
+        std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - mean[c]) / std[c]));
     let (h, w, _) = crop.dim();
     let plane = h * w;
     let mut out = vec![0.0f32; 3 * plane];
-    for ((y, x, c), &v) in crop.indexed_iter() {
-        out[c * plane + y * w + x] = (v as f32 / 255.0 - mean[c]) / std[c];
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    match crop.as_slice() {
+        Some(pixels) => {
+            for (i, px) in pixels.chunks_exact(3).enumerate() {
+                r[i] = table[0][px[0] as usize];
+                g[i] = table[1][px[1] as usize];
+                b[i] = table[2][px[2] as usize];
+            }
+        }
+        None => {
+            for ((y, x, c), &v) in crop.indexed_iter() {
+                let planes = [&mut *r, &mut *g, &mut *b];
+                planes[c][y * w + x] = table[c][v as usize];
+            }
+        }
     }
     out
 }
