@@ -240,11 +240,16 @@ mod parity {
         }
 
         let train = forward(x, true);
-        let mut loss = Tensor::zeros([], (Kind::Float, x.device()));
+        let mut losses = Vec::new();
         for (name, t) in &train {
             worst.check(&format!("train.{name}"), t, &io[&format!("train.{name}")]);
-            loss = loss + t.mse_loss(&io[&format!("target.{name}")], Reduction::Mean);
+            losses.push(t.mse_loss(&io[&format!("target.{name}")], Reduction::Mean));
         }
+        let loss = losses
+            .into_iter()
+            .fold(Tensor::zeros([], (Kind::Float, x.device())), |acc, l| {
+                acc + l
+            });
         worst.check("loss", &loss.reshape([1]), &io["loss"]);
         loss.backward();
 

@@ -109,10 +109,11 @@ impl SpmConfig {
     }
 }
 
+/// Both variants boxed: the backbones are large structs of very different sizes.
 #[derive(Debug)]
 enum SpmBackbone {
-    Hourglass(HourglassBackbone),
-    Hrnet(HrnetBackbone),
+    Hourglass(Box<HourglassBackbone>),
+    Hrnet(Box<HrnetBackbone>),
 }
 
 impl SpmBackbone {
@@ -156,12 +157,12 @@ impl Spm {
             SpmBackboneConfig::Hourglass(c) => {
                 let b = HourglassBackbone::new(p, c)?;
                 let widths = vec![b.feat_channel(); b.num_stacks()];
-                (SpmBackbone::Hourglass(b), widths)
+                (SpmBackbone::Hourglass(Box::new(b)), widths)
             }
             SpmBackboneConfig::Hrnet(c) => {
                 let b = HrnetBackbone::new(p, c)?;
                 let widths = b.out_widths().to_vec();
-                (SpmBackbone::Hrnet(b), widths)
+                (SpmBackbone::Hrnet(Box::new(b)), widths)
             }
         };
         let root_head = widths
