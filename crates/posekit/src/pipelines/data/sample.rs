@@ -15,7 +15,7 @@ use posekit_core::geometry::warp::warp_affine;
 use posekit_core::layout::KeypointLayout;
 use posekit_core::Error;
 
-use super::augment;
+use super::augment::{self, Augmentation};
 use super::config::DataConfig;
 use super::dataset::LoadMode;
 use super::error::DataError;
@@ -174,13 +174,12 @@ impl TopDownTransform {
         mode: LoadMode,
     ) -> Result<TopDownSample, DataError> {
         check_rgb(image.view())?;
-        let image_width = image.shape()[1];
         let box_cs = CenterScale {
             center: instance.center,
             scale: instance.scale,
         };
-        let (cs, rotation, flipped, joints) = match mode {
-            LoadMode::Eval => (box_cs, 0.0, false, instance.joints.clone()),
+        match mode {
+            LoadMode::Eval => self.render(index, instance, image, box_cs, 0.0, false),
             LoadMode::Train { seed, epoch } => {
                 let Some(joints) = &instance.joints else {
                     return Err(Error::Shape(
@@ -196,21 +195,47 @@ impl TopDownTransform {
                     joints,
                     box_cs,
                     self.cfg.aspect_ratio(),
-                    image_width,
+                    image.shape()[1],
                 );
-                let joints = if aug.flip {
-                    augment::flip_joints(joints, image_width, &self.flip_index)
-                } else {
-                    joints.clone()
-                };
-                let cs = CenterScale {
-                    center: aug.center,
-                    scale: aug.scale,
-                };
-                (cs, aug.rotation, aug.flip, Some(joints))
+                self.make_sample_with(index, instance, image, &aug)
             }
-        };
+        }
+    }
 
+    /// Builds a sample with given augmentation parameters (`aug.center` already mirrored when
+    /// `aug.flip`), e.g. to reproduce a sample of the reference implementation exactly.
+    pub fn make_sample_with(
+        &self,
+        index: usize,
+        instance: &TopDownInstance,
+        image: &Array3<u8>,
+        aug: &Augmentation,
+    ) -> Result<TopDownSample, DataError> {
+        check_rgb(image.view())?;
+        let cs = CenterScale {
+            center: aug.center,
+            scale: aug.scale,
+        };
+        self.render(index, instance, image, cs, aug.rotation, aug.flip)
+    }
+
+    /// The crop, its joints and targets for one set of crop parameters.
+    fn render(
+        &self,
+        index: usize,
+        instance: &TopDownInstance,
+        image: &Array3<u8>,
+        cs: CenterScale,
+        rotation: f64,
+        flipped: bool,
+    ) -> Result<TopDownSample, DataError> {
+        let joints = instance.joints.as_ref().map(|joints| {
+            if flipped {
+                augment::flip_joints(joints, image.shape()[1], &self.flip_index)
+            } else {
+                joints.clone()
+            }
+        });
         let trans = self.crop_transform(&cs, rotation)?;
         let input = if flipped {
             // Mirroring the pixels (rather than folding the mirror into the affine) keeps the
