@@ -178,7 +178,7 @@ fn expected_crop_joints(dataset: &TopDownDataset, sample: &TopDownSample) -> Arr
         &sample.meta.center_scale(),
         sample.meta.rotation,
         [w as f64, h as f64],
-        AffineMode::Standard,
+        dataset.transform().affine_mode(),
     )
     .unwrap();
     for mut j in joints.outer_iter_mut() {
@@ -193,10 +193,21 @@ fn expected_crop_joints(dataset: &TopDownDataset, sample: &TopDownSample) -> Arr
 
 #[test]
 fn training_targets_peak_on_the_augmented_joints() {
-    let cfg = cfg();
+    targets_peak_on_the_augmented_joints(cfg());
+}
+
+/// The same with UDP: pixel-centre-aligned crops and targets (stride (192 - 1) / (48 - 1)).
+#[test]
+fn udp_training_targets_peak_on_the_augmented_joints() {
+    let mut cfg = cfg();
+    cfg.codec = posekit_core::codecs::heatmap::HeatmapVariant::Udp;
+    targets_peak_on_the_augmented_joints(cfg);
+}
+
+fn targets_peak_on_the_augmented_joints(cfg: DataConfig) {
     let dataset = coco_train(&cfg);
     let [hw, hh] = cfg.heatmap_size;
-    let stride = cfg.input_size[0] as f32 / hw as f32;
+    let [sx, sy] = dataset.codec().stride().map(|v| v as f32);
     let (mut flipped, mut rotated, mut checked) = (0, 0, 0);
     for epoch in 0..4 {
         for i in 0..dataset.len() {
@@ -227,7 +238,7 @@ fn training_targets_peak_on_the_augmented_joints() {
                     "joint {k}: {:?} vs ({ex}, {ey})",
                     got.row(k)
                 );
-                let (hx, hy) = (ex / stride, ey / stride);
+                let (hx, hy) = (ex / sx, ey / sy);
                 let inside =
                     hx >= 0.0 && hy >= 0.0 && hx <= (hw - 1) as f32 && hy <= (hh - 1) as f32;
                 if !inside {
