@@ -113,7 +113,7 @@ pub fn upsample_replicate(maps: ArrayView3<f32>, ratio: usize) -> Result<Array3<
         return Err(Error::Shape("upsample ratio must be at least 1".into()));
     }
     let (c, h, w) = maps.dim();
-    let (hu, wu) = (h * ratio, w * ratio);
+    let (hu, wu) = upsampled_size(c, h, w, ratio)?;
     let mut out = Array3::<f32>::zeros((c, hu, wu));
     let mut row = vec![0f32; wu];
     for ch in 0..c {
@@ -132,6 +132,26 @@ pub fn upsample_replicate(maps: ArrayView3<f32>, ratio: usize) -> Result<Array3<
         }
     }
     Ok(out)
+}
+
+/// `(h * ratio, w * ratio)`, or an error when the upsampled maps could not be addressed (a
+/// mistyped ratio would otherwise abort on allocation instead of reporting).
+fn upsampled_size(c: usize, h: usize, w: usize, ratio: usize) -> Result<(usize, usize)> {
+    let hu = h.checked_mul(ratio);
+    let wu = w.checked_mul(ratio);
+    match (hu, wu) {
+        (Some(hu), Some(wu))
+            if hu
+                .checked_mul(wu)
+                .and_then(|n| n.checked_mul(c.max(1)))
+                .is_some_and(|n| n <= isize::MAX as usize / 4) =>
+        {
+            Ok((hu, wu))
+        }
+        _ => Err(Error::Shape(format!(
+            "upsampling {c}x{h}x{w} maps by {ratio} is too large"
+        ))),
+    }
 }
 
 /// Smooths every channel in place with `outer(kernel, kernel)`, zero padding, output size equal
@@ -207,7 +227,7 @@ pub fn upsample_and_smooth(
     let k: Vec<f32> = kernel.iter().map(|&v| v as f32).collect();
     let before = (k.len() - 1) / 2;
     let (c, h, w) = maps.dim();
-    let (hu, wu) = (h * ratio, w * ratio);
+    let (hu, wu) = upsampled_size(c, h, w, ratio)?;
     let mut out = Array3::<f32>::zeros((c, hu, wu));
     let mut row = vec![0f32; wu];
     // Row pass of each input row, upsampled horizontally: tmp[y] for input row y.
@@ -290,6 +310,7 @@ mod tests {
         assert_eq!(u[[0, 3, 0]], 3.0);
         assert_eq!(u[[0, 3, 3]], 4.0);
         assert!(upsample_replicate(m.view(), 0).is_err());
+        assert!(upsample_replicate(m.view(), usize::MAX / 2).is_err());
     }
 
     /// The separable passes must give what a direct 2D convolution with `outer(g, g)` and zero
