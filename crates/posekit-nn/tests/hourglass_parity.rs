@@ -67,6 +67,39 @@ fn presets_have_the_reference_keys_shapes_and_parameter_counts() {
     }
 }
 
+/// MMPose saves the model as `backbone.*` + `keypoint_head.*` (plus BN counters); the default
+/// key map must land every such key on ours, so a `hourglass52_coco_256x256` checkpoint loads
+/// strictly.
+#[test]
+fn mmpose_checkpoint_names_map_onto_the_model() {
+    use posekit_nn::weights::{KeyAction, KeyMap};
+    let json = parity::read_json(DIR, "hourglass.json");
+    let all: std::collections::BTreeMap<String, Vec<i64>> =
+        serde_json::from_value(json["presets"]["hourglass-1"]["keys"].clone()).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    PoseHourglass::new(&vs.root(), &HourglassConfig::hourglass52()).unwrap();
+    let ours = parity::keys_of(&vs);
+    let map = KeyMap::default();
+    let mut mapped = 0;
+    for key in all.keys() {
+        let prefix = if key.starts_with("multi_final_layers.") {
+            "keypoint_head."
+        } else {
+            "backbone."
+        };
+        let saved = format!("{prefix}{key}");
+        match map.resolve(&saved, |k| ours.contains_key(k)) {
+            KeyAction::Keep(name) => {
+                assert_eq!(&name, key);
+                assert!(ours.contains_key(&name), "{name}");
+                mapped += 1;
+            }
+            KeyAction::Drop => assert!(key.ends_with("num_batches_tracked"), "{key} dropped"),
+        }
+    }
+    assert_eq!(mapped, ours.len());
+}
+
 /// Shared by the network parity tests (the same code is in each test file, because each
 /// integration test is its own crate): loads the fixture's weights into a VarStore, then
 /// compares eval outputs, a training-mode forward, the MSE loss over every head, every
