@@ -199,7 +199,7 @@ impl AeGroupingConfig {
                 self.tag_threshold
             )));
         }
-        if self.nms_kernel == 0 || self.nms_kernel % 2 == 0 {
+        if self.nms_kernel == 0 || self.nms_kernel.is_multiple_of(2) {
             return Err(Error::Shape(format!(
                 "AE grouping: nms_kernel must be odd, got {}",
                 self.nms_kernel
@@ -827,7 +827,8 @@ impl AeTargetConfig {
             let mut slot = 0;
             for j in 0..k {
                 let (x, y, v) = (people[[p, j, 0]], people[[p, j, 1]], people[[p, j, 2]]);
-                if !(v > 0.0) {
+                // NaN visibility counts as unlabelled, as `pt[2] > 0` is false for it.
+                if v.is_nan() || v <= 0.0 {
                     continue;
                 }
                 if !x.is_finite() || !y.is_finite() {
@@ -1002,6 +1003,29 @@ mod tests {
         let mut even = AeGroupingConfig::coco();
         even.nms_kernel = 4;
         assert!(even.decode(hm.view(), tags.view()).is_err());
+    }
+
+    #[test]
+    fn strided_views_decode_like_standard_arrays() {
+        let (hm, tags) = two_people();
+        let mut cfg = AeGroupingConfig::coco();
+        // Push a joint of person 0 below the detection threshold so that refine finds it.
+        let mut hm = hm;
+        hm.slice_mut(ndarray::s![9, .., ..20])
+            .mapv_inplace(|v| v * 0.1);
+        let want = cfg.decode(hm.view(), tags.view()).unwrap();
+        let hm_t = hm.view().reversed_axes().to_owned();
+        let tags_t = tags.view().reversed_axes().to_owned();
+        let got = cfg
+            .decode(hm_t.view().reversed_axes(), tags_t.view().reversed_axes())
+            .unwrap();
+        assert_eq!(got, want);
+        cfg.refine = false;
+        assert_ne!(
+            cfg.decode(hm.view(), tags.view()).unwrap(),
+            want,
+            "refine filled a joint"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct Peak {
 }
 
 fn check_kernel(kernel: usize) -> Result<()> {
-    if kernel == 0 || kernel % 2 == 0 {
+    if kernel == 0 || kernel.is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "NMS kernel must be odd and at least 1 (a stride-1 max pool with padding (k-1)/2 \
              keeps the map size only for odd k), got {kernel}"
@@ -53,7 +53,7 @@ fn is_window_max(map: &ArrayView2<f32>, x: usize, y: usize, radius: usize) -> bo
             }
         }
     }
-    v == v
+    !v.is_nan()
 }
 
 /// Max-pool NMS of every channel of a `[K, H, W]` stack: pixels that are not the maximum of
@@ -104,7 +104,7 @@ pub fn local_maxima_above(
     k: usize,
 ) -> Result<Vec<Peak>> {
     check_kernel(kernel)?;
-    if !(threshold >= 0.0) {
+    if threshold.is_nan() || threshold < 0.0 {
         return Err(Error::Shape(format!(
             "peak threshold must be >= 0 (suppressed pixels are 0 after NMS), got {threshold}"
         )));

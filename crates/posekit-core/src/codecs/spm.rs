@@ -270,7 +270,7 @@ impl SpmConfig {
             let mut joints: Vec<Option<(f64, f64)>> = Vec::with_capacity(k);
             for j in 0..k {
                 let (x, y, v) = (people[[p, j, 0]], people[[p, j, 1]], people[[p, j, 2]]);
-                if !(v > 0.0) {
+                if v.is_nan() || v <= 0.0 {
                     joints.push(None);
                     continue;
                 }
