@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -226,8 +227,7 @@ impl EpochBatches {
                     }
                     Err(_) => {
                         return Err(DataError::Loader(format!(
-                            "worker threads stopped before sample {index} was loaded (a worker \
-                             panicked)"
+                            "worker threads stopped before sample {index} was loaded"
                         )))
                     }
                 }
@@ -413,7 +413,15 @@ fn work(
             claims.next += 1;
             claims.next - 1
         };
-        let result = dataset.load(order[pos], mode);
+        let index = order[pos];
+        // A panic (a bug, never bad input) must still deliver a result for this position:
+        // the consumer waits for positions in order and would otherwise wait forever.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| dataset.load(index, mode)))
+            .unwrap_or_else(|_| {
+                Err(DataError::Loader(format!(
+                    "a worker panicked while loading sample {index}"
+                )))
+            });
         if results.send((pos, result)).is_err() {
             return;
         }
