@@ -470,6 +470,8 @@ fn unreadable_images_are_skipped_and_counted() {
     }
 
     for workers in [0, 2] {
+        let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&warnings);
         let loader = Loader::new(
             Arc::clone(&dataset),
             LoaderOptions {
@@ -479,7 +481,11 @@ fn unreadable_images_are_skipped_and_counted() {
                 drop_last: false,
             },
         )
-        .unwrap();
+        .unwrap()
+        .with_skip_warning(Arc::new(move |index, err| {
+            assert!(err.is_unreadable_image());
+            sink.lock().unwrap().push(index);
+        }));
         for epoch in 0..2 {
             let mut batches = loader.epoch(LoadMode::Train { seed: 3, epoch });
             let mut loaded = Vec::new();
@@ -499,6 +505,10 @@ fn unreadable_images_are_skipped_and_counted() {
             // Batches that lost every sample are left out, but their skips are still counted.
             assert!(skipped_in_batches <= 7);
         }
+        // Two epochs, one warning per bad sample.
+        let mut warned = warnings.lock().unwrap().clone();
+        warned.sort();
+        assert_eq!(warned, bad);
     }
 }
 

@@ -96,12 +96,16 @@ impl TopDownBatch {
     }
 }
 
+/// Receives the warning about a skipped sample: its dataset index and why.
+pub type SkipWarning = Arc<dyn Fn(usize, &DataError) + Send + Sync>;
+
 /// Makes the batches of a dataset, epoch after epoch.
 pub struct Loader {
     dataset: Arc<TopDownDataset>,
     options: LoaderOptions,
     /// Samples already warned about: a bad file is reported once per run, not once per epoch.
     warned: Arc<Mutex<HashSet<usize>>>,
+    warn: SkipWarning,
 }
 
 impl Loader {
@@ -113,7 +117,15 @@ impl Loader {
             dataset,
             options,
             warned: Arc::default(),
+            warn: Arc::new(|index, err| eprintln!("warning: skipping sample {index}: {err}")),
         })
+    }
+
+    /// Sends skip warnings to `warn` instead of standard error, e.g. to a progress bar's
+    /// `println` so that they do not tear its line.
+    pub fn with_skip_warning(mut self, warn: SkipWarning) -> Self {
+        self.warn = warn;
+        self
     }
 
     pub fn dataset(&self) -> &Arc<TopDownDataset> {
@@ -174,6 +186,7 @@ impl Loader {
             source,
             pending: HashMap::new(),
             warned: Arc::clone(&self.warned),
+            warn: Arc::clone(&self.warn),
             skipped: Vec::new(),
             failed: false,
         }
@@ -192,6 +205,7 @@ pub struct EpochBatches {
     source: Source,
     pending: HashMap<usize, Result<TopDownSample, DataError>>,
     warned: Arc<Mutex<HashSet<usize>>>,
+    warn: SkipWarning,
     skipped: Vec<usize>,
     failed: bool,
 }
@@ -238,7 +252,7 @@ impl EpochBatches {
     fn warn_once(&self, index: usize, err: &DataError) {
         let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
         if warned.insert(index) {
-            eprintln!("warning: skipping sample {index}: {err}");
+            (self.warn)(index, err);
         }
     }
 }

@@ -39,5 +39,5 @@ pub use dataset::{LoadMode, LoadReport, TopDownDataset};
 pub use error::DataError;
 pub use instance::TopDownInstance;
 pub use jpeg_check::{check_jpeg_complete, read_rgb_checked};
-pub use loader::{EpochBatches, Loader, LoaderOptions, TopDownBatch};
+pub use loader::{EpochBatches, Loader, LoaderOptions, SkipWarning, TopDownBatch};
 pub use sample::{flip_input, prepare_crop, SampleMeta, TopDownSample, TopDownTransform};
