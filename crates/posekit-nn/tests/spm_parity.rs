@@ -6,12 +6,12 @@
 
 use posekit_nn::models::hourglass::HourglassNetConfig;
 use posekit_nn::models::hrnet::HrnetConfig;
-use posekit_nn::models::spm::{Spm, SpmBackboneConfig, SpmConfig};
+use posekit_nn::models::spm::{Spm, SpmBackboneConfig, SpmNetConfig};
 use tch::{nn, Device};
 
 const DIR: &str = "spm";
 
-fn check(cfg: SpmConfig, files: &[&str], tag: &str) {
+fn check(cfg: SpmNetConfig, files: &[&str], tag: &str) {
     let mut io = parity::read_tensors(DIR, files[0]);
     for f in &files[1..] {
         io.extend(parity::read_tensors(DIR, f));
@@ -31,7 +31,7 @@ fn tiny_spm_hourglass_matches_pytorch() {
     let json = parity::read_json(DIR, "spm.json");
     let tiny = &json["tiny"]["hourglass"];
     let backbone: HourglassNetConfig = serde_json::from_value(tiny["config"].clone()).unwrap();
-    let cfg = SpmConfig {
+    let cfg = SpmNetConfig {
         backbone: SpmBackboneConfig::Hourglass(backbone),
         num_joints: tiny["num_joints"].as_i64().unwrap(),
     };
@@ -47,7 +47,7 @@ fn tiny_spm_hrnet_matches_pytorch() {
     let modules: Vec<usize> = serde_json::from_value(c["modules"].clone()).unwrap();
     let blocks = c["blocks"].as_u64().unwrap() as usize;
     let k = tiny["num_joints"].as_i64().unwrap();
-    let cfg = SpmConfig {
+    let cfg = SpmNetConfig {
         backbone: SpmBackboneConfig::Hrnet(HrnetConfig::uniform(
             width,
             [modules[0], modules[1], modules[2]],
@@ -72,7 +72,7 @@ fn presets_have_the_reference_keys_shapes_and_parameter_counts() {
     for name in ["spm-hourglass", "spm-hrnet-w32"] {
         let reference = &json["presets"][name];
         let vs = nn::VarStore::new(Device::Cpu);
-        Spm::new(&vs.root(), &SpmConfig::preset(name).unwrap()).unwrap();
+        Spm::new(&vs.root(), &SpmNetConfig::preset(name).unwrap()).unwrap();
         parity::assert_same_keys(
             &parity::keys_of(&vs),
             &parity::reference_keys(&reference["keys"]),

@@ -14,8 +14,10 @@
 //! No public SPM checkpoint exists in these layouts, so the head keys are simply
 //! `root_head.{i}.{weight,bias}` (1x1 conv to 1 channel) and
 //! `displacement_head.{i}.{weight,bias}` (1x1 conv to 2K channels: x of joint k at channel 2k,
-//! y at 2k + 1, in heatmap pixels before any normalisation the codec applies), `i` indexing the
-//! backbone's outputs.
+//! y at 2k + 1, in the units of `posekit_core::codecs::spm`, i.e. heatmap pixels divided by its
+//! normaliser Z), `i` indexing the backbone's outputs.
+//!
+//! The config is called [`SpmNetConfig`] to keep it apart from the codec's `SpmConfig`.
 
 use std::path::Path;
 
@@ -39,7 +41,7 @@ pub enum SpmBackboneConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SpmConfig {
+pub struct SpmNetConfig {
     pub backbone: SpmBackboneConfig,
     /// Body joints whose displacements are regressed (the root is not one of them).
     pub num_joints: i64,
@@ -48,11 +50,11 @@ pub struct SpmConfig {
 /// Square input side of the presets (bottom-up, whole images).
 pub const SPM_INPUT_SIZE: i64 = 512;
 
-impl SpmConfig {
+impl SpmNetConfig {
     /// `spm-hourglass`: SPM on a stacked hourglass, as in the paper; the hourglass is
     /// Newell et al.'s 8-stack table (order 4, 256 features), COCO's 17 joints, 512x512.
     pub fn hourglass() -> Self {
-        SpmConfig {
+        SpmNetConfig {
             backbone: SpmBackboneConfig::Hourglass(HourglassNetConfig::newell(8)),
             num_joints: COCO_JOINTS,
         }
@@ -60,7 +62,7 @@ impl SpmConfig {
 
     /// `spm-hrnet-w32`: SPM heads on the HRNet-W32 backbone, 17 joints, 512x512.
     pub fn hrnet_w32() -> Self {
-        SpmConfig {
+        SpmNetConfig {
             backbone: SpmBackboneConfig::Hrnet(HrnetConfig::w32()),
             num_joints: COCO_JOINTS,
         }
@@ -147,11 +149,11 @@ pub struct Spm {
     backbone: SpmBackbone,
     root_head: Vec<nn::Conv2D>,
     displacement_head: Vec<nn::Conv2D>,
-    config: SpmConfig,
+    config: SpmNetConfig,
 }
 
 impl Spm {
-    pub fn new(p: &nn::Path, cfg: &SpmConfig) -> Result<Self> {
+    pub fn new(p: &nn::Path, cfg: &SpmNetConfig) -> Result<Self> {
         cfg.validate()?;
         let (backbone, widths) = match &cfg.backbone {
             SpmBackboneConfig::Hourglass(c) => {
@@ -183,7 +185,7 @@ impl Spm {
         })
     }
 
-    pub fn config(&self) -> &SpmConfig {
+    pub fn config(&self) -> &SpmNetConfig {
         &self.config
     }
 
@@ -237,8 +239,8 @@ mod tests {
     use crate::models::hourglass::HourglassDownsample;
     use tch::{Device, Kind};
 
-    fn tiny_hourglass() -> SpmConfig {
-        SpmConfig {
+    fn tiny_hourglass() -> SpmNetConfig {
+        SpmNetConfig {
             backbone: SpmBackboneConfig::Hourglass(HourglassNetConfig {
                 downsample_times: 2,
                 num_stacks: 2,
@@ -271,7 +273,7 @@ mod tests {
         assert_eq!(named[2].1.size(), vec![1, 1, 8, 8]);
         assert_eq!(named[3].1.size(), vec![1, 10, 8, 8]);
 
-        let cfg = SpmConfig {
+        let cfg = SpmNetConfig {
             backbone: SpmBackboneConfig::Hrnet(HrnetConfig::uniform(4, [1, 1, 1], 1, 1)),
             num_joints: 5,
         };
@@ -296,7 +298,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("num_joints"));
-        assert!(SpmConfig::preset("spm-resnet").is_err());
+        assert!(SpmNetConfig::preset("spm-resnet").is_err());
 
         let dir = std::env::temp_dir().join(format!("posekit-spm-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -306,7 +308,7 @@ mod tests {
             c.stage_channels = vec![6, 8];
         }
         std::fs::write(&path, serde_json::to_string(&bad).unwrap()).unwrap();
-        let err = SpmConfig::from_json_file(&path).unwrap_err().to_string();
+        let err = SpmNetConfig::from_json_file(&path).unwrap_err().to_string();
         assert!(
             err.contains("spm.json") && err.contains("backbone.hourglass.stage_channels"),
             "{err}"
@@ -316,9 +318,9 @@ mod tests {
 
     #[test]
     fn config_round_trips() {
-        for cfg in [SpmConfig::hourglass(), SpmConfig::hrnet_w32()] {
+        for cfg in [SpmNetConfig::hourglass(), SpmNetConfig::hrnet_w32()] {
             let json = serde_json::to_string(&cfg).unwrap();
-            let back: SpmConfig = serde_json::from_str(&json).unwrap();
+            let back: SpmNetConfig = serde_json::from_str(&json).unwrap();
             assert_eq!(back, cfg);
         }
     }
