@@ -24,6 +24,10 @@ enum Command {
     Forward(cli::forward::ForwardArgs),
     /// Measure a network's speed (images/s, ms per batch).
     Bench(cli::bench::BenchArgs),
+    /// Train a top-down model from an experiment config (TOML).
+    Train(cli::train::TrainArgs),
+    /// Test a top-down model on the config's test split (COCO AP or MPII PCKh).
+    Test(cli::test::TestArgs),
 }
 
 fn main() {
@@ -34,6 +38,8 @@ fn main() {
         Command::Convert(args) => cli::convert::run(args),
         Command::Forward(args) => cli::forward::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Train(args) => cli::train::run(args),
+        Command::Test(args) => cli::test::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

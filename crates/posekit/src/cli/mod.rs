@@ -5,3 +5,5 @@ pub mod convert;
 pub mod eval;
 pub mod forward;
 pub mod models;
+pub mod test;
+pub mod train;

@@ -1,0 +1,499 @@
+//! The experiment config that `posekit train` and `posekit test` read: one TOML file with the
+//! model, the dataset files, the `[data]` pipeline, the training run and the test procedure.
+//!
+//! ```toml
+//! output_dir = "output/hrnet_w32_coco_256x192"   # optional; default output/<config name>
+//!
+//! [model]
+//! preset = "hrnet-w32"
+//!
+//! [dataset]
+//! format = "coco"                                  # or "mpii"
+//! train_annotations = "data/coco/annotations/person_keypoints_train2017.json"
+//! train_images = "data/coco/train2017"
+//! val_annotations = "data/coco/annotations/person_keypoints_val2017.json"
+//! val_images = "data/coco/val2017"
+//! val_detections = "data/coco/person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+//!
+//! [data]                                           # the data pipeline's DataConfig
+//! input_size = [192, 256]
+//! heatmap_size = [48, 64]
+//! use_gt_boxes = false
+//!
+//! [train]
+//! epochs = 210
+//! batch_size = 32
+//! [train.schedule]
+//! lr = 1e-3
+//! milestones = [170, 200]
+//! ```
+//!
+//! Relative paths are relative to the folder of the config file (not to the working
+//! directory), so a config works from wherever it is run. Every table rejects unknown keys:
+//! a misspelt `lr_stpes` must stop the run at once, not train 210 epochs with a default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use posekit_core::layout::KeypointLayout;
+use posekit_nn::models::hrnet::{HrnetConfig, PoseHrnet};
+use posekit_nn::models::{Paradigm, Preset};
+use posekit_nn::optim::AdamConfig;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device};
+
+use super::data::DataConfig;
+use super::model::LoadedModel;
+use super::train::schedule::ScheduleConfig;
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Where checkpoints, logs and results go; default `output/<config file stem>` next to
+    /// the config. `--out` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_dir: Option<PathBuf>,
+    pub model: ModelConfig,
+    pub dataset: DatasetConfig,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub test: TestConfig,
+}
+
+/// Which network to train or test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A preset of `posekit models` (`hrnet-w32`, `hrnet-w48`, `hrnet-w32-mpii`, `hourglass-8`).
+    pub preset: String,
+    /// Replaces an HRNet preset's stage table by a uniform one, e.g. a width-8 HRNet with one
+    /// module per stage for tests and quick experiments. Checkpoints of such a model only fit
+    /// a model built from the same table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hrnet: Option<HrnetOverride>,
+}
+
+/// A uniform HRNet stage table (`HrnetConfig::uniform`): branch widths `width * 2^i`, the
+/// official models being width 32 or 48 with modules `[1, 4, 3]` and 4 blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HrnetOverride {
+    pub width: i64,
+    /// Exchange modules in stages 2, 3 and 4.
+    pub modules: [usize; 3],
+    /// Basic blocks per branch in every module.
+    pub blocks: usize,
+}
+
+/// Annotation format of the dataset files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetFormat {
+    /// COCO person_keypoints JSON; scored with COCO keypoint AP.
+    Coco,
+    /// The HRNet/MMPose MPII JSON; scored with PCKh against `val_gt_mat`.
+    Mpii,
+}
+
+/// The dataset files. Only `val_*` are needed by `posekit test`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    pub format: DatasetFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_annotations: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_images: Option<PathBuf>,
+    pub val_annotations: PathBuf,
+    pub val_images: PathBuf,
+    /// COCO person detections to test on when `data.use_gt_boxes = false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_detections: Option<PathBuf>,
+    /// MPII's `gt_valid.mat` (head boxes and joints in the order of `val_annotations`): PCKh
+    /// needs the head boxes, which the MPII JSON does not have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_gt_mat: Option<PathBuf>,
+}
+
+/// The training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// Images per iteration (the official configs: 32 per GPU x 4 GPUs = 128 for HRNet; 32 is
+    /// what fits one GPU and MMPose's single-GPU setting, with the same lr).
+    pub batch_size: usize,
+    /// Loader threads (0: decode in the training thread); does not change the results.
+    pub workers: usize,
+    /// Validate every this many epochs (and after the last); 0 only after the last.
+    pub val_interval: usize,
+    /// Seeds the weight initialisation and every augmentation and shuffle.
+    pub seed: u64,
+    pub schedule: ScheduleConfig,
+    pub optimizer: AdamConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 210,
+            batch_size: 32,
+            workers: super::data::loader::default_num_workers(),
+            val_interval: 10,
+            seed: 0,
+            schedule: ScheduleConfig::hrnet_official(),
+            optimizer: AdamConfig::default(),
+        }
+    }
+}
+
+/// The test procedure; defaults are the official HRNet test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestConfig {
+    /// Average with the mirrored crop's heatmaps (`TEST.FLIP_TEST`).
+    pub flip: bool,
+    pub batch_size: usize,
+    pub workers: usize,
+    /// OKS above which a pose is suppressed by a better one (`TEST.OKS_THRE`).
+    pub oks_threshold: f64,
+    /// Keypoint scores at or below this do not count in the rescoring (`TEST.IN_VIS_THRE`).
+    pub in_vis_threshold: f32,
+    /// Soft OKS-NMS instead of hard (`TEST.SOFT_NMS`, off in the official configs).
+    pub soft_nms: bool,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self {
+            flip: true,
+            batch_size: 32,
+            workers: super::data::loader::default_num_workers(),
+            oks_threshold: posekit_core::nms::HRNET_OKS_THRESHOLD,
+            in_vis_threshold: posekit_core::nms::HRNET_IN_VIS_THRESHOLD,
+            soft_nms: false,
+        }
+    }
+}
+
+/// A config as read from disk: the parsed values with paths resolved, plus where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub config: ExperimentConfig,
+}
+
+impl ExperimentConfig {
+    /// Parses TOML text; relative paths are resolved against `base_dir`; `origin` names the
+    /// file in errors (serde's messages name the offending key and line).
+    pub fn from_toml_str(text: &str, origin: &Path, base_dir: &Path) -> anyhow::Result<Self> {
+        let mut cfg: ExperimentConfig = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid config: {e}", origin.display()))?;
+        cfg.resolve_paths(base_dir);
+        cfg.validate()
+            .with_context(|| format!("{}: invalid config", origin.display()))?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file.
+    pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let config = Self::from_toml_str(&text, path, base)?;
+        Ok(LoadedConfig {
+            path: path.to_path_buf(),
+            config,
+        })
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let d = &mut self.dataset;
+        for p in [
+            &mut d.train_annotations,
+            &mut d.train_images,
+            &mut d.val_detections,
+            &mut d.val_gt_mat,
+            &mut self.output_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            join(p);
+        }
+        join(&mut d.val_annotations);
+        join(&mut d.val_images);
+        // A layout given as a file path is relative to the config too; built-in names stay.
+        if KeypointLayout::builtin(&self.data.layout).is_none() {
+            let p = Path::new(&self.data.layout);
+            if p.is_relative() {
+                self.data.layout = base.join(p).to_string_lossy().into_owned();
+            }
+        }
+    }
+
+    /// Checks values that serde cannot, before any file is opened.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.data.validate()?;
+        let t = &self.train;
+        if t.epochs == 0 {
+            bail!("train.epochs must be at least 1");
+        }
+        if t.batch_size == 0 {
+            bail!("train.batch_size must be at least 1");
+        }
+        if self.test.batch_size == 0 {
+            bail!("test.batch_size must be at least 1");
+        }
+        t.schedule
+            .validate()
+            .map_err(|m| anyhow::anyhow!("train.{m}"))?;
+        let o = &t.optimizer;
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+            bail!(
+                "train.optimizer: beta1 and beta2 must be in [0, 1), got {} and {}",
+                o.beta1,
+                o.beta2
+            );
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0)
+            || !(o.weight_decay.is_finite() && o.weight_decay >= 0.0)
+        {
+            bail!("train.optimizer: eps must be positive and weight_decay >= 0");
+        }
+        if !(self.test.oks_threshold.is_finite() && self.test.oks_threshold > 0.0) {
+            bail!(
+                "test.oks_threshold must be positive, got {}",
+                self.test.oks_threshold
+            );
+        }
+        if !self.test.in_vis_threshold.is_finite() {
+            bail!("test.in_vis_threshold must be finite");
+        }
+        if let Some(h) = &self.model.hrnet {
+            if h.width <= 0 || h.blocks == 0 || h.modules.contains(&0) {
+                bail!(
+                    "model.hrnet: width, blocks and every modules entry must be positive, got \
+                     width {}, modules {:?}, blocks {}",
+                    h.width,
+                    h.modules,
+                    h.blocks
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The config as TOML text with resolved paths; stored in checkpoints so a resumed run can
+    /// check it continues the same experiment.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("cannot write the config as TOML")
+    }
+
+    /// The keys whose values differ from `other`'s, ignoring those that may change between a
+    /// run and its resumption without changing what is trained: file locations (a dataset
+    /// may move), the output folder, the number of epochs (to extend a run), loader threads,
+    /// validation frequency and the test procedure.
+    pub fn training_differences(&self, other: &ExperimentConfig) -> anyhow::Result<Vec<String>> {
+        let strip = |cfg: &ExperimentConfig| -> anyhow::Result<toml::Value> {
+            let mut c = cfg.clone();
+            c.output_dir = None;
+            c.dataset.train_annotations = None;
+            c.dataset.train_images = None;
+            c.dataset.val_annotations = PathBuf::new();
+            c.dataset.val_images = PathBuf::new();
+            c.dataset.val_detections = None;
+            c.dataset.val_gt_mat = None;
+            c.train.epochs = 1;
+            c.train.workers = 0;
+            c.train.val_interval = 0;
+            c.test = TestConfig::default();
+            Ok(toml::Value::try_from(&c)?)
+        };
+        let mut out = Vec::new();
+        diff_values("", &strip(self)?, &strip(other)?, &mut out);
+        Ok(out)
+    }
+
+    /// The keypoint layout of the data (and of the network's outputs).
+    pub fn layout(&self) -> anyhow::Result<KeypointLayout> {
+        Ok(self.data.keypoint_layout()?)
+    }
+
+    /// The output folder: `--out`, else `output_dir`, else `output/<config stem>` next to the
+    /// config file.
+    pub fn output_dir(&self, config_path: &Path, cli: Option<&Path>) -> PathBuf {
+        if let Some(p) = cli {
+            return p.to_path_buf();
+        }
+        if let Some(p) = &self.output_dir {
+            return p.clone();
+        }
+        let stem = config_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "experiment".into());
+        config_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("output")
+            .join(stem)
+    }
+}
+
+fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(ta), toml::Value::Table(tb)) => {
+            let mut keys: Vec<&String> = ta.keys().chain(tb.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match (ta.get(k), tb.get(k)) {
+                    (Some(x), Some(y)) => diff_values(&name, x, y, out),
+                    _ => out.push(name),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
+    }
+}
+
+impl ModelConfig {
+    /// Builds the network on `device` with fresh weights, checking it against the layout the
+    /// data is in (a 16-joint MPII model cannot be trained on 17-joint COCO targets).
+    pub fn build(&self, layout: &KeypointLayout, device: Device) -> anyhow::Result<LoadedModel> {
+        let preset = Preset::find(&self.preset)?;
+        if preset.paradigm != Paradigm::TopDown {
+            bail!(
+                "model.preset `{}` is a bottom-up model; train/test run top-down models (HRNet, \
+                 Hourglass)",
+                preset.name
+            );
+        }
+        let k = layout.num_keypoints() as i64;
+        let vs = nn::VarStore::new(device);
+        let net: Box<dyn posekit_nn::models::PoseNetwork> = match &self.hrnet {
+            Some(h) => {
+                if !preset.name.starts_with("hrnet") {
+                    bail!(
+                        "model.hrnet overrides an HRNet preset, but the preset is `{}`",
+                        preset.name
+                    );
+                }
+                let cfg = HrnetConfig::uniform(h.width, h.modules, h.blocks, k);
+                Box::new(PoseHrnet::new(&vs.root(), &cfg)?)
+            }
+            None => {
+                if preset.num_joints != k {
+                    bail!(
+                        "model.preset `{}` outputs {} joints ({}), but data.layout `{}` has {k}",
+                        preset.name,
+                        preset.num_joints,
+                        preset.layout,
+                        layout.name
+                    );
+                }
+                preset.build(&vs.root())?
+            }
+        };
+        Ok(LoadedModel { preset, vs, net })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[model]
+preset = "hrnet-w32"
+[dataset]
+format = "coco"
+val_annotations = "ann/val.json"
+val_images = "/abs/val"
+[data]
+input_size = [192, 256]
+heatmap_size = [48, 64]
+"#;
+
+    #[test]
+    fn minimal_config_gets_official_defaults_and_resolved_paths() {
+        let cfg = ExperimentConfig::from_toml_str(MINIMAL, Path::new("x.toml"), Path::new("/cfgs"))
+            .unwrap();
+        assert_eq!(
+            cfg.dataset.val_annotations,
+            PathBuf::from("/cfgs/ann/val.json")
+        );
+        assert_eq!(cfg.dataset.val_images, PathBuf::from("/abs/val"));
+        assert_eq!(cfg.train.schedule, ScheduleConfig::hrnet_official());
+        assert_eq!(cfg.train.epochs, 210);
+        assert!(cfg.test.flip);
+        assert_eq!(cfg.test.oks_threshold, 0.9);
+        // Round trip through the checkpoint form.
+        let text = cfg.to_toml().unwrap();
+        let again =
+            ExperimentConfig::from_toml_str(&text, Path::new("y"), Path::new("/other")).unwrap();
+        assert_eq!(again, cfg);
+        assert!(cfg.training_differences(&again).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (extra, key) in [
+            ("[train]\nepochz = 3\n", "epochz"),
+            ("[train.schedule]\nlr = 1e-3\nlr_stpes = [1]\n", "lr_stpes"),
+            ("[test]\nflipp = true\n", "flipp"),
+            ("bogus = 1\n", "bogus"),
+        ] {
+            let text = format!("{extra}{MINIMAL}");
+            let text = if extra.starts_with('[') {
+                format!("{MINIMAL}{extra}")
+            } else {
+                text
+            };
+            let err = ExperimentConfig::from_toml_str(&text, Path::new("exp.toml"), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains("exp.toml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn differences_ignore_epochs_and_paths_but_not_the_schedule() {
+        let a = ExperimentConfig::from_toml_str(MINIMAL, Path::new("x"), Path::new("/a")).unwrap();
+        let mut b =
+            ExperimentConfig::from_toml_str(MINIMAL, Path::new("x"), Path::new("/b")).unwrap();
+        b.train.epochs = 300;
+        assert!(a.training_differences(&b).unwrap().is_empty());
+        b.train.schedule.lr = 5e-4;
+        b.data.sigma = 3.0;
+        assert_eq!(
+            a.training_differences(&b).unwrap(),
+            ["data.sigma", "train.schedule.lr"]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let text = format!("{MINIMAL}[train]\nbatch_size = 0\n");
+        let err =
+            ExperimentConfig::from_toml_str(&text, Path::new("x"), Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string().contains("batch_size") || format!("{err:#}").contains("batch_size")
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! The training loop.
+//!
+//! Reproducibility is a design goal, not a side effect: the weights are initialised after
+//! `tch::manual_seed(seed)`, every batch is a pure function of `(seed, epoch)` (see the data
+//! loader), and the learning rate a pure function of `(epoch, global iteration)`. A run resumed
+//! from `last.safetensors` therefore replays the same batches with the same rates from the same
+//! weights and optimizer moments; on the CPU it ends with the same weights as a run that was
+//! never interrupted (the `kill_resume` test checks this bit for bit).
+//!
+//! Files in the output folder:
+//! * `last.safetensors`: full checkpoint after every epoch (what `--resume` reads);
+//! * `best.safetensors`: full checkpoint of the epoch with the best validation metric;
+//! * `final.safetensors`: the final model weights only, for `posekit test` / `infer`;
+//! * `log.jsonl`: one JSON line per epoch (loss, lr, images/s, validation metric);
+//! * `val/results.json`: the last validation's results.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use posekit_nn::loss::joints_mse_loss;
+use posekit_nn::optim::Adam;
+use tch::{Device, Kind, Tensor};
+
+use super::checkpoint::{self, CheckpointMeta};
+use crate::pipelines::config::{DatasetFormat, ExperimentConfig, LoadedConfig};
+use crate::pipelines::data::{
+    CocoSplit, LoadMode, Loader, LoaderOptions, TopDownBatch, TopDownDataset,
+};
+use crate::pipelines::test::{
+    print_report, progress_bar, run_test, test_dataset, GroundTruth, TestOptions,
+};
+use crate::pipelines::topdown::heatmap_heads;
+
+/// How to run a training.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Continue from `OUT/last.safetensors` (starting from scratch when there is none yet).
+    pub resume: bool,
+    pub device: Device,
+    pub out_dir: PathBuf,
+    /// Show progress bars (they are hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// What a finished training left behind.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Epochs run by this process (0 when resuming a finished run).
+    pub epochs_run: usize,
+    pub best_metric: Option<f64>,
+    pub best_epoch: Option<usize>,
+    /// The last validation's metric.
+    pub last_metric: Option<f64>,
+    pub final_weights: PathBuf,
+}
+
+pub const LAST: &str = "last.safetensors";
+pub const BEST: &str = "best.safetensors";
+pub const FINAL: &str = "final.safetensors";
+
+/// Trains the experiment of `loaded` into `opts.out_dir`.
+pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    let cfg = &loaded.config;
+    let out = &opts.out_dir;
+    let layout = cfg.layout()?;
+    let last_path = out.join(LAST);
+
+    // Everything that can fail on user input is checked before the first iteration.
+    let resume_from = if opts.resume {
+        if last_path.exists() {
+            Some(checkpoint::load(&last_path).with_context(|| {
+                format!(
+                    "cannot resume: {} is not a usable checkpoint; restore it from a copy, or \
+                     delete it (and best.safetensors) to start from scratch",
+                    last_path.display()
+                )
+            })?)
+        } else {
+            println!(
+                "no checkpoint at {} yet: starting from scratch",
+                last_path.display()
+            );
+            None
+        }
+    } else {
+        if last_path.exists() {
+            bail!(
+                "{} already exists: pass --resume to continue that run, or choose another \
+                 output folder with --out",
+                last_path.display()
+            );
+        }
+        None
+    };
+    if let Some(ck) = &resume_from {
+        let base = Path::new("/");
+        let saved = ExperimentConfig::from_toml_str(&ck.meta.config_toml, &ck.path, base)
+            .with_context(|| format!("{}: the stored config cannot be read", ck.path.display()))?;
+        let diff = cfg.training_differences(&saved)?;
+        if !diff.is_empty() {
+            bail!(
+                "cannot resume from {}: the config differs from the one the run started with in: \
+                 {} (only epochs, workers, val_interval, paths and [test] may change)",
+                ck.path.display(),
+                diff.join(", ")
+            );
+        }
+    }
+
+    let train_set = Arc::new(train_dataset(cfg)?);
+    let val_set = Arc::new(test_dataset(cfg)?);
+    let gt = GroundTruth::load(cfg)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    tch::manual_seed(cfg.train.seed as i64);
+    let model = cfg.model.build(&layout, opts.device)?;
+    let mut adam = Adam::new(&model.vs, cfg.train.optimizer);
+    let mut state = RunState::default();
+    if let Some(ck) = &resume_from {
+        ck.restore_model(&model.vs)?;
+        ck.restore_optimizer(&mut adam)?;
+        state = RunState {
+            epoch: ck.meta.epoch,
+            global_iter: ck.meta.global_iter,
+            best_metric: ck.meta.best_metric,
+            best_epoch: ck.meta.best_epoch,
+        };
+        println!(
+            "resuming from {} after epoch {} (iteration {}{})",
+            ck.path.display(),
+            state.epoch,
+            state.global_iter,
+            state
+                .best_metric
+                .map_or(String::new(), |b| format!(", best {b:.4}"))
+        );
+    }
+    drop(resume_from);
+
+    let t = &cfg.train;
+    let loader = Loader::new(
+        Arc::clone(&train_set),
+        LoaderOptions {
+            batch_size: t.batch_size,
+            num_workers: t.workers,
+            prefetch_batches: 4,
+            drop_last: false,
+        },
+    )?;
+    let iters_per_epoch = loader.num_batches(LoadMode::Train {
+        seed: t.seed,
+        epoch: 0,
+    });
+    println!(
+        "training {} on {} instances ({} iterations of {} per epoch) for epochs {}..{} on {:?}; \
+         output {}",
+        model.preset.name,
+        train_set.len(),
+        iters_per_epoch,
+        t.batch_size,
+        state.epoch + 1,
+        t.epochs,
+        opts.device,
+        out.display()
+    );
+    let config_toml = cfg.to_toml()?;
+    let test_opts = TestOptions {
+        test: cfg.test.clone(),
+        out_dir: Some(out.join("val")),
+        progress: opts.progress,
+    };
+
+    let mut epochs_run = 0;
+    let mut last_metric = None;
+    while state.epoch < t.epochs {
+        let epoch = state.epoch;
+        let stats = train_epoch(
+            cfg,
+            opts,
+            &model,
+            &mut adam,
+            &loader,
+            epoch,
+            &mut state.global_iter,
+        )?;
+        epochs_run += 1;
+        if stats.skipped > 0 {
+            println!(
+                "epoch {}: {} sample(s) skipped because their image could not be read",
+                epoch + 1,
+                stats.skipped
+            );
+        }
+        println!(
+            "epoch {}/{}: loss {:.6}, lr {:.3e}, {:.1} images/s, {:.1} s",
+            epoch + 1,
+            t.epochs,
+            stats.mean_loss,
+            stats.last_lr,
+            stats.images as f64 / stats.seconds.max(1e-9),
+            stats.seconds
+        );
+
+        let validate =
+            epoch + 1 == t.epochs || (t.val_interval > 0 && (epoch + 1) % t.val_interval == 0);
+        let mut metric = None;
+        if validate {
+            let report = run_test(
+                model.net.as_ref(),
+                opts.device,
+                cfg,
+                &val_set,
+                &gt,
+                &test_opts,
+            )?;
+            print_report(&report, &cfg.dataset.val_annotations);
+            metric = report.headline();
+            last_metric = metric;
+        }
+        state.epoch = epoch + 1;
+        let improved = match (metric, state.best_metric) {
+            (Some(m), Some(b)) => m > b,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if improved {
+            state.best_metric = metric;
+            state.best_epoch = Some(state.epoch);
+        }
+        let meta = CheckpointMeta {
+            epoch: state.epoch,
+            global_iter: state.global_iter,
+            adam_step: adam.step_count(),
+            best_metric: state.best_metric,
+            best_epoch: state.best_epoch,
+            seed: t.seed,
+            config_toml: config_toml.clone(),
+        };
+        // Best first: if the process dies between the two writes, `last` still points at the
+        // previous epoch, which is re-run and re-validated, so `best` stays consistent.
+        if improved {
+            checkpoint::save(&out.join(BEST), &model.vs, Some(&adam), &meta)?;
+            println!(
+                "new best {:.4} after epoch {}: {}",
+                metric.unwrap_or(0.0),
+                state.epoch,
+                out.join(BEST).display()
+            );
+        }
+        checkpoint::save(&last_path, &model.vs, Some(&adam), &meta)?;
+        append_log(out, &state, &stats, metric);
+    }
+
+    let final_path = out.join(FINAL);
+    posekit_nn::weights::save_safetensors(&model.vs, &final_path)?;
+    println!(
+        "finished {} epochs; final weights {}{}",
+        t.epochs,
+        final_path.display(),
+        match (state.best_metric, state.best_epoch) {
+            (Some(b), Some(e)) => format!(
+                "; best {b:.4} after epoch {e} ({})",
+                out.join(BEST).display()
+            ),
+            _ => String::new(),
+        }
+    );
+    Ok(TrainSummary {
+        epochs_run,
+        best_metric: state.best_metric,
+        best_epoch: state.best_epoch,
+        last_metric,
+        final_weights: final_path,
+    })
+}
+
+/// The training split of a config.
+pub fn train_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDataset> {
+    let d = &cfg.dataset;
+    let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
+        bail!("dataset.train_annotations and dataset.train_images are needed for training");
+    };
+    let ds = match d.format {
+        DatasetFormat::Coco => TopDownDataset::coco(ann, images, &cfg.data, CocoSplit::Train)?,
+        DatasetFormat::Mpii => TopDownDataset::mpii(ann, images, &cfg.data, true)?,
+    };
+    if ds.is_empty() {
+        bail!(
+            "{}: no person with a labeled joint to train on",
+            ann.display()
+        );
+    }
+    Ok(ds)
+}
+
+#[derive(Debug, Clone, Default)]
+struct RunState {
+    /// Epochs completed.
+    epoch: usize,
+    global_iter: u64,
+    best_metric: Option<f64>,
+    best_epoch: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct EpochStats {
+    mean_loss: f64,
+    last_lr: f64,
+    images: usize,
+    skipped: usize,
+    seconds: f64,
+}
+
+fn train_epoch(
+    cfg: &ExperimentConfig,
+    opts: &TrainOptions,
+    model: &crate::pipelines::model::LoadedModel,
+    adam: &mut Adam,
+    loader: &Loader,
+    epoch: usize,
+    global_iter: &mut u64,
+) -> anyhow::Result<EpochStats> {
+    let t = &cfg.train;
+    let start = Instant::now();
+    let mut batches = loader.epoch(LoadMode::Train {
+        seed: t.seed,
+        epoch: epoch as u64,
+    });
+    let bar = progress_bar(
+        opts.progress,
+        batches.num_batches() as u64,
+        &format!("epoch {}/{}", epoch + 1, t.epochs),
+    );
+    let mut stats = EpochStats::default();
+    let mut loss_sum = 0.0;
+    let mut steps = 0usize;
+    for batch in &mut batches {
+        let batch = batch?;
+        let lr = t.schedule.lr_at(epoch, *global_iter as usize);
+        let loss = train_step(model, adam, &batch, lr, opts.device)?;
+        if !loss.is_finite() {
+            bail!(
+                "the loss is {loss} at epoch {}, iteration {}: training diverged (lower \
+                 train.schedule.lr or check the data)",
+                epoch + 1,
+                *global_iter
+            );
+        }
+        *global_iter += 1;
+        steps += 1;
+        loss_sum += loss;
+        stats.images += batch.batch_size;
+        stats.last_lr = lr;
+        let secs = start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "loss {:.6} lr {:.2e} {:.1} img/s",
+            loss_sum / steps as f64,
+            lr,
+            stats.images as f64 / secs
+        ));
+        bar.inc(1);
+    }
+    stats.skipped = batches.skipped();
+    drop(batches);
+    bar.finish_and_clear();
+    if steps == 0 {
+        bail!(
+            "epoch {}: no batch could be made (every image unreadable?)",
+            epoch + 1
+        );
+    }
+    stats.mean_loss = loss_sum / steps as f64;
+    stats.seconds = start.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// One iteration: forward, JointsMSELoss with target weights on every heatmap head (Hourglass
+/// supervises each stack), backward, Adam. Returns the loss.
+fn train_step(
+    model: &crate::pipelines::model::LoadedModel,
+    adam: &mut Adam,
+    batch: &TopDownBatch,
+    lr: f64,
+    device: Device,
+) -> anyhow::Result<f64> {
+    let shape = batch.input_shape().map(|v| v as i64);
+    let tshape = batch.target_shape().map(|v| v as i64);
+    let x = Tensor::from_slice(&batch.inputs)
+        .view(shape)
+        .to_device(device);
+    let target = Tensor::from_slice(&batch.targets)
+        .view(tshape)
+        .to_device(device);
+    let weight = Tensor::from_slice(&batch.target_weights)
+        .view([tshape[0], tshape[1], 1])
+        .to_device(device);
+    let outputs = model.net.forward_named(&x, true)?;
+    let heads = heatmap_heads(&outputs);
+    if heads.is_empty() {
+        bail!("the network has no heatmap output to train");
+    }
+    let mut total: Option<Tensor> = None;
+    for head in heads {
+        if head.size() != tshape {
+            bail!(
+                "the network outputs heatmaps of shape {:?}, but the targets are {:?} \
+                 (data.heatmap_size must be the network's output size for data.input_size)",
+                head.size(),
+                tshape
+            );
+        }
+        let l = joints_mse_loss(head, &target, Some(&weight))?;
+        total = Some(match total {
+            Some(t) => t + l,
+            None => l,
+        });
+    }
+    let loss = total.ok_or_else(|| anyhow::anyhow!("no loss"))?;
+    adam.zero_grad();
+    loss.backward();
+    adam.step(lr);
+    Ok(loss.to_kind(Kind::Double).double_value(&[]))
+}
+
+fn append_log(out: &Path, state: &RunState, stats: &EpochStats, metric: Option<f64>) {
+    let line = serde_json::json!({
+        "epoch": state.epoch,
+        "iteration": state.global_iter,
+        "loss": stats.mean_loss,
+        "lr": stats.last_lr,
+        "images_per_s": stats.images as f64 / stats.seconds.max(1e-9),
+        "skipped": stats.skipped,
+        "val_metric": metric,
+    });
+    let path = out.join("log.jsonl");
+    let result = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = result {
+        eprintln!("warning: cannot append to {}: {e}", path.display());
+    }
+}
