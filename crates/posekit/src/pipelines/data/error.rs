@@ -21,7 +21,7 @@ pub enum DataError {
     /// A value of the data configuration is out of range (`field` is its key).
     #[error("data config: {field}: {message}")]
     Config { field: String, message: String },
-    /// The loader's worker threads stopped before delivering every sample (a worker panicked).
+    /// A loader worker panicked while making a sample, or the workers stopped early.
     #[error("data loader: {0}")]
     Loader(String),
     /// A sample could not be built; says which one so that a failure deep in a batch can be
