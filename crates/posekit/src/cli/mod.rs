@@ -4,6 +4,7 @@ pub mod bench;
 pub mod convert;
 pub mod eval;
 pub mod forward;
+pub mod infer;
 pub mod models;
 pub mod test;
 pub mod train;

@@ -1,8 +1,10 @@
 //! Datasets and loaders, training, testing and inference.
 
+pub mod bottomup_test;
 pub mod config;
 pub mod data;
 pub mod image_io;
+pub mod infer;
 pub mod model;
 pub mod test;
 pub mod topdown;

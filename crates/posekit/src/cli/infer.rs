@@ -1,0 +1,146 @@
+//! `posekit infer INPUT...`: run a model on pictures, folders of pictures and videos; write
+//! `results.json` and the pictures with skeletons drawn. The default model is the bundled
+//! OpenPose-MobileNetV2, so the command works on a fresh machine without weights.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+use posekit::pipelines::infer::{
+    expand_inputs, run_infer, BoxIndex, InferModel, InferOptions, ModelSpec, OPENPOSE_MOBILENET,
+};
+use posekit_core::formats::coco::CocoKeypointsGt;
+use posekit_nn::device::parse_device;
+
+#[derive(Args)]
+pub struct InferArgs {
+    /// Pictures (JPEG/PNG), folders (their JPEG/PNG files, sorted) and videos (mp4, avi, mov,
+    /// mkv, webm, ...; decoded by the system ffmpeg).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Model: openpose-mobilenetv2 (bottom-up, bundled weights) or a top-down preset of
+    /// `posekit models` (hrnet-w32, ...; needs --weights).
+    #[arg(long, default_value = OPENPOSE_MOBILENET)]
+    model: String,
+    /// Weights of the model: a training checkpoint or an official/MMPose .pth/.safetensors
+    /// (optional for openpose-mobilenetv2, whose weights are built in).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Experiment config (TOML) a top-down model was trained with: its model and crop
+    /// settings replace --model's defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output folder for results.json and the drawn pictures/videos.
+    #[arg(long, default_value = "posekit-infer")]
+    out: PathBuf,
+    /// Person boxes for a top-down model: COCO detection results (`image_id`, with --gt) or a
+    /// list of {"file_name", "bbox": [x, y, w, h], "score"}. Without it a top-down model takes
+    /// each whole picture as one person.
+    #[arg(long)]
+    boxes: Option<PathBuf>,
+    /// Boxes scoring below this are not used.
+    #[arg(long, default_value_t = 0.5)]
+    box_score_threshold: f64,
+    /// COCO person_keypoints ground truth: maps --boxes' image ids to files, and makes
+    /// results.json use its image ids.
+    #[arg(long)]
+    gt: Option<PathBuf>,
+    /// Also save the raw network outputs as <name>.heatmaps.safetensors.
+    #[arg(long)]
+    heatmaps: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Keypoints at or below this score are not drawn (default: every joint OpenPose found;
+    /// 0.3 for top-down heatmap maxima). results.json always has every joint.
+    #[arg(long)]
+    min_score: Option<f32>,
+    /// No flip test for top-down models (faster, slightly less accurate).
+    #[arg(long)]
+    no_flip: bool,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+pub fn run(args: InferArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.box_score_threshold) {
+        bail!(
+            "--box-score-threshold must be between 0 and 1, got {}",
+            args.box_score_threshold
+        );
+    }
+    if let Some(s) = args.min_score {
+        if !s.is_finite() {
+            bail!("--min-score must be a number, got {s}");
+        }
+    }
+    // Everything the user named is checked before the model loads.
+    let inputs = expand_inputs(&args.inputs)?;
+    let gt = match &args.gt {
+        Some(path) => Some(CocoKeypointsGt::load(path)?),
+        None => None,
+    };
+    let boxes = match &args.boxes {
+        Some(path) => Some(BoxIndex::load(path, gt.as_ref(), args.box_score_threshold)?),
+        None => None,
+    };
+    let device = parse_device(&args.device)?;
+    let model = InferModel::load(&ModelSpec {
+        preset: args.model.clone(),
+        weights: args.weights.clone(),
+        config: args.config.clone(),
+        device,
+        flip: !args.no_flip,
+    })?;
+    if let Some(b) = &boxes {
+        if !model.is_top_down() {
+            eprintln!(
+                "note: --boxes is ignored: {} finds people by itself",
+                args.model
+            );
+        } else {
+            println!(
+                "{} person boxes ({} below --box-score-threshold {} left out)",
+                b.kept(),
+                b.below_threshold,
+                args.box_score_threshold
+            );
+        }
+    }
+    let image_ids: Option<HashMap<String, i64>> = gt.map(|gt| {
+        gt.images
+            .iter()
+            .map(|im| (im.file_name.clone(), im.id))
+            .collect()
+    });
+    let summary = run_infer(
+        &model,
+        &inputs,
+        &InferOptions {
+            out_dir: args.out.clone(),
+            boxes,
+            image_ids,
+            heatmaps: args.heatmaps,
+            min_score: args.min_score,
+            progress: !args.no_progress,
+        },
+    )?;
+    println!(
+        "{} pictures, {} video frames, {} people; results: {}",
+        summary.images,
+        summary.frames,
+        summary.people,
+        summary.results_path.display()
+    );
+    if !summary.failures.is_empty() {
+        bail!(
+            "{} of {} inputs could not be processed (the others were written):\n  {}",
+            summary.failures.len(),
+            inputs.len(),
+            summary.failures.join("\n  ")
+        );
+    }
+    Ok(())
+}

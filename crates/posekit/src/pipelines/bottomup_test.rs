@@ -1,0 +1,210 @@
+//! Scoring a bottom-up predictor on a COCO keypoint ground truth, the way tf-pose-estimation's
+//! `eval.py` scores OpenPose: every image of the ground truth (with or without people; an image
+//! where the model sees someone nobody annotated costs precision, as it should) through the
+//! predictor, each person written as a COCO-17 result with the predictor's person score, and
+//! the file scored by the core's [`CocoEvaluator`] (pycocotools' numbers).
+//!
+//! Results carry no `bbox` (tf-pose writes none), so pycocotools takes each result's area from
+//! its keypoints' extent, exactly as for tf-pose's published 0.173 on COCO 2014 val.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use ndarray::Array3;
+use posekit_core::eval::coco::{CocoEvaluator, CocoStats};
+use posekit_core::formats::coco::{
+    validate_keypoint_results, write_keypoint_results, CocoKeypointResult, CocoKeypointsGt,
+};
+use posekit_core::pose::Pose;
+use posekit_nn::models::openpose_mobilenet::{cmu18_to_coco17, OpenPoseMobileNet};
+
+use super::data::read_rgb_checked;
+
+/// A model that finds every person of a whole image, in COCO-17 order and image pixels, each
+/// with its person score (the ranking score of the COCO evaluation).
+pub trait BottomUpPredictor {
+    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> anyhow::Result<Vec<Pose>>;
+}
+
+impl BottomUpPredictor for OpenPoseMobileNet {
+    /// tf-pose's people (CMU-18) with their tf-pose person score, the neck dropped.
+    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> anyhow::Result<Vec<Pose>> {
+        Ok(self
+            .predict(image_rgb.view())?
+            .iter()
+            .map(cmu18_to_coco17)
+            .collect())
+    }
+}
+
+/// What a bottom-up test measured.
+#[derive(Debug, Clone)]
+pub struct BottomUpReport {
+    pub stats: CocoStats,
+    pub images: usize,
+    pub people: usize,
+    pub seconds: f64,
+    pub results_path: PathBuf,
+}
+
+/// Runs `model` on every image of `gt_path` (files under `images_dir`), writes
+/// `out_dir/results.json`, prints pycocotools' table and returns the stats.
+///
+/// An unreadable image stops the test with an error naming it: skipping it would report an AP
+/// for a different image set than the one named.
+pub fn run_bottomup_test(
+    model: &dyn BottomUpPredictor,
+    gt_path: &Path,
+    images_dir: &Path,
+    out_dir: &Path,
+) -> anyhow::Result<CocoStats> {
+    let report = bottomup_test(model, gt_path, images_dir, out_dir, true)?;
+    print!("{}", report.stats.summary());
+    println!(
+        "{} images, {} people predicted in {:.1} s ({:.1} images/s); results: {}",
+        report.images,
+        report.people,
+        report.seconds,
+        report.images as f64 / report.seconds.max(1e-9),
+        report.results_path.display()
+    );
+    Ok(report.stats)
+}
+
+/// [`run_bottomup_test`] without printing, for callers that format the report themselves.
+pub fn bottomup_test(
+    model: &dyn BottomUpPredictor,
+    gt_path: &Path,
+    images_dir: &Path,
+    out_dir: &Path,
+    progress: bool,
+) -> anyhow::Result<BottomUpReport> {
+    let gt = CocoKeypointsGt::load(gt_path)?;
+    if gt.images.is_empty() {
+        bail!("{}: the ground truth has no images", gt_path.display());
+    }
+    if gt.categories.iter().any(|c| c.keypoints.len() != 17) {
+        bail!(
+            "{}: a bottom-up COCO test needs COCO-17 keypoint categories",
+            gt_path.display()
+        );
+    }
+    let category_id = gt.categories.first().map(|c| c.id).unwrap_or(1);
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+    let mut images: Vec<_> = gt.images.iter().collect();
+    images.sort_by_key(|im| im.id);
+
+    let bar = if progress {
+        let bar = indicatif::ProgressBar::new(images.len() as u64);
+        let style = indicatif::ProgressStyle::with_template(
+            "test [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let start = std::time::Instant::now();
+    let mut results = Vec::new();
+    for im in &images {
+        let path = images_dir.join(&im.file_name);
+        let image = read_rgb_checked(&path)?;
+        let (h, w, _) = image.dim();
+        if (w as u32, h as u32) != (im.width, im.height) {
+            bail!(
+                "{}: the image is {w}x{h} but the ground truth says {}x{} (image id {}): wrong images folder?",
+                path.display(),
+                im.width,
+                im.height,
+                im.id
+            );
+        }
+        let poses = model
+            .predict_coco17(&image)
+            .with_context(|| format!("predicting {}", path.display()))?;
+        for pose in &poses {
+            results.push(CocoKeypointResult::from_pose(im.id, category_id, pose));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+
+    let results_path = out_dir.join("results.json");
+    validate_keypoint_results(&results_path, &results, &gt)?;
+    write_keypoint_results(&results_path, &results)?;
+    let stats = CocoEvaluator::new(&gt).evaluate(&results)?;
+    Ok(BottomUpReport {
+        stats,
+        images: images.len(),
+        people: results.len(),
+        seconds,
+        results_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use posekit_core::pose::Keypoint;
+
+    /// Predicts the ground truth of one image back (from a table), so the test checks the
+    /// plumbing: image order, ids, results file and the evaluator's perfect score.
+    struct Oracle(Vec<Pose>);
+
+    impl BottomUpPredictor for Oracle {
+        fn predict_coco17(&self, _image: &Array3<u8>) -> anyhow::Result<Vec<Pose>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn an_oracle_scores_one_and_bad_folders_are_named() {
+        let dir = std::env::temp_dir().join(format!("posekit-bottomup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = image::RgbImage::from_pixel(64, 48, image::Rgb([90, 90, 90]));
+        img.save(dir.join("a.png")).unwrap();
+        let kps: Vec<f64> = (0..17)
+            .flat_map(|j| [10.0 + j as f64 * 2.0, 5.0 + j as f64 * 2.0, 2.0])
+            .collect();
+        let gt = serde_json::json!({
+            "images": [{"id": 3, "file_name": "a.png", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 3, "category_id": 1, "keypoints": kps,
+                             "num_keypoints": 17, "bbox": [10, 5, 34, 34], "area": 1000.0, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person", "keypoints": (0..17).map(|j| format!("k{j}")).collect::<Vec<_>>(),
+                            "skeleton": []}]
+        });
+        let gt_path = dir.join("gt.json");
+        std::fs::write(&gt_path, gt.to_string()).unwrap();
+        let pose = Pose::new(
+            kps.chunks(3)
+                .map(|c| Keypoint::new(c[0] as f32, c[1] as f32, 1.0))
+                .collect(),
+            0.9,
+        );
+        let report =
+            bottomup_test(&Oracle(vec![pose]), &gt_path, &dir, &dir.join("out"), false).unwrap();
+        assert!((report.stats.ap - 1.0).abs() < 1e-9, "{}", report.stats);
+        assert_eq!((report.images, report.people), (1, 1));
+        let written = posekit_core::formats::coco::load_keypoint_results(
+            &report.results_path,
+            &CocoKeypointsGt::load(&gt_path).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(written[0].image_id, 3);
+
+        let err = bottomup_test(
+            &Oracle(vec![]),
+            &gt_path,
+            &dir.join("nowhere"),
+            &dir.join("out"),
+            false,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("a.png"), "{err:#}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,395 @@
+//! `posekit infer`: a network run on the user's own pictures and videos, with the people found
+//! written as COCO keypoint results and drawn on copies of the inputs.
+//!
+//! What it writes to the output folder:
+//! * `results.json`: one COCO keypoint result per person, in input order, each with
+//!   `file_name` (the input's name), `image_id`, `category_id` 1, `keypoints`, `score` and
+//!   `bbox`, plus `frame` (0-based) for video frames. Keypoints are COCO-17 for COCO models
+//!   (OpenPose's CMU-18 is converted), so the file is ready for `posekit eval coco`;
+//! * `<name>.jpg|png`: the input with the skeletons drawn; `<name>.mp4` for a video;
+//! * with `--heatmaps`, `<name>.heatmaps.safetensors` (a video: one file per frame under
+//!   `<name>.heatmaps/`) with the raw network outputs (OpenPose: `heatmaps` [19, h, w] and
+//!   `pafs` [38, h, w]; top-down: `heatmaps` [people, K, h, w], flip-merged).
+//!
+//! Image ids are the COCO ids when `--gt` names the file, otherwise a running index over all
+//! pictures and video frames (each frame its own id, so the file stays evaluable).
+//!
+//! Errors: every named path is checked before the first network call. A picture that turns out
+//! unreadable (corrupt, truncated) or a video ffmpeg cannot decode is skipped with a warning
+//! naming it, the others are still processed and written, and the run then ends with an error
+//! listing the failures (a non-zero exit): one bad file in a folder of thousands should not
+//! cost the user the rest, and a script must still notice it.
+
+pub mod boxes;
+pub mod inputs;
+pub mod model;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ndarray::Array3;
+use posekit_core::draw::{draw_line, draw_poses, DrawStyle};
+use posekit_core::pose::Pose;
+use posekit_core::formats::coco::{keypoint_results_to_string, CocoKeypointResult};
+use posekit_core::layout::KeypointLayout;
+use serde::Serialize;
+
+pub use boxes::{BoxIndex, PersonBox};
+pub use inputs::{expand_inputs, Input, InputKind};
+pub use model::{InferModel, ModelSpec, Prediction, OPENPOSE_MOBILENET};
+
+use super::data::read_rgb_checked;
+use super::image_io::write_rgb;
+use super::video::{probe, FrameReader, FrameWriter};
+
+/// How a run writes its outputs.
+#[derive(Debug, Clone, Default)]
+pub struct InferOptions {
+    pub out_dir: PathBuf,
+    /// Person boxes for top-down models; `None` takes each whole picture as one person.
+    pub boxes: Option<BoxIndex>,
+    /// COCO image ids by file name (from `--gt`).
+    pub image_ids: Option<HashMap<String, i64>>,
+    /// Also save the raw network outputs.
+    pub heatmaps: bool,
+    /// Keypoints at or below this score are not drawn; `None` is the model's default.
+    pub min_score: Option<f32>,
+    /// Show a progress bar (on several pictures or a video).
+    pub progress: bool,
+}
+
+/// One line of `results.json`: a COCO keypoint result, plus the frame of a video.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferRecord {
+    #[serde(flatten)]
+    pub result: CocoKeypointResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<u64>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct InferSummary {
+    pub images: usize,
+    pub frames: usize,
+    pub people: usize,
+    /// `path: problem` for each input that could not be processed.
+    pub failures: Vec<String>,
+    pub results_path: PathBuf,
+    pub records: Vec<InferRecord>,
+}
+
+/// Runs `model` on `inputs` and writes everything to `opts.out_dir`.
+///
+/// Errors only for what stops the whole run (the output folder, results.json); a bad input is
+/// recorded in [`InferSummary::failures`] instead, see the module documentation.
+pub fn run_infer(
+    model: &InferModel,
+    inputs: &[Input],
+    opts: &InferOptions,
+) -> anyhow::Result<InferSummary> {
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| {
+        format!(
+            "{}: cannot create the output folder",
+            opts.out_dir.display()
+        )
+    })?;
+    let layout = model.layout()?;
+    let style = DrawStyle {
+        min_score: opts.min_score.unwrap_or(model.default_min_score()),
+        ..DrawStyle::default()
+    };
+    let mut run = Run::new(model, &layout, style, opts);
+    if model.is_top_down() && opts.boxes.is_none() {
+        eprintln!(
+            "note: no --boxes given, so this top-down model takes each whole picture (and video \
+             frame) as one person"
+        );
+    }
+    if model.is_top_down()
+        && opts.boxes.is_some()
+        && inputs.iter().any(|i| i.kind == InputKind::Video)
+    {
+        eprintln!("note: --boxes applies to pictures; each video frame is taken as one person");
+    }
+
+    let total: u64 = inputs
+        .iter()
+        .map(|i| match i.kind {
+            InputKind::Image => 1,
+            InputKind::Video => probe(&i.path).ok().and_then(|v| v.frames).unwrap_or(0),
+        })
+        .sum();
+    let long = inputs.len() > 1 || inputs.iter().any(|i| i.kind == InputKind::Video);
+    let bar = progress_bar(opts.progress && long, total);
+    run.bar = bar.clone();
+    let verbose = inputs.len() <= 20;
+    for input in inputs {
+        let outcome = match input.kind {
+            InputKind::Image => run.image(input, verbose),
+            InputKind::Video => run.video(input),
+        };
+        if let Err(err) = outcome {
+            let line = format!("{err:#}");
+            bar.suspend(|| eprintln!("warning: skipped {}: {line}", input.path.display()));
+            // The message of a decode error already names the file.
+            let named = if line.contains(&*input.path.to_string_lossy()) {
+                line
+            } else {
+                format!("{}: {line}", input.path.display())
+            };
+            run.summary.failures.push(named);
+        }
+    }
+    bar.finish_and_clear();
+
+    let results_path = opts.out_dir.join("results.json");
+    write_results(&results_path, &run.summary.records)?;
+    run.summary.results_path = results_path;
+    Ok(run.summary)
+}
+
+/// The state of one run: names taken in the output folder, the next image id, the results.
+struct Run<'a> {
+    model: &'a InferModel,
+    layout: &'a KeypointLayout,
+    style: DrawStyle,
+    opts: &'a InferOptions,
+    used_names: HashSet<String>,
+    next_id: i64,
+    bar: indicatif::ProgressBar,
+    summary: InferSummary,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        model: &'a InferModel,
+        layout: &'a KeypointLayout,
+        style: DrawStyle,
+        opts: &'a InferOptions,
+    ) -> Self {
+        // Running ids start after the ground truth's so that they never collide with its ids.
+        let next_id = opts
+            .image_ids
+            .as_ref()
+            .and_then(|m| m.values().max().map(|m| m + 1))
+            .unwrap_or(0);
+        Run {
+            model,
+            layout,
+            style,
+            opts,
+            used_names: HashSet::new(),
+            next_id,
+            bar: indicatif::ProgressBar::hidden(),
+            summary: InferSummary::default(),
+        }
+    }
+
+    fn image(&mut self, input: &Input, verbose: bool) -> anyhow::Result<()> {
+        let image = read_rgb_checked(&input.path)?;
+        let (h, w, _) = image.dim();
+        let boxes = match &self.opts.boxes {
+            Some(index) => index.for_image(&input.path).to_vec(),
+            None => vec![PersonBox {
+                bbox: [0.0, 0.0, w as f64, h as f64],
+                score: 1.0,
+            }],
+        };
+        let pred = self.model.predict(&image, &boxes, self.opts.heatmaps)?;
+        let ext = match input
+            .path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("png") => "png",
+            _ => "jpg",
+        };
+        let stem = self.unique_stem(&input.path, ext);
+        let picture = self.opts.out_dir.join(format!("{stem}.{ext}"));
+        write_rgb(&picture, &self.drawn(&image, &pred))?;
+        if self.opts.heatmaps {
+            model::write_maps(
+                &self
+                    .opts
+                    .out_dir
+                    .join(format!("{stem}.heatmaps.safetensors")),
+                &pred.maps,
+            )?;
+        }
+        let image_id = self.image_id(&input.file_name());
+        self.push_results(&input.file_name(), image_id, None, &pred);
+        self.summary.images += 1;
+        self.bar.inc(1);
+        if verbose {
+            let n = pred.poses.len();
+            self.bar.suspend(|| {
+                println!(
+                    "{}: {n} {} -> {}",
+                    input.path.display(),
+                    if n == 1 { "person" } else { "people" },
+                    picture.display()
+                )
+            });
+        }
+        Ok(())
+    }
+
+    fn video(&mut self, input: &Input) -> anyhow::Result<()> {
+        let mut reader = FrameReader::open(&input.path)?;
+        let info = reader.info();
+        let stem = self.unique_stem(&input.path, "mp4");
+        let out_path = self.opts.out_dir.join(format!("{stem}.mp4"));
+        let maps_dir = self.opts.out_dir.join(format!("{stem}.heatmaps"));
+        if self.opts.heatmaps {
+            std::fs::create_dir_all(&maps_dir)
+                .with_context(|| format!("{}: cannot create", maps_dir.display()))?;
+        }
+        let mut writer = FrameWriter::create(&out_path, info.width, info.height, info.fps)?;
+        let name = input.file_name();
+        let whole = [PersonBox {
+            bbox: [0.0, 0.0, info.width as f64, info.height as f64],
+            score: 1.0,
+        }];
+        let mut frame_index = 0u64;
+        let mut people = 0usize;
+        while let Some(frame) = reader.next_frame()? {
+            let pred = self.model.predict(&frame, &whole, self.opts.heatmaps)?;
+            writer.write_frame(&self.drawn(&frame, &pred))?;
+            if self.opts.heatmaps {
+                model::write_maps(
+                    &maps_dir.join(format!("frame_{frame_index:06}.safetensors")),
+                    &pred.maps,
+                )?;
+            }
+            let image_id = self.next_id;
+            self.next_id += 1;
+            people += pred.poses.len();
+            self.push_results(&name, image_id, Some(frame_index), &pred);
+            frame_index += 1;
+            self.summary.frames += 1;
+            self.bar.inc(1);
+        }
+        writer.finish()?;
+        if frame_index == 0 {
+            anyhow::bail!(
+                "{}: the video has no frame that ffmpeg could decode",
+                input.path.display()
+            );
+        }
+        self.bar.suspend(|| {
+            println!(
+                "{}: {frame_index} frames, {people} people in all -> {}",
+                input.path.display(),
+                out_path.display()
+            )
+        });
+        Ok(())
+    }
+
+    fn drawn(&self, image: &Array3<u8>, pred: &Prediction) -> Array3<u8> {
+        let mut canvas = image.clone();
+        draw_people(&mut canvas, &pred.poses, self.layout, self.style.min_score);
+        canvas
+    }
+
+    fn push_results(
+        &mut self,
+        file_name: &str,
+        image_id: i64,
+        frame: Option<u64>,
+        pred: &Prediction,
+    ) {
+        for (pose, bbox) in pred.poses.iter().zip(&pred.boxes) {
+            let mut result =
+                CocoKeypointResult::from_pose(image_id, 1, &self.model.result_pose(pose));
+            result.file_name = Some(file_name.to_string());
+            result.bbox = Some(bbox.iter().map(|v| (v * 100.0).round() / 100.0).collect());
+            self.summary.records.push(InferRecord { result, frame });
+            self.summary.people += 1;
+        }
+    }
+
+    fn image_id(&mut self, file_name: &str) -> i64 {
+        if let Some(id) = self.opts.image_ids.as_ref().and_then(|m| m.get(file_name)) {
+            return *id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// `photo` for `photo.jpg`, then `photo_1`, `photo_2` when two inputs share a name (same
+    /// file name in two folders), so no output overwrites another.
+    fn unique_stem(&mut self, path: &Path, ext: &str) -> String {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "input".into());
+        let mut candidate = stem.clone();
+        let mut k = 1;
+        while !self.used_names.insert(format!("{candidate}.{ext}")) || candidate == "results" {
+            candidate = format!("{stem}_{k}");
+            k += 1;
+        }
+        candidate
+    }
+}
+
+/// Draws the skeletons with the core's [`draw_poses`], each limb over a dark outline.
+///
+/// Why the outline: the core colours a person's limbs with one palette colour, and on the
+/// photos tried (COCO skiers in blue suits, a batter on green grass) a limb of the same hue as
+/// the clothes or background vanished; a one-pixel dark border keeps every limb visible on
+/// any background without changing the palette that tells people apart.
+pub fn draw_people(canvas: &mut Array3<u8>, poses: &[Pose], layout: &KeypointLayout, min_score: f32) {
+    let (h, w, _) = canvas.dim();
+    let short = h.min(w) as f32;
+    let line_width = (short / 150.0).round().max(2.0);
+    let radius = (short / 110.0).round().max(3.0);
+    let style = DrawStyle { min_score, line_width: line_width as u32, radius: radius as u32 };
+    let mut view = canvas.view_mut();
+    for pose in poses {
+        let visible = |j: usize| {
+            pose.keypoints.get(j).filter(|k| k.score > min_score && k.x.is_finite() && k.y.is_finite())
+        };
+        for &[a, b] in &layout.skeleton {
+            if let (Some(ka), Some(kb)) = (visible(a), visible(b)) {
+                draw_line(&mut view, (ka.x, ka.y), (kb.x, kb.y), line_width + 2.0, OUTLINE);
+            }
+        }
+    }
+    draw_poses(&mut view, poses, layout, &style);
+}
+
+/// Colour of the limb outlines: near-black, visible on snow and sky as well as on grass.
+const OUTLINE: [u8; 3] = [24, 24, 24];
+
+/// Writes the records (checked for NaN and infinity, which JSON cannot spell) through a
+/// temporary file, so an interrupted run never leaves a half-written results.json.
+fn write_results(path: &Path, records: &[InferRecord]) -> anyhow::Result<()> {
+    let plain: Vec<CocoKeypointResult> = records.iter().map(|r| r.result.clone()).collect();
+    keypoint_results_to_string(path, &plain)?;
+    let text = serde_json::to_string(records)
+        .with_context(|| format!("{}: cannot serialise", path.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style =
+        indicatif::ProgressStyle::with_template("infer [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
