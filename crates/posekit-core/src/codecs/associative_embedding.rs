@@ -559,7 +559,17 @@ fn round_half_even_non_negative(x: f32) -> f32 {
 #[inline(always)]
 fn score_pixel(det: f32, tag: f32, mean: f32) -> f32 {
     let diff = tag - mean;
-    det - round_half_even_non_negative((diff * diff).sqrt())
+    // In binary floating point `sqrt(x * x) == |x|` unless `x * x` overflows (or underflows,
+    // where both round to 0), so `|x|` is exact and avoids a square root per pixel. Past the
+    // overflow point NumPy's square is inf, and so is the distance here.
+    const SQUARE_OVERFLOWS: f32 = 1.844_674_4e19; // sqrt(f32::MAX), rounded up
+    let a = diff.abs();
+    let distance = if a < SQUARE_OVERFLOWS {
+        a
+    } else {
+        f32::INFINITY
+    };
+    det - round_half_even_non_negative(distance)
 }
 
 /// A heatmap's rows from the highest maximum down: `det - round(distance) <= det`, so once a
@@ -1068,6 +1078,40 @@ mod tests {
             upper_body: vec![],
         };
         assert_eq!(joint_order_for_layout(&layout), COCO_JOINT_ORDER.to_vec());
+    }
+
+    #[test]
+    fn absolute_value_equals_numpy_distance() {
+        // score_pixel uses |d| for NumPy's sqrt(d ** 2); check that shortcut bit for bit on
+        // random values of every magnitude, the rounding boundaries and the overflow edge.
+        let mut s = 99u64;
+        let mut values: Vec<f32> = (0..200_000)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                f32::from_bits((s >> 32) as u32 & 0x7fff_ffff)
+            })
+            .filter(|v| v.is_finite())
+            .collect();
+        values.extend([
+            0.5,
+            1.5,
+            2.5,
+            0.49999997,
+            0.50000006,
+            1.8446743e19,
+            1.8446744e19,
+            3e19,
+        ]);
+        for d in values {
+            let numpy = round_half_even_non_negative((d * d).sqrt());
+            let ours = 0.0 - score_pixel(0.0, d, 0.0);
+            assert!(
+                numpy == ours || (numpy.is_infinite() && ours.is_infinite()),
+                "{d}: {numpy} vs {ours}"
+            );
+        }
     }
 
     #[test]
