@@ -6,7 +6,11 @@ use posekit_core::{Error, Result};
 use tch::{nn, Tensor};
 
 use super::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
+use super::hourglass::{HourglassConfig, HourglassNetConfig, PoseHourglass};
 use super::hrnet::{HrnetConfig, PoseHrnet};
+use super::openpose::{OpenPoseVgg, OpenPoseVggConfig};
+use super::openpose_mobilenet::{OpenPoseMobileNetConfig, OpenPoseMobileNetV2};
+use super::spm::{Spm, SpmNetConfig};
 
 /// Top-down models see one person crop; bottom-up models see the whole image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,24 @@ impl PoseNetwork for PoseHrnet {
     fn fold_batchnorm(&mut self) -> Result<bool> {
         self.fold_batch_norm();
         Ok(true)
+    }
+}
+
+impl PoseNetwork for PoseHourglass {
+    fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
+        PoseHourglass::forward_named(self, input, train)
+    }
+}
+
+impl PoseNetwork for OpenPoseVgg {
+    fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
+        OpenPoseVgg::forward_named(self, input, train)
+    }
+}
+
+impl PoseNetwork for Spm {
+    fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
+        Spm::forward_named(self, input, train)
     }
 }
 
@@ -105,6 +127,70 @@ pub const PRESETS: &[Preset] = &[
         input_sizes: &[(640, 640)],
         summary: "HigherHRNet-W48 with associative embedding, COCO",
     },
+    Preset {
+        name: "hourglass-1",
+        paradigm: Paradigm::TopDown,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(256, 256), (256, 192)],
+        summary: "Stacked Hourglass, 1 stack, order 4, max-pool down (Newell et al. 2016), COCO",
+    },
+    Preset {
+        name: "hourglass-2",
+        paradigm: Paradigm::TopDown,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(256, 256), (256, 192)],
+        summary: "Stacked Hourglass, 2 stacks, order 4, intermediate supervision, COCO",
+    },
+    Preset {
+        name: "hourglass-8",
+        paradigm: Paradigm::TopDown,
+        layout: "mpii16",
+        num_joints: 16,
+        input_sizes: &[(256, 256)],
+        summary: "Stacked Hourglass, 8 stacks (Newell's MPII model)",
+    },
+    Preset {
+        name: "hourglass52",
+        paradigm: Paradigm::TopDown,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(256, 256), (384, 384)],
+        summary: "MMPose's hourglass52 (CornerNet-style HourglassNet, 1 stack); loads MMPose checkpoints",
+    },
+    Preset {
+        name: "openpose-vgg19",
+        paradigm: Paradigm::BottomUp,
+        layout: "cmu18",
+        num_joints: 18,
+        input_sizes: &[(368, 368)],
+        summary: "OpenPose CPM: VGG-19 features, 6 stages of PAFs + heatmaps (Cao et al. 2017)",
+    },
+    Preset {
+        name: "openpose-mobilenetv2",
+        paradigm: Paradigm::BottomUp,
+        layout: "cmu18",
+        num_joints: 18,
+        input_sizes: &[(368, 432)],
+        summary: "OpenPose PAF on MobileNetV2-0.5 (tf-pose-estimation mobilenet_v2_small; shipped Apache-2.0 weights)",
+    },
+    Preset {
+        name: "spm-hourglass",
+        paradigm: Paradigm::BottomUp,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(512, 512)],
+        summary: "SPM root heatmap + hierarchical displacements on an 8-stack hourglass (Nie et al. 2019)",
+    },
+    Preset {
+        name: "spm-hrnet-w32",
+        paradigm: Paradigm::BottomUp,
+        layout: "coco17",
+        num_joints: 17,
+        input_sizes: &[(512, 512)],
+        summary: "SPM root heatmap + displacements on HRNet-W32",
+    },
 ];
 
 impl Preset {
@@ -143,9 +229,22 @@ impl Preset {
             "hrnet-w32-mpii" => Box::new(PoseHrnet::new(p, &HrnetConfig::w32_mpii())?),
             "higherhrnet-w32" => Box::new(HigherHrnet::new(p, &HigherHrnetConfig::w32())?),
             "higherhrnet-w48" => Box::new(HigherHrnet::new(p, &HigherHrnetConfig::w48())?),
+            "hourglass-1" => Box::new(PoseHourglass::new(p, &newell_coco(1))?),
+            "hourglass-2" => Box::new(PoseHourglass::new(p, &newell_coco(2))?),
+            "hourglass-8" => Box::new(PoseHourglass::new(p, &HourglassConfig::newell8_mpii())?),
+            "hourglass52" => Box::new(PoseHourglass::new(p, &HourglassConfig::hourglass52())?),
+            "spm-hourglass" | "spm-hrnet-w32" => Box::new(Spm::new(p, &SpmNetConfig::preset(self.name)?)?),
+            "openpose-vgg19" => Box::new(OpenPoseVgg::new(p, &OpenPoseVggConfig::vgg19_coco())?),
+            "openpose-mobilenetv2" => Box::new(OpenPoseMobileNetV2::new(p, &OpenPoseMobileNetConfig::mobilenet_v2_small())?),
             other => return Err(Error::Shape(format!("preset '{other}' has no builder"))),
         })
     }
+}
+
+/// The Stacked Hourglass (order 4, 256 features, max-pool down, nearest up) with
+/// `stacks` stacks and COCO's 17 joints, in MMPose's key names.
+fn newell_coco(stacks: usize) -> HourglassConfig {
+    HourglassConfig { backbone: HourglassNetConfig::newell(stacks), num_joints: 17 }
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage, ImageError> {
 /// Decodes image bytes; `path` is only for the error message.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
     let decode_err = |message: String| ImageError::Decode { path: path.to_path_buf(), message };
+    // The JPEG decoder fills a file cut short with grey instead of failing; catch that first.
+    super::data::check_jpeg_complete(bytes).map_err(decode_err)?;
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| decode_err(e.to_string()))?;
@@ -93,6 +95,16 @@ mod tests {
         assert_eq!(img[[2, 3, 0]], 30);
         assert_eq!(img[[2, 3, 1]], 40);
         assert_eq!(img[[2, 3, 2]], 7);
+    }
+
+    #[test]
+    fn truncated_jpeg_is_an_error_not_a_grey_picture() {
+        let img = image::RgbImage::from_fn(32, 24, |x, y| image::Rgb([x as u8 * 7, y as u8 * 9, 50]));
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
+        assert!(decode_rgb(&bytes, Path::new("whole.jpg")).is_ok());
+        let err = decode_rgb(&bytes[..bytes.len() * 2 / 3], Path::new("cut.jpg")).unwrap_err();
+        assert!(err.to_string().contains("cut.jpg"), "{err}");
     }
 
     #[test]

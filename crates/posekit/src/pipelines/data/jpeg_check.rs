@@ -9,22 +9,12 @@
 
 use std::path::Path;
 
-use crate::pipelines::image_io::{decode_rgb, ImageError, RgbImage};
+use crate::pipelines::image_io::{read_rgb, ImageError, RgbImage};
 
-/// Reads and decodes a JPEG or PNG file like [`read_rgb`](crate::pipelines::image_io::read_rgb),
-/// but rejects a JPEG that ends before its end-of-image marker.
+/// Kept for callers written before [`read_rgb`](crate::pipelines::image_io::read_rgb) did this
+/// check itself; the two are now the same.
 pub fn read_rgb_checked(path: &Path) -> Result<RgbImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if let Err(message) = check_jpeg_complete(&bytes) {
-        return Err(ImageError::Decode {
-            path: path.to_path_buf(),
-            message,
-        });
-    }
-    decode_rgb(&bytes, path)
+    read_rgb(path)
 }
 
 /// `Ok` for a JPEG whose segments are all complete up to the end-of-image marker, and for any
