@@ -498,7 +498,7 @@ mod tests {
         for (name, t) in vs.variables() {
             assert!(t.equal(&vs2.variables()[&name]), "{name}");
         }
-        assert_eq!(adam2.step_count(), 1);
+        assert_eq!(adam2.step_count(), meta().adam_step);
         assert!(is_checkpoint(&path));
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
