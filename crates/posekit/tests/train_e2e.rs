@@ -93,3 +93,86 @@ workers = 1
     assert!(parsed.len() >= 12, "{} results", parsed.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The decoding half of the path on its own: perfect heatmaps (the training targets of each
+/// person, made without augmentation) decoded and mapped back through the inverse crop land on
+/// the annotated joints, for HRNet's standard targets with the quarter-pixel shift and for UDP
+/// with DARK. If this fails, no amount of training can reach a high AP.
+#[test]
+fn perfect_heatmaps_decode_back_onto_the_annotated_joints() {
+    use posekit::pipelines::data::{CocoSplit, DataConfig, LoadMode, TopDownDataset};
+    use posekit_core::codecs::heatmap::{HeatmapVariant, Refinement};
+    use posekit_core::geometry::affine::heatmap_to_image;
+
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco");
+    for (variant, refinement, input, heatmap, tolerance) in [
+        // Standard targets sit on the rounded heatmap pixel: up to half a heatmap pixel off,
+        // the shift recovering a quarter of it.
+        (
+            HeatmapVariant::Standard,
+            Refinement::Shift,
+            [192, 256],
+            [48, 64],
+            0.5,
+        ),
+        // Exact sub-pixel targets: DARK recovers them to a small fraction of a pixel.
+        (
+            HeatmapVariant::Udp,
+            Refinement::Dark,
+            [192, 256],
+            [48, 64],
+            0.1,
+        ),
+        (
+            HeatmapVariant::Unbiased,
+            Refinement::Dark,
+            [192, 256],
+            [48, 64],
+            0.1,
+        ),
+    ] {
+        let mut cfg = DataConfig::new(input, heatmap);
+        cfg.codec = variant;
+        cfg.refinement = refinement;
+        let ds = TopDownDataset::coco(data.join("test_coco.json"), &data, &cfg, CocoSplit::GtBoxes)
+            .unwrap();
+        assert_eq!(ds.len(), 12);
+        let k = 17;
+        let [hw, hh] = heatmap;
+        for i in 0..ds.len() {
+            let sample = ds.load(i, LoadMode::Eval).unwrap();
+            let maps = ndarray::Array3::from_shape_vec((k, hh, hw), sample.target.clone()).unwrap();
+            let mut kps = ds.codec().decode(maps.view()).unwrap();
+            let to_image = heatmap_to_image(
+                &sample.meta.center_scale(),
+                [hw as f64, hh as f64],
+                cfg.affine_mode(),
+            )
+            .unwrap();
+            to_image.apply_keypoints(&mut kps);
+            let joints = ds.instance(i).unwrap().joints.clone().unwrap();
+            // Image pixels per heatmap pixel of this crop.
+            let px = sample.meta.scale[1] * 200.0 / hh as f64;
+            let crop_joints = sample.joints.clone().unwrap();
+            let stride = ds.codec().stride();
+            for j in 0..k {
+                // A joint outside the heatmap or within 3 sigma of its border only has part of
+                // its Gaussian on the map (and DARK's blur pads the border); no decoder can
+                // place it exactly.
+                let hx = crop_joints[[j, 0]] as f64 / stride[0];
+                let hy = crop_joints[[j, 1]] as f64 / stride[1];
+                let inside =
+                    (6.0..=hw as f64 - 7.0).contains(&hx) && (6.0..=hh as f64 - 7.0).contains(&hy);
+                if sample.target_weight[j] == 0.0 || !inside {
+                    continue;
+                }
+                let dx = (kps[j].x - joints[[j, 0]]) as f64 / px;
+                let dy = (kps[j].y - joints[[j, 1]]) as f64 / px;
+                assert!(
+                    dx.abs() <= tolerance && dy.abs() <= tolerance,
+                    "{variant:?}: instance {i} joint {j} at heatmap ({hx:.2}, {hy:.2}) is ({dx:.3}, {dy:.3}) heatmap px off"
+                );
+            }
+        }
+    }
+}

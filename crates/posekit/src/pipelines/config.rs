@@ -488,6 +488,26 @@ heatmap_size = [48, 64]
     }
 
     #[test]
+    fn every_shipped_config_parses_and_builds_its_layout() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let loaded = ExperimentConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                loaded.config.layout().unwrap();
+                assert!(
+                    loaded.config.dataset.train_annotations.is_some(),
+                    "{}",
+                    path.display()
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 8, "{n} configs");
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         let text = format!("{MINIMAL}[train]\nbatch_size = 0\n");
         let err =
