@@ -62,8 +62,10 @@ pub struct ModelSpec {
 
 /// A loaded network ready to predict.
 pub enum InferModel {
-    OpenPose(OpenPoseMobileNet),
-    TopDown(TopDownModel),
+    // Both boxed: a model is created once per run, and the variants differ in size by
+    // hundreds of bytes.
+    OpenPose(Box<OpenPoseMobileNet>),
+    TopDown(Box<TopDownModel>),
 }
 
 /// A top-down network with the crop settings it was trained with.
@@ -118,10 +120,21 @@ impl InferModel {
             }
             let weights = match &spec.weights {
                 Some(w) => w.clone(),
-                None => bundled_openpose_weights()?,
+                None => match bundled_openpose_weights() {
+                    Ok(path) => path,
+                    // A read-only temporary directory: the file of the source checkout, if
+                    // this binary was built from one that is still there.
+                    Err(err) => {
+                        let checkout = OpenPoseMobileNet::bundled_weights();
+                        if !checkout.is_file() {
+                            return Err(err);
+                        }
+                        checkout
+                    }
+                },
             };
             let net = OpenPoseMobileNet::load(&weights, spec.device)?;
-            return Ok(InferModel::OpenPose(net));
+            return Ok(InferModel::OpenPose(Box::new(net)));
         }
         let Some(preset) = PRESETS.iter().find(|p| p.name == preset_name) else {
             bail!(
@@ -158,14 +171,14 @@ impl InferModel {
         model.fold_batchnorm()?;
         let layout = data.keypoint_layout()?;
         let transform = TopDownTransform::new(&data)?;
-        Ok(InferModel::TopDown(TopDownModel {
+        Ok(InferModel::TopDown(Box::new(TopDownModel {
             model,
             data,
             transform,
             layout,
             flip: spec.flip,
             device: spec.device,
-        }))
+        })))
     }
 
     /// The layout the poses are drawn in (CMU-18 for OpenPose: its neck joins the skeleton).
