@@ -29,7 +29,7 @@ fn posekit(args: &[&str]) -> Output {
         .expect("cannot run the posekit binary")
 }
 
-fn text(out: &Output) -> String {
+fn text_of(out: &Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -84,7 +84,7 @@ fn default_model_finds_the_people_in_a_folder_and_writes_results_pictures_and_ma
         path_str(&out),
         "--heatmaps",
     ]);
-    assert!(run.status.success(), "{}", text(&run));
+    assert!(run.status.success(), "{}", text_of(&run));
 
     let res = results(&out);
     let counts = people_per_file(&res);
@@ -198,10 +198,10 @@ fn a_video_gives_a_drawn_video_and_per_frame_results() {
         .arg(&clip)
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}", text(&made));
+    assert!(made.status.success(), "{}", text_of(&made));
     let out_dir = out.join("out");
     let run = posekit(&["infer", path_str(&clip), "--out", path_str(&out_dir)]);
-    assert!(run.status.success(), "{}", text(&run));
+    assert!(run.status.success(), "{}", text_of(&run));
 
     let res = results(&out_dir);
     let frames: Vec<u64> = res.iter().map(|r| r["frame"].as_u64().unwrap()).collect();
@@ -246,14 +246,14 @@ fn a_truncated_jpeg_is_skipped_by_name_the_rest_is_written_and_the_exit_is_non_z
         "--out",
         path_str(&out_dir),
     ]);
-    assert!(!run.status.success(), "{}", text(&run));
+    assert!(!run.status.success(), "{}", text_of(&run));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
         stderr.contains("cut_short.jpg") && stderr.contains("truncated"),
         "{}",
-        text(&run)
+        text_of(&run)
     );
-    assert!(stderr.contains("1 of 2 inputs"), "{}", text(&run));
+    assert!(stderr.contains("1 of 2 inputs"), "{}", text_of(&run));
     assert_eq!(
         people_per_file(&results(&out_dir)).get("grace_hopper.png"),
         Some(&1)
@@ -277,7 +277,7 @@ fn bad_arguments_are_clear_errors_before_any_work() {
         "--out",
         o,
     ]);
-    let err = text(&run);
+    let err = text_of(&run);
     assert!(
         !run.status.success() && err.contains("unknown model preset 'hrnet-w64'"),
         "{err}"
@@ -295,12 +295,12 @@ fn bad_arguments_are_clear_errors_before_any_work() {
         "--out",
         o,
     ]);
-    let err = text(&run);
+    let err = text_of(&run);
     assert!(!run.status.success() && err.contains("--weights"), "{err}");
 
     let missing = out.join("nowhere/missing.jpg");
     let run = posekit(&["infer", path_str(&image), path_str(&missing), "--out", o]);
-    let err = text(&run);
+    let err = text_of(&run);
     assert!(
         !run.status.success() && err.contains("missing.jpg") && err.contains("no such file"),
         "{err}"
@@ -321,7 +321,7 @@ fn bad_arguments_are_clear_errors_before_any_work() {
         "--out",
         o,
     ]);
-    let err = text(&run);
+    let err = text_of(&run);
     assert!(
         !run.status.success() && err.contains("other.safetensors"),
         "{err}"
@@ -341,7 +341,7 @@ fn bad_arguments_are_clear_errors_before_any_work() {
         "--out",
         o,
     ]);
-    let err = text(&run);
+    let err = text_of(&run);
     assert!(
         !run.status.success() && err.contains("boxes.json") && err.contains("[0].bbox"),
         "{err}"
@@ -422,7 +422,7 @@ heatmap_size = [8, 16]
         "--out",
         path_str(&out_dir),
     ]);
-    assert!(run.status.success(), "{}", text(&run));
+    assert!(run.status.success(), "{}", text_of(&run));
     let res = results(&out_dir);
     assert!(!res.is_empty() && res.len() <= 2, "{res:?}");
     for r in &res {
@@ -451,11 +451,11 @@ heatmap_size = [8, 16]
         "--out",
         path_str(&out_dir),
     ]);
-    assert!(run.status.success(), "{}", text(&run));
+    assert!(run.status.success(), "{}", text_of(&run));
     assert!(
         String::from_utf8_lossy(&run.stderr).contains("whole picture"),
         "{}",
-        text(&run)
+        text_of(&run)
     );
     let res = results(&out_dir);
     assert_eq!(res.len(), 1);
@@ -463,6 +463,39 @@ heatmap_size = [8, 16]
         serde_json::from_value::<Vec<f64>>(res[0]["bbox"].clone()).unwrap(),
         [0.0, 0.0, 640.0, 429.0]
     );
+
+    // A model that cannot run on its crops (the width is not a multiple of 32) is not the
+    // fault of one picture: the run stops at the first one instead of repeating the error
+    // for every input.
+    let bad_config = out.join("bad.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("input_size = [32, 64]", "input_size = [48, 64]")
+        .replace("heatmap_size = [8, 16]", "heatmap_size = [12, 16]");
+    std::fs::write(&bad_config, text).unwrap();
+    let good = data_dir().join("astronaut.jpg");
+    let run = posekit(&[
+        "infer",
+        path_str(&image),
+        path_str(&good),
+        "--config",
+        path_str(&bad_config),
+        "--weights",
+        w,
+        "--out",
+        path_str(&out.join("bad")),
+    ]);
+    let err = text_of(&run);
+    assert!(
+        !run.status.success() && err.contains("48") && err.contains("000000196141.jpg"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("HRNet input width").count(),
+        1,
+        "reported once: {err}"
+    );
+    assert!(!err.contains("skipped"), "{err}");
     std::fs::remove_dir_all(&out).ok();
 }
 
