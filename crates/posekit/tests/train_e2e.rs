@@ -8,8 +8,9 @@
 //!
 //! Why these settings: the final 1x1 convolution makes 17 heatmaps out of the high-resolution
 //! branch, so the branch needs more channels than joints (width 32); one module per stage and
-//! one block per branch keep a step cheap; no augmentation so that 12 people can be memorised
-//! in a few hundred steps; UDP targets with DARK decoding give sub-pixel positions from small
+//! one block per branch keep a step cheap; only the flip augmentation (the flip test needs a
+//! model that has seen mirrored people) so that 12 people can be memorised in a few hundred
+//! steps; UDP targets with DARK decoding give sub-pixel positions from small
 //! 16x24 heatmaps (HRNet's quantised targets would cap the precision at that size).
 
 use std::path::Path;
@@ -48,7 +49,7 @@ refinement = "dark"
 scale_factor = 0.0
 rotation_factor = 0.0
 rotation_prob = 0.0
-flip = false
+flip = true
 half_body_prob = 0.0
 
 [train]
