@@ -264,9 +264,9 @@ impl ExperimentConfig {
                 o.beta2
             );
         }
-        if !(o.eps.is_finite() && o.eps > 0.0)
-            || !(o.weight_decay.is_finite() && o.weight_decay >= 0.0)
-        {
+        let eps_ok = o.eps.is_finite() && o.eps > 0.0;
+        let decay_ok = o.weight_decay.is_finite() && o.weight_decay >= 0.0;
+        if !(eps_ok && decay_ok) {
             bail!("train.optimizer: eps must be positive and weight_decay >= 0");
         }
         if !(self.test.oks_threshold.is_finite() && self.test.oks_threshold > 0.0) {

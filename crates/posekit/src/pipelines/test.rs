@@ -45,7 +45,7 @@ pub struct TestOptions {
 pub enum TestMetrics {
     Coco(CocoStats),
     /// `None` when no `val_gt_mat` is configured (the predictions are still written).
-    Mpii(Option<PckhTable>),
+    Mpii(Option<Box<PckhTable>>),
 }
 
 #[derive(Debug, Clone)]
@@ -213,7 +213,7 @@ pub fn run_test(
                             .unwrap_or_else(|| PathBuf::from("<predictions>")),
                         rows,
                     };
-                    Some(evaluate_mpii(gt, &preds)?)
+                    Some(Box::new(evaluate_mpii(gt, &preds)?))
                 }
                 None => None,
             };
