@@ -133,9 +133,14 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     );
     if !summary.failures.is_empty() {
         bail!(
-            "{} of {} inputs could not be processed (the others were written):\n  {}",
+            "{} of {} inputs could not be processed{}:\n  {}",
             summary.failures.len(),
             inputs.len(),
+            if summary.failures.len() < inputs.len() {
+                " (the others were written)"
+            } else {
+                ""
+            },
             summary.failures.join("\n  ")
         );
     }

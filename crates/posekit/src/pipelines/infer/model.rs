@@ -92,9 +92,14 @@ pub struct Prediction {
 
 /// The preset names `posekit infer` knows, for error messages.
 pub fn known_models() -> Vec<&'static str> {
-    std::iter::once(OPENPOSE_MOBILENET)
-        .chain(PRESETS.iter().map(|p| p.name))
-        .collect()
+    let mut names = vec![OPENPOSE_MOBILENET];
+    names.extend(
+        PRESETS
+            .iter()
+            .map(|p| p.name)
+            .filter(|&n| n != OPENPOSE_MOBILENET),
+    );
+    names
 }
 
 impl InferModel {
