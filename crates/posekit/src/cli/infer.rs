@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use posekit::pipelines::infer::{
-    expand_inputs, run_infer, BoxIndex, InferModel, InferOptions, ModelSpec, OPENPOSE_MOBILENET,
+    expand_inputs, run_infer, BoxIndex, InferModel, InferOptions, ModelSpec,
 };
 use posekit_core::formats::coco::CocoKeypointsGt;
 use posekit_nn::device::parse_device;
@@ -19,8 +19,10 @@ pub struct InferArgs {
     /// mkv, webm, ...; decoded by the system ffmpeg).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Model: openpose-mobilenetv2 (bottom-up, bundled weights; the default) or a top-down
-    /// preset of `posekit models` (hrnet-w32, ...; needs --weights).
+    /// Model: openpose-mobilenetv2 (bottom-up, bundled weights; the default), a top-down
+    /// preset of `posekit models` (hrnet-w32, ...; needs --weights) or one of the bottom-up
+    /// presets higherhrnet-w32/w48, spm-hourglass, spm-hrnet-w32, openpose-vgg19 (need
+    /// --weights).
     #[arg(long)]
     model: Option<String>,
     /// Weights of the model: a training checkpoint or an official/MMPose .pth/.safetensors
@@ -56,7 +58,12 @@ pub struct InferArgs {
     /// 0.3 for top-down heatmap maxima). results.json always has every joint.
     #[arg(long)]
     min_score: Option<f32>,
-    /// No flip test for top-down models (faster, slightly less accurate).
+    /// Input size of a bottom-up preset: HigherHRNet's short side (default 512, w48 640; a
+    /// multiple of 64), SPM's square side (512; a multiple of 64), OpenPose-VGG19's height
+    /// (368; a multiple of 8). Smaller is faster and finds fewer small people.
+    #[arg(long)]
+    input_size: Option<usize>,
+    /// No flip test for top-down models and HigherHRNet (faster, slightly less accurate).
     #[arg(long)]
     no_flip: bool,
     /// No progress bar.
@@ -93,10 +100,11 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         config: args.config.clone(),
         device,
         flip: !args.no_flip,
+        input_size: args.input_size,
     })?;
     if let Some(b) = &boxes {
         if !model.is_top_down() {
-            eprintln!("note: --boxes is ignored: {OPENPOSE_MOBILENET} finds people by itself");
+            eprintln!("note: --boxes is ignored: a bottom-up model finds people by itself");
         } else {
             println!(
                 "{} person boxes ({} below --box-score-threshold {} left out)",

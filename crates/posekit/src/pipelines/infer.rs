@@ -9,7 +9,10 @@
 //! * `<name>.jpg|png`: the input with the skeletons drawn; `<name>.mp4` for a video;
 //! * with `--heatmaps`, `<name>.heatmaps.safetensors` (a video: one file per frame under
 //!   `<name>.heatmaps/`) with the raw network outputs (OpenPose: `heatmaps` [19, h, w] and
-//!   `pafs` [38, h, w]; top-down: `heatmaps` [people, K, h, w], flip-merged).
+//!   `pafs` [38, h, w]; top-down: `heatmaps` [people, K, h, w], flip-merged; HigherHRNet:
+//!   `heatmaps` [17, H, W] and `tags` [17, H, W, passes] at the network input size, as
+//!   grouped; SPM: `root` [1, h, w] and `displacements` [34, h, w]; OpenPose-VGG19: the last
+//!   stage's `heatmaps` [19, h, w] and `pafs` [38, h, w]).
 //!
 //! Image ids are the COCO ids when `--gt` names the file, otherwise a running index over all
 //! pictures and video frames (each frame its own id, so the file stays evaluable).
@@ -20,6 +23,7 @@
 //! listing the failures (a non-zero exit): one bad file in a folder of thousands should not
 //! cost the user the rest, and a script must still notice it.
 
+pub mod bottomup;
 pub mod boxes;
 pub mod inputs;
 pub mod model;

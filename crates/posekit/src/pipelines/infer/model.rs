@@ -6,6 +6,9 @@
 //! * top-down presets (`hrnet-w32`, ...): one crop per person box through the shared
 //!   [`TopDownPredictor`] (the same code `posekit test` scores), then HRNet's rescoring and
 //!   OKS-NMS, as the official test does on detector boxes.
+//! * bottom-up presets with the user's weights (`higherhrnet-w32/w48`, `spm-hourglass`,
+//!   `spm-hrnet-w32`, `openpose-vgg19`): each through its reference test pipeline, see
+//!   [`super::bottomup`].
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +22,7 @@ use posekit_nn::models::openpose_mobilenet::{cmu18_to_coco17, OpenPoseMobileNet}
 use posekit_nn::models::{Paradigm, Preset, PRESETS};
 use tch::Device;
 
+use super::bottomup::BottomUpNet;
 use super::boxes::PersonBox;
 use crate::pipelines::config::ExperimentConfig;
 use crate::pipelines::data::{DataConfig, TopDownTransform};
@@ -56,8 +60,11 @@ pub struct ModelSpec {
     /// default input size.
     pub config: Option<PathBuf>,
     pub device: Device,
-    /// Flip test for top-down models (averages the mirrored crop's heatmaps).
+    /// Flip test for top-down models (averages the mirrored crop's heatmaps) and HigherHRNet.
     pub flip: bool,
+    /// Input size of a bottom-up preset (HigherHRNet's short side, SPM's square side,
+    /// OpenPose-VGG's height); `None` is the reference size.
+    pub input_size: Option<usize>,
 }
 
 /// A loaded network ready to predict.
@@ -66,6 +73,7 @@ pub enum InferModel {
     // hundreds of bytes.
     OpenPose(Box<OpenPoseMobileNet>),
     TopDown(Box<TopDownModel>),
+    BottomUp(Box<BottomUpNet>),
 }
 
 /// A top-down network with the crop settings it was trained with.
@@ -148,10 +156,30 @@ impl InferModel {
             );
         };
         if preset.paradigm == Paradigm::BottomUp {
+            if config.is_some() {
+                bail!(
+                    "--config describes a top-down model; {} takes none",
+                    preset.name
+                );
+            }
+            let Some(weights) = &spec.weights else {
+                bail!(
+                    "--model {} needs --weights (its official .pth, an MMPose checkpoint or a \
+                     .safetensors of that model; none is shipped); leave --model out to use the \
+                     bundled {OPENPOSE_MOBILENET}",
+                    preset.name
+                );
+            };
+            let mut model = LoadedModel::new(preset.name, spec.device)?;
+            load_topdown_weights(&mut model, weights)?;
+            model.fold_batchnorm()?;
+            let net = BottomUpNet::new(model, spec.input_size, spec.flip, spec.device)?;
+            return Ok(InferModel::BottomUp(Box::new(net)));
+        }
+        if spec.input_size.is_some() {
             bail!(
-                "{} is a bottom-up model that `posekit infer` cannot run yet; the bottom-up model it \
-                 runs is {OPENPOSE_MOBILENET} (the default)",
-                preset.name
+                "--input-size is for bottom-up models; a top-down model's crop size comes from \
+                 its --config"
             );
         }
         let Some(weights) = &spec.weights else {
@@ -201,6 +229,7 @@ impl InferModel {
                 Ok(layout)
             }
             InferModel::TopDown(m) => Ok(m.layout.clone()),
+            InferModel::BottomUp(net) => net.layout(),
         }
     }
 
@@ -210,6 +239,7 @@ impl InferModel {
         match self {
             InferModel::OpenPose(_) => cmu18_to_coco17(pose),
             InferModel::TopDown(_) => pose.clone(),
+            InferModel::BottomUp(net) => net.result_pose(pose),
         }
     }
 
@@ -224,6 +254,7 @@ impl InferModel {
         match self {
             InferModel::OpenPose(_) => 0.0,
             InferModel::TopDown(_) => 0.3,
+            InferModel::BottomUp(net) => net.default_min_score(),
         }
     }
 
@@ -252,6 +283,16 @@ impl InferModel {
                 Ok(Prediction { poses, boxes, maps })
             }
             InferModel::TopDown(m) => m.predict(image, boxes, keep_maps),
+            InferModel::BottomUp(net) => {
+                let (h, w, _) = image.dim();
+                let out = net.predict(image, keep_maps)?;
+                let boxes = out.poses.iter().map(|p| joint_extent(p, w, h)).collect();
+                Ok(Prediction {
+                    poses: out.poses,
+                    boxes,
+                    maps: out.maps,
+                })
+            }
         }
     }
 }
