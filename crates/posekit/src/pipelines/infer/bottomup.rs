@@ -101,7 +101,7 @@ impl BottomUpNet {
         };
         let input_size = input_size.unwrap_or_else(|| family.default_input_size(model.preset));
         let multiple = family.size_multiple();
-        if input_size == 0 || input_size % multiple != 0 {
+        if input_size == 0 || !input_size.is_multiple_of(multiple) {
             bail!("--input-size {input_size}: {name} needs a positive multiple of {multiple}");
         }
         let coco =
