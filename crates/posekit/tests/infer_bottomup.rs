@@ -197,3 +197,39 @@ fn bottom_up_presets_need_weights_and_a_valid_input_size() {
     assert!(format!("{err:#}").contains("--input-size"), "{err:#}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The command line: `--model`, `--weights` and `--input-size` reach the pipeline, and a bad
+/// `--input-size` is refused with the reason.
+#[test]
+fn the_cli_runs_a_bottom_up_preset_with_its_input_size() {
+    let dir = workdir("cli");
+    let pic = picture(&dir, 32, 24);
+    let weights = random_weights("openpose-vgg19", &dir);
+    let out = dir.join("out");
+    let run = |size: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_posekit"))
+            .args(["infer", pic.to_str().unwrap(), "--model", "openpose-vgg19"])
+            .args(["--weights", weights.to_str().unwrap(), "--input-size", size])
+            .args(["--out", out.to_str().unwrap(), "--no-progress"])
+            .output()
+            .unwrap()
+    };
+    let ok = run("64");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(ok.status.success(), "{text}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert!(!results.as_array().unwrap().is_empty(), "{text}");
+
+    let bad = run("60");
+    let err = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert!(
+        !bad.status.success() && err.contains("multiple of 8"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
