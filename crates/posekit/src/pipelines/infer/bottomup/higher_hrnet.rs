@@ -25,6 +25,9 @@ use tch::Tensor;
 
 use super::{imagenet_chw, to_chw, BottomUpNet, BottomUpOutput};
 
+/// The long side of the network input may be at most this many times the short side.
+const MAX_SIDE_FACTOR: usize = 16;
+
 /// The official `get_multi_scale_size(image, input_size, 1.0, 1.0)`: the network input size
 /// and the center/scale of the picture's window in HRNet's `scale * 200` convention.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +55,16 @@ impl ResizeAlign {
             let scale_w = w_resized as f64 / min_input as f64 * h / 200.0;
             ([w_resized, min_input], [scale_w, h / 200.0])
         };
+        // A long thin picture (a 10x3000 strip) would become a network input of hundreds of
+        // thousands of pixels per side: refused here instead of failing to allocate.
+        if size[0].max(size[1]) > MAX_SIDE_FACTOR * min_input {
+            bail!(
+                "a {width}x{height} picture resized to a short side of {min_input} would be a \
+                 {}x{} network input; crop it or give a smaller --input-size",
+                size[0],
+                size[1]
+            );
+        }
         // The reference stores the center as integers: `int(w / 2 + 0.5)`.
         let center = [(w / 2.0 + 0.5).floor(), (h / 2.0 + 0.5).floor()];
         Ok(ResizeAlign {
@@ -229,6 +242,8 @@ mod tests {
         // Input size is rounded up to 64 first (HigherHRNet-W48 uses 640).
         assert_eq!(ResizeAlign::new(100, 100, 600).unwrap().size, [640, 640]);
         assert!(ResizeAlign::new(0, 10, 512).is_err());
+        let strip = ResizeAlign::new(10, 3000, 512).unwrap_err();
+        assert!(format!("{strip}").contains("10x3000"), "{strip}");
     }
 
     /// `get_final_preds` undoes the resize: a point of the picture comes back where it was.
