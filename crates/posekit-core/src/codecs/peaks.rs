@@ -56,6 +56,35 @@ fn is_window_max(map: &ArrayView2<f32>, x: usize, y: usize, radius: usize) -> bo
     !v.is_nan()
 }
 
+/// A cheap first test for windows of radius >= 1: on a smooth heatmap most pixels above the
+/// threshold have a higher left or right neighbour, and since both neighbours lie in the
+/// window that alone rules them out before the full window is read.
+#[inline]
+fn beaten_by_row_neighbour(row: &[f32], x: usize, v: f32) -> bool {
+    (x > 0 && v < row[x - 1]) || (x + 1 < row.len() && v < row[x + 1])
+}
+
+/// [`is_window_max`] on a contiguous row-major `h x w` map.
+#[inline]
+fn is_window_max_contiguous(
+    data: &[f32],
+    w: usize,
+    h: usize,
+    x: usize,
+    y: usize,
+    radius: usize,
+) -> bool {
+    let v = data[y * w + x];
+    let (y0, y1) = (y.saturating_sub(radius), (y + radius).min(h - 1));
+    let (x0, x1) = (x.saturating_sub(radius), (x + radius).min(w - 1));
+    for yy in y0..=y1 {
+        if data[yy * w + x0..=yy * w + x1].iter().any(|&o| v < o) {
+            return false;
+        }
+    }
+    !v.is_nan()
+}
+
 /// Max-pool NMS of every channel of a `[K, H, W]` stack: pixels that are not the maximum of
 /// their `kernel × kernel` neighbourhood become 0, the others keep their value (as
 /// `det * (maxpool(det) == det)` does).
@@ -112,12 +141,25 @@ pub fn local_maxima_above(
     let radius = (kernel - 1) / 2;
     let (h, w) = map.dim();
     let mut found: Vec<(f32, usize)> = Vec::new();
-    for y in 0..h {
-        let row = map.row(y);
-        for x in 0..w {
-            let v = row[x];
-            if v > threshold && is_window_max(&map, x, y, radius) {
-                found.push((v, y * w + x));
+    if let Some(data) = map.as_slice() {
+        for (y, row) in data.chunks_exact(w).enumerate() {
+            for (x, &v) in row.iter().enumerate() {
+                if v > threshold
+                    && (radius == 0 || !beaten_by_row_neighbour(row, x, v))
+                    && is_window_max_contiguous(data, w, h, x, y, radius)
+                {
+                    found.push((v, y * w + x));
+                }
+            }
+        }
+    } else {
+        for y in 0..h {
+            let row = map.row(y);
+            for x in 0..w {
+                let v = row[x];
+                if v > threshold && is_window_max(&map, x, y, radius) {
+                    found.push((v, y * w + x));
+                }
             }
         }
     }
@@ -195,6 +237,15 @@ mod tests {
                 .collect();
             let fused = local_maxima_above(map.view(), kernel, 0.3, 20).unwrap();
             assert_eq!(fused, reference, "kernel {kernel}");
+            // A transposed view is not contiguous and takes the general path.
+            let t = map.t();
+            let nms = max_pool_nms(t.insert_axis(ndarray::Axis(0)), kernel).unwrap();
+            let reference: Vec<Peak> = top_k(nms.index_axis(ndarray::Axis(0), 0), 20)
+                .into_iter()
+                .filter(|p| p.value > 0.3)
+                .collect();
+            let strided = local_maxima_above(t, kernel, 0.3, 20).unwrap();
+            assert_eq!(strided, reference, "kernel {kernel}, transposed");
         }
     }
 }
