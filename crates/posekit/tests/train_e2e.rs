@@ -12,6 +12,10 @@
 //! model that has seen mirrored people) so that 12 people can be memorised in a few hundred
 //! steps; UDP targets with DARK decoding give sub-pixel positions from small
 //! 16x24 heatmaps (HRNet's quantised targets would cap the precision at that size).
+//!
+//! Cost: 300 steps of 12 crops, about 7.5 CPU-minutes (4 to 5 minutes on 2 cores). Fewer
+//! epochs were tried: 200 (milestones 150/180) reach AP 0.870 only; 300 reach 0.976, and the
+//! run is deterministic, so that margin does not vary between machines with the same libtorch.
 
 use std::path::Path;
 
