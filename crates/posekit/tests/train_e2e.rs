@@ -15,7 +15,8 @@
 //!
 //! Cost: 300 steps of 12 crops, about 7.5 CPU-minutes (4 to 5 minutes on 2 cores). Fewer
 //! epochs were tried: 200 (milestones 150/180) reach AP 0.870 only; 300 reach 0.976, and the
-//! run is deterministic, so that margin does not vary between machines with the same libtorch.
+//! run is deterministic on a given machine (other CPUs may round convolutions differently,
+//! which the 0.076 margin absorbs).
 
 use std::path::Path;
 
