@@ -252,3 +252,32 @@ fn bench_runs_and_unknown_preset_or_device_is_a_clear_error() {
         assert!(!out.status.success(), "asking for a missing GPU must fail, not fall back to the CPU");
     }
 }
+
+/// `posekit test --model openpose-mobilenetv2` scores the bundled model on a COCO ground truth:
+/// every image through the model, results.json written, pycocotools' table printed, and the
+/// same AP as `posekit eval coco` gives on that results.json.
+#[test]
+fn test_bottom_up_model_on_coco_ground_truth() {
+    let dir = temp_dir("bottomup-test");
+    let gt = repo("crates/posekit/tests/data/coco/test_coco.json");
+    let images = repo("crates/posekit/tests/data/coco");
+    let out = posekit(&[
+        "test", "--model", "openpose-mobilenetv2", "--gt", gt.to_str().unwrap(), "--images", images.to_str().unwrap(),
+        "--out", dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let ap_line = text.lines().find(|l| l.contains("(AP) @[ IoU=0.50:0.95 | area=   all")).expect("AP line");
+    let ap: f64 = ap_line.rsplit('=').next().unwrap().trim().parse().unwrap();
+    assert!(ap > 0.0, "the real model finds some of the 12 people: {text}");
+    let results = dir.join("results.json");
+    let eval = posekit(&["eval", "coco", "--gt", gt.to_str().unwrap(), "--results", results.to_str().unwrap(), "--json"]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let stats: serde_json::Value = serde_json::from_str(stdout(&eval).trim()).unwrap();
+    assert!((stats["AP"].as_f64().unwrap() - ap).abs() < 5e-4, "{ap} vs {}", stats["AP"]);
+
+    // A top-down preset cannot be tested without its config (which supplies the boxes).
+    let out = posekit(&["test", "--model", "hrnet-w32", "--weights", gt.to_str().unwrap(), "--gt", gt.to_str().unwrap(), "--images", images.to_str().unwrap()]);
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}

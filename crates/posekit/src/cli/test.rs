@@ -1,12 +1,18 @@
 //! `posekit test CONFIG --weights W`: the HRNet test of a model on the config's test split
 //! (flip test, decoding, rescoring, OKS-NMS, COCO AP or MPII PCKh).
+//!
+//! `posekit test --model PRESET --gt GT.json --images DIR [--weights W]`: a bottom-up model
+//! (the bundled OpenPose-MobileNetV2 by default weights, HigherHRNet, SPM, OpenPose-VGG19) on
+//! every image of a COCO ground truth, scored by the core's COCO evaluator.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use posekit::pipelines::bottomup_test::{run_bottomup_test, BottomUpPredictor};
 use posekit::pipelines::config::ExperimentConfig;
+use posekit::pipelines::infer::model::{InferModel, ModelSpec};
 use posekit::pipelines::test::{print_report, run_test, test_dataset, GroundTruth, TestOptions};
 use posekit::pipelines::train::checkpoint;
 use posekit_core::codecs::heatmap::Refinement;
@@ -14,12 +20,22 @@ use posekit_nn::device::parse_device;
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// Experiment config (TOML).
-    config: PathBuf,
+    /// Experiment config (TOML) of a top-down model; leave out for a bottom-up `--model`.
+    config: Option<PathBuf>,
     /// Weights: a training checkpoint (last/best.safetensors), exported weights
-    /// (final.safetensors) or an official/MMPose .pth of the same model.
+    /// (final.safetensors) or an official/MMPose .pth of the same model. Optional only for
+    /// the bundled openpose-mobilenetv2.
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
+    /// A bottom-up preset to test without a config (with --gt and --images).
+    #[arg(long, conflicts_with = "config")]
+    model: Option<String>,
+    /// COCO person_keypoints ground truth for a bottom-up test.
+    #[arg(long, requires = "model")]
+    gt: Option<PathBuf>,
+    /// Folder of the ground truth's images for a bottom-up test.
+    #[arg(long, requires = "model")]
+    images: Option<PathBuf>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -44,7 +60,13 @@ pub struct TestArgs {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
-    let mut loaded = ExperimentConfig::load(&args.config)?;
+    let Some(config_path) = args.config.clone() else {
+        return run_bottomup(args);
+    };
+    let Some(weights) = args.weights.clone() else {
+        anyhow::bail!("--weights is required to test {}", config_path.display());
+    };
+    let mut loaded = ExperimentConfig::load(&config_path)?;
     let cfg = &mut loaded.config;
     if args.dark {
         cfg.data.refinement = Refinement::Dark;
@@ -61,14 +83,14 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     let layout = cfg.layout()?;
     let mut model = cfg.model.build(&layout, device)?;
-    if checkpoint::is_checkpoint(&args.weights) {
-        let ck = checkpoint::load(&args.weights)?;
+    if checkpoint::is_checkpoint(&weights) {
+        let ck = checkpoint::load(&weights)?;
         ck.restore_model(&model.vs)?;
     } else {
-        posekit_nn::weights::load_weights(&mut model.vs, &args.weights).with_context(|| {
+        posekit_nn::weights::load_weights(&mut model.vs, &weights).with_context(|| {
             format!(
                 "loading {} into {}",
-                args.weights.display(),
+                weights.display(),
                 cfg.model.preset
             )
         })?;
@@ -81,10 +103,10 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let gt = GroundTruth::load(cfg)?;
     let out_dir = args
         .out
-        .unwrap_or_else(|| cfg.output_dir(&args.config, None).join("test"));
+        .unwrap_or_else(|| cfg.output_dir(&config_path, None).join("test"));
     println!(
         "testing {} ({} instances, flip {}, {:?} decoding) on {:?}",
-        args.weights.display(),
+        weights.display(),
         dataset.len(),
         if cfg.test.flip { "on" } else { "off" },
         cfg.data.refinement,
@@ -103,5 +125,37 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         },
     )?;
     print_report(&report, &cfg.dataset.val_annotations);
+    Ok(())
+}
+
+/// The bottom-up test: every image of the ground truth through the model, COCO AP of the
+/// people it finds.
+fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
+    let (Some(preset), Some(gt), Some(images)) = (args.model.clone(), args.gt.clone(), args.images.clone()) else {
+        anyhow::bail!(
+            "give either a config (top-down: posekit test CONFIG --weights W) or \
+             --model PRESET --gt GT.json --images DIR (bottom-up)"
+        );
+    };
+    let device = parse_device(&args.device)?;
+    let spec = ModelSpec {
+        preset: Some(preset.clone()),
+        weights: args.weights.clone(),
+        config: None,
+        device,
+        flip: !args.no_flip,
+        input_size: None,
+    };
+    let model = InferModel::load(&spec)?;
+    let predictor: &dyn BottomUpPredictor = match &model {
+        InferModel::OpenPose(m) => m.as_ref(),
+        InferModel::BottomUp(m) => m.as_ref(),
+        InferModel::TopDown(_) => anyhow::bail!(
+            "{preset} is a top-down model: test it with its config (posekit test CONFIG --weights W), \
+             which supplies the person boxes"
+        ),
+    };
+    let out_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&preset).join("test"));
+    run_bottomup_test(predictor, &gt, &images, &out_dir)?;
     Ok(())
 }

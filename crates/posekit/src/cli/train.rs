@@ -19,7 +19,7 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Output folder (default: the config's output_dir, else output/<config name> next to it).
+    /// Output folder (default: the config's output_dir, else runs/<config name>).
     #[arg(long)]
     out: Option<PathBuf>,
     /// No progress bar (one line per epoch is printed either way).

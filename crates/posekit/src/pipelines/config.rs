@@ -2,7 +2,7 @@
 //! model, the dataset files, the `[data]` pipeline, the training run and the test procedure.
 //!
 //! ```toml
-//! output_dir = "output/hrnet_w32_coco_256x192"   # optional; default output/<config name>
+//! output_dir = "runs/hrnet_w32_coco_256x192"   # optional; default runs/<config name>
 //!
 //! [model]
 //! preset = "hrnet-w32"
@@ -50,8 +50,8 @@ use super::train::schedule::ScheduleConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
-    /// Where checkpoints, logs and results go; default `output/<config file stem>` next to
-    /// the config. `--out` overrides it.
+    /// Where checkpoints, logs and results go (relative to the config's folder); default
+    /// `runs/<config file stem>` in the current directory. `--out` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_dir: Option<PathBuf>,
     pub model: ModelConfig,
@@ -328,8 +328,9 @@ impl ExperimentConfig {
         Ok(self.data.keypoint_layout()?)
     }
 
-    /// The output folder: `--out`, else `output_dir`, else `output/<config stem>` next to the
-    /// config file.
+    /// The output folder: `--out`, else `output_dir`, else `runs/<config stem>` in the current
+    /// directory (as MMPose's `work_dirs/`), so that runs never write into the checkout's
+    /// `configs/`.
     pub fn output_dir(&self, config_path: &Path, cli: Option<&Path>) -> PathBuf {
         if let Some(p) = cli {
             return p.to_path_buf();
@@ -341,11 +342,7 @@ impl ExperimentConfig {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "experiment".into());
-        config_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("output")
-            .join(stem)
+        Path::new("runs").join(stem)
     }
 }
 
