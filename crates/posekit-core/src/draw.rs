@@ -11,10 +11,12 @@ use crate::{KeypointLayout, Pose};
 pub struct DrawStyle {
     /// Keypoints at or below this score are not drawn (nor limbs touching them).
     pub min_score: f32,
-    /// Limb thickness in pixels; `0` picks one from the image size.
+    /// Limb thickness in pixels; `0` sizes each person's limbs to that person.
     pub line_width: u32,
-    /// Joint disc radius in pixels; `0` picks one from the image size.
+    /// Joint disc radius in pixels; `0` sizes each person's discs to that person.
     pub radius: u32,
+    /// A colour drawn one pixel wider under every limb, or `None`.
+    pub outline: Option<[u8; 3]>,
 }
 
 impl Default for DrawStyle {
@@ -23,9 +25,15 @@ impl Default for DrawStyle {
             min_score: 0.3,
             line_width: 0,
             radius: 0,
+            outline: Some(OUTLINE),
         }
     }
 }
+
+/// Near-black limb outline. Why: a person's limbs share one palette colour, and a limb of the
+/// hue of the clothes or background (a blue ski suit, a batter on grass) vanished; a dark border
+/// keeps every limb visible without giving up the colours that tell people apart.
+pub const OUTLINE: [u8; 3] = [24, 24, 24];
 
 /// A palette that separates people; limbs take the colour of their person, joints are tinted
 /// left/right so that a flipped prediction is visible at a glance.
@@ -41,18 +49,33 @@ const PERSON_COLOURS: [[u8; 3]; 8] = [
 ];
 
 /// Draws every pose onto `image` ([H, W, 3] RGB), in place.
+///
+/// Automatic sizes follow each person, never beyond a picture-wide cap: one size from the
+/// picture alone made the discs of a small person in the background cover her whole skeleton.
 pub fn draw_poses(image: &mut ArrayViewMut3<u8>, poses: &[Pose], layout: &KeypointLayout, style: &DrawStyle) {
     let (h, w) = (image.shape()[0], image.shape()[1]);
     let short = h.min(w) as f32;
-    let line_width = if style.line_width > 0 { style.line_width as f32 } else { (short / 160.0).max(2.0) };
-    let radius = if style.radius > 0 { style.radius as f32 } else { (short / 120.0).max(2.5) };
+    let max_line = (short / 150.0).round().max(2.0);
+    let max_radius = (short / 110.0).round().max(3.0);
     for (i, pose) in poses.iter().enumerate() {
         let colour = PERSON_COLOURS[i % PERSON_COLOURS.len()];
+        let extent = pose.bounds(style.min_score).map_or(0.0, |b| (b[2] - b[0]).max(b[3] - b[1]));
+        let line_width =
+            if style.line_width > 0 { style.line_width as f32 } else { (extent / 50.0).round().clamp(2.0, max_line) };
+        let radius = if style.radius > 0 { style.radius as f32 } else { (extent / 35.0).round().clamp(2.0, max_radius) };
         let visible = |j: usize| pose.keypoints.get(j).filter(|k| k.score > style.min_score && k.x.is_finite() && k.y.is_finite());
-        for &[a, b] in &layout.skeleton {
-            if let (Some(ka), Some(kb)) = (visible(a), visible(b)) {
-                draw_line(image, (ka.x, ka.y), (kb.x, kb.y), line_width, colour);
+        let limbs: Vec<_> = layout
+            .skeleton
+            .iter()
+            .filter_map(|&[a, b]| Some(((visible(a)?.x, visible(a)?.y), (visible(b)?.x, visible(b)?.y))))
+            .collect();
+        if let Some(outline) = style.outline {
+            for &(a, b) in &limbs {
+                draw_line(image, a, b, line_width + 2.0, outline);
             }
+        }
+        for &(a, b) in &limbs {
+            draw_line(image, a, b, line_width, colour);
         }
         for (j, k) in pose.keypoints.iter().enumerate() {
             if visible(j).is_some() {
@@ -127,13 +150,14 @@ mod tests {
     #[test]
     fn draws_limb_between_confident_joints_only() {
         let layout = two_joint_layout();
-        let style = DrawStyle { min_score: 0.3, line_width: 2, radius: 2 };
+        let style = DrawStyle { min_score: 0.3, line_width: 2, radius: 2, outline: Some(OUTLINE) };
         let mut img = Array3::<u8>::zeros((40, 40, 3));
         let pose = Pose::new(vec![Keypoint::new(5.0, 20.0, 0.9), Keypoint::new(35.0, 20.0, 0.9)], 0.9);
         draw_poses(&mut img.view_mut(), &[pose], &layout, &style);
         // The middle of the limb is painted in the first person's colour.
         assert_eq!([img[[20, 20, 0]], img[[20, 20, 1]], img[[20, 20, 2]]], PERSON_COLOURS[0]);
-        // Far from the limb nothing changes.
+        // Just outside the limb lies its dark outline; far from it nothing changes.
+        assert_eq!([img[[22, 20, 0]], img[[22, 20, 1]], img[[22, 20, 2]]], OUTLINE);
         assert_eq!(img[[5, 20, 0]], 0);
 
         let mut img2 = Array3::<u8>::zeros((40, 40, 3));

@@ -33,10 +33,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ndarray::Array3;
-use posekit_core::draw::{draw_line, draw_poses, DrawStyle};
+use posekit_core::draw::{draw_poses, DrawStyle};
 use posekit_core::formats::coco::{keypoint_results_to_string, CocoKeypointResult};
 use posekit_core::layout::KeypointLayout;
-use posekit_core::pose::Pose;
 use serde::Serialize;
 
 pub use boxes::{BoxIndex, PersonBox};
@@ -324,7 +323,7 @@ impl<'a> Run<'a> {
 
     fn drawn(&self, image: &Array3<u8>, pred: &Prediction) -> Array3<u8> {
         let mut canvas = image.clone();
-        draw_people(&mut canvas, &pred.poses, self.layout, self.style.min_score);
+        draw_poses(&mut canvas.view_mut(), &pred.poses, self.layout, &self.style);
         canvas
     }
 
@@ -370,70 +369,6 @@ impl<'a> Run<'a> {
         candidate
     }
 }
-
-/// Draws the skeletons with the core's [`draw_poses`], each limb over a dark outline and each
-/// person at a size that suits it.
-///
-/// Why the outline: the core colours a person's limbs with one palette colour, and on the
-/// photos tried (COCO skiers in blue suits, a batter on green grass) a limb of the same hue as
-/// the clothes or background vanished; a one-pixel dark border keeps every limb visible on
-/// any background without changing the palette that tells people apart.
-///
-/// Why per-person sizes: one size from the picture's size made the joint discs of a small
-/// person in the background (COCO 139, a woman 100 px tall) cover her whole skeleton. Lines
-/// and discs now shrink with the person's extent, never beyond the picture-wide size.
-pub fn draw_people(
-    canvas: &mut Array3<u8>,
-    poses: &[Pose],
-    layout: &KeypointLayout,
-    min_score: f32,
-) {
-    let (h, w, _) = canvas.dim();
-    let short = h.min(w) as f32;
-    let max_line = (short / 150.0).round().max(2.0);
-    let max_radius = (short / 110.0).round().max(3.0);
-    let mut view = canvas.view_mut();
-    // `draw_poses` colours the i-th pose of its slice with the i-th palette colour; poses
-    // before `i` are passed empty (nothing to draw) so that each person keeps its colour while
-    // getting its own style.
-    let mut slice: Vec<Pose> = Vec::with_capacity(poses.len());
-    for pose in poses {
-        let extent = pose
-            .bounds(min_score)
-            .map_or(0.0, |b| (b[2] - b[0]).max(b[3] - b[1]));
-        let line_width = (extent / 50.0).round().clamp(2.0, max_line);
-        let radius = (extent / 35.0).round().clamp(2.0, max_radius);
-        let visible = |j: usize| {
-            pose.keypoints
-                .get(j)
-                .filter(|k| k.score > min_score && k.x.is_finite() && k.y.is_finite())
-        };
-        for &[a, b] in &layout.skeleton {
-            if let (Some(ka), Some(kb)) = (visible(a), visible(b)) {
-                draw_line(
-                    &mut view,
-                    (ka.x, ka.y),
-                    (kb.x, kb.y),
-                    line_width + 2.0,
-                    OUTLINE,
-                );
-            }
-        }
-        slice.push(pose.clone());
-        let style = DrawStyle {
-            min_score,
-            line_width: line_width as u32,
-            radius: radius as u32,
-        };
-        draw_poses(&mut view, &slice, layout, &style);
-        if let Some(last) = slice.last_mut() {
-            *last = Pose::default();
-        }
-    }
-}
-
-/// Colour of the limb outlines: near-black, visible on snow and sky as well as on grass.
-const OUTLINE: [u8; 3] = [24, 24, 24];
 
 /// Writes the records (checked for NaN and infinity, which JSON cannot spell) through a
 /// temporary file, so an interrupted run never leaves a half-written results.json.
