@@ -1,7 +1,7 @@
 """PyTorch eager reference timing for `posekit bench --model hrnet-w32` (BENCHMARKS.md).
 
-Builds HRNet-W32 (the official pose_hrnet layout, from tools/fixtures/higher_hrnet_ref.py's
-blocks; 28,536,113 parameters), then times eval-mode forward passes the same way posekit's
+Builds HRNet-W32 (the official pose_hrnet layout, from tools/fixtures/spm_ref.py's HRNet
+backbone; 28,536,113 parameters), then times eval-mode forward passes the same way posekit's
 bench does: warm-up, then the median of N timed batches.
 
     .venv-fixtures/bin/python tools/bench/pytorch_hrnet_bench.py --batch 1 --threads 2
@@ -14,43 +14,21 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures'))
-from higher_hrnet_ref import Bottle, Exchange, make_transition  # noqa: E402
+from spm_ref import HrnetBackboneRef  # noqa: E402
 
 
 class PoseHRNet(nn.Module):
+    """Official pose HRNet: the backbone's high-resolution output through a 1x1 conv to K maps."""
+
     def __init__(self, width=32, modules=(1, 4, 3), blocks=4, joints=17):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(64)
-        self.layer1 = nn.Sequential(Bottle(64, 64), Bottle(256, 64), Bottle(256, 64), Bottle(256, 64))
-        pre = [256]
-        for s, nmod in enumerate(modules):
-            cur = [width * 2 ** b for b in range(s + 2)]
-            setattr(self, f'transition{s + 1}', make_transition(pre, cur))
-            setattr(self, f'stage{s + 2}', nn.Sequential(*[
-                Exchange(cur, [blocks] * len(cur), all_outputs=not (s == 2 and m == nmod - 1))
-                for m in range(nmod)]))
-            pre = cur
+        self.backbone = HrnetBackboneRef(width, modules, blocks)
         self.final_layer = nn.Conv2d(width, joints, 1)
 
     def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
-        ys = [self.layer1(x)]
-        for s in range(3):
-            xs = []
-            for i, t in enumerate(getattr(self, f'transition{s + 1}')):
-                if i >= len(ys):
-                    xs.append(t(ys[-1]))
-                else:
-                    xs.append(ys[i] if t is None else t(ys[i]))
-            ys = getattr(self, f'stage{s + 2}')(xs)
-        return self.final_layer(ys[0])
+        return self.final_layer(self.backbone.features(x)[0])
 
 
 def main():
