@@ -1192,33 +1192,7 @@ mod tests {
 
     #[test]
     fn coco_order_from_names() {
-        let names = [
-            "nose",
-            "left_eye",
-            "right_eye",
-            "left_ear",
-            "right_ear",
-            "left_shoulder",
-            "right_shoulder",
-            "left_elbow",
-            "right_elbow",
-            "left_wrist",
-            "right_wrist",
-            "left_hip",
-            "right_hip",
-            "left_knee",
-            "right_knee",
-            "left_ankle",
-            "right_ankle",
-        ];
-        let layout = KeypointLayout {
-            name: "coco17".into(),
-            keypoints: names.iter().map(|s| s.to_string()).collect(),
-            flip_pairs: vec![],
-            skeleton: vec![],
-            sigmas: None,
-            upper_body: vec![],
-        };
+        let layout = KeypointLayout::builtin("coco17").expect("built-in layout");
         assert_eq!(joint_order_for_layout(&layout), COCO_JOINT_ORDER.to_vec());
     }
 

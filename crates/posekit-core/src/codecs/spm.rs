@@ -465,33 +465,7 @@ mod tests {
     use super::*;
 
     fn coco_layout() -> KeypointLayout {
-        let names = [
-            "nose",
-            "left_eye",
-            "right_eye",
-            "left_ear",
-            "right_ear",
-            "left_shoulder",
-            "right_shoulder",
-            "left_elbow",
-            "right_elbow",
-            "left_wrist",
-            "right_wrist",
-            "left_hip",
-            "right_hip",
-            "left_knee",
-            "right_knee",
-            "left_ankle",
-            "right_ankle",
-        ];
-        KeypointLayout {
-            name: "coco17".into(),
-            keypoints: names.iter().map(|s| s.to_string()).collect(),
-            flip_pairs: vec![],
-            skeleton: vec![],
-            sigmas: None,
-            upper_body: vec![],
-        }
+        KeypointLayout::builtin("coco17").expect("built-in layout")
     }
 
     /// A standing person of height ~`scale` pixels centred at (cx, cy), COCO order.
