@@ -18,6 +18,9 @@ use posekit_core::codecs::paf::{
     self, smoothing, HeatmapSmoothing, PafDecodeParams, PafEncodeParams, PafLimbs,
 };
 
+#[path = "../tests/support/paf_people.rs"]
+mod paf_people;
+
 /// Median wall time in milliseconds of `runs` calls of `f`, after `runs / 10 + 1` warm-up calls.
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..runs / 10 + 1 {
@@ -34,54 +37,10 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     t[runs / 2]
 }
 
-/// CMU-18 joints of a person one unit tall (x centred).
-const TEMPLATE: [(f32, f32); 18] = [
-    (0.0, 0.08),
-    (0.0, 0.2),
-    (-0.16, 0.2),
-    (-0.24, 0.4),
-    (-0.28, 0.56),
-    (0.16, 0.2),
-    (0.24, 0.4),
-    (0.28, 0.56),
-    (-0.08, 0.56),
-    (-0.12, 0.76),
-    (-0.12, 0.96),
-    (0.08, 0.56),
-    (0.12, 0.76),
-    (0.12, 0.96),
-    (-0.04, 0.04),
-    (0.04, 0.04),
-    (-0.08, 0.08),
-    (0.08, 0.08),
-];
-
-/// `n` people on a grid filling a `map x map` image, each person with a small deterministic
-/// pose jitter so that limbs are not all parallel.
+/// `n` people on a grid filling a `map x map` image, with a small pose jitter so that limbs are
+/// not all parallel.
 fn people(n: usize, map: usize) -> (Array3<f32>, Array2<f32>) {
-    let cols = (n as f32).sqrt().ceil() as usize;
-    let rows = n.div_ceil(cols);
-    let (cw, ch) = (map as f32 / cols as f32, map as f32 / rows as f32);
-    let height = ch * 0.9;
-    let mut seed = 12345u32;
-    let mut jitter = || {
-        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-    };
-    let mut kp = Array3::<f32>::zeros((n, 18, 2));
-    for p in 0..n {
-        let (cx, top) = ((p % cols) as f32 * cw + cw / 2.0, (p / cols) as f32 * ch);
-        for (j, &(tx, ty)) in TEMPLATE.iter().enumerate() {
-            let (jx, jy) = if j >= 2 && j != 14 && j != 15 {
-                (jitter() * 0.06, jitter() * 0.04)
-            } else {
-                (0.0, 0.0)
-            };
-            kp[[p, j, 0]] = (cx + (tx + jx) * height).round();
-            kp[[p, j, 1]] = (top + (ty + jy) * height).round();
-        }
-    }
-    (kp, Array2::from_elem((n, 18), 2.0))
+    paf_people::grid_people(n, map, 1.0)
 }
 
 fn main() {

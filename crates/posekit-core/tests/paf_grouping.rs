@@ -10,6 +10,9 @@ use posekit_core::codecs::paf::{
     self, smoothing, HeatmapSmoothing, PafDecodeParams, PafEncodeParams, PafLimbs,
 };
 
+#[path = "support/paf_people.rs"]
+mod paf_people;
+
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/data/paf/tfpose_outputs.safetensors"
@@ -255,46 +258,10 @@ fn tfpose_poses_report_peak_pixels_and_unsmoothed_scores() {
     assert!((poses[0].score - 1.147).abs() < 1e-3);
 }
 
-/// Synthetic people: a CMU-18 template scaled and placed on a grid, keypoints on pixel centres.
+/// People on a grid, no jitter: every joint lands on a whole pixel, so decoding must return it
+/// exactly.
 fn synthetic_people(n: usize, map: usize) -> (Array3<f32>, Array2<f32>) {
-    // (x, y) of the CMU-18 joints for a person 1 unit tall, centred horizontally.
-    const T: [(f32, f32); 18] = [
-        (0.0, 0.08),   // nose
-        (0.0, 0.2),    // neck
-        (-0.16, 0.2),  // r shoulder
-        (-0.24, 0.4),  // r elbow
-        (-0.28, 0.56), // r wrist
-        (0.16, 0.2),   // l shoulder
-        (0.24, 0.4),   // l elbow
-        (0.28, 0.56),  // l wrist
-        (-0.08, 0.56), // r hip
-        (-0.12, 0.76), // r knee
-        (-0.12, 0.96), // r ankle
-        (0.08, 0.56),  // l hip
-        (0.12, 0.76),  // l knee
-        (0.12, 0.96),  // l ankle
-        (-0.04, 0.04), // r eye
-        (0.04, 0.04),  // l eye
-        (-0.08, 0.08), // r ear
-        (0.08, 0.08),  // l ear
-    ];
-    let cols = (n as f32).sqrt().ceil() as usize;
-    let rows = n.div_ceil(cols);
-    let cell_w = map as f32 / cols as f32;
-    let cell_h = map as f32 / rows as f32;
-    let height = cell_h * 0.9;
-    let mut kp = Array3::<f32>::zeros((n, 18, 2));
-    for p in 0..n {
-        let (cx, top) = (
-            (p % cols) as f32 * cell_w + cell_w / 2.0,
-            (p / cols) as f32 * cell_h,
-        );
-        for (j, &(tx, ty)) in T.iter().enumerate() {
-            kp[[p, j, 0]] = (cx + tx * height).round();
-            kp[[p, j, 1]] = (top + ty * height).round();
-        }
-    }
-    (kp, Array2::from_elem((n, 18), 2.0))
+    paf_people::grid_people(n, map, 0.0)
 }
 
 /// Targets made by `encode` must decode back to the same people, joint for joint.
