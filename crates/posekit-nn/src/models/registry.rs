@@ -19,6 +19,46 @@ pub enum Paradigm {
     BottomUp,
 }
 
+/// What a network's outputs mean, and so which codec decodes them, which training targets and
+/// loss it learns from, and which reference test pipeline runs it. The pipelines choose by
+/// family, never by preset name, so a new network of a known family is one network file plus
+/// one row of [`PRESETS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// One person's Gaussian heatmaps from a crop (HRNet, Stacked Hourglass): heatmap codec,
+    /// JointsMSELoss, the HRNet test (flip, shift or DARK, OKS-NMS).
+    TopDownHeatmap,
+    /// Heatmaps plus associative-embedding tags at one or more resolutions (HigherHRNet):
+    /// masked heatmap MSE and push/pull tag loss, HigherHRNet's test and `HeatmapParser`
+    /// grouping.
+    AssociativeEmbedding,
+    /// Part heatmaps plus part affinity fields over refinement stages (OpenPose), decoded by
+    /// the pre-processing and grouping of the reference the weights come from.
+    PartAffinity(PafStyle),
+    /// A root-joint heatmap plus hierarchical displacements (SPM).
+    StructuredPose,
+}
+
+/// The two OpenPose references whose weights posekit loads differ in pre-processing and
+/// grouping constants; each preset is decoded as its own reference does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PafStyle {
+    /// CMU's Caffe models: BGR `/256 - 0.5`, the height scaled to 368, CMU's grouping.
+    Cmu,
+    /// tf-pose-estimation's models: BGR 0..255 stretched to the network size, tf-pose's
+    /// `pafprocess` grouping.
+    TfPose,
+}
+
+impl Family {
+    pub fn paradigm(self) -> Paradigm {
+        match self {
+            Family::TopDownHeatmap => Paradigm::TopDown,
+            _ => Paradigm::BottomUp,
+        }
+    }
+}
+
 /// A network that maps an input batch to its named output heads (`heatmaps`, `tags`, `pafs`,
 /// one entry per stage for multi-stage models). The names are the keys `posekit forward`
 /// writes and the pipelines read.
@@ -77,119 +117,150 @@ impl PoseNetwork for HigherHrnet {
 #[derive(Debug, Clone, Copy)]
 pub struct Preset {
     pub name: &'static str,
-    pub paradigm: Paradigm,
+    pub family: Family,
     /// The keypoint layout (`posekit_core::KeypointLayout::builtin`) of its outputs.
     pub layout: &'static str,
     pub num_joints: i64,
     /// Input sizes as (height, width); the first is the default.
     pub input_sizes: &'static [(i64, i64)],
     pub summary: &'static str,
+    /// Trainable parameters, a property of the architecture: `posekit models` prints it
+    /// without building the network (the test below checks it against the built one).
+    pub parameters: i64,
+    /// Builds the network under a path whose variable names are then the checkpoint's keys.
+    pub builder: fn(&nn::Path) -> Result<Box<dyn PoseNetwork>>,
 }
 
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "hrnet-w32",
-        paradigm: Paradigm::TopDown,
+        family: Family::TopDownHeatmap,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(256, 192), (384, 288)],
         summary: "HRNet-W32, COCO (Sun et al. 2019)",
+        parameters: 28_536_113,
+        builder: |p| Ok(Box::new(PoseHrnet::new(p, &HrnetConfig::w32())?)),
     },
     Preset {
         name: "hrnet-w48",
-        paradigm: Paradigm::TopDown,
+        family: Family::TopDownHeatmap,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(256, 192), (384, 288)],
         summary: "HRNet-W48, COCO",
+        parameters: 63_595_745,
+        builder: |p| Ok(Box::new(PoseHrnet::new(p, &HrnetConfig::w48())?)),
     },
     Preset {
         name: "hrnet-w32-mpii",
-        paradigm: Paradigm::TopDown,
+        family: Family::TopDownHeatmap,
         layout: "mpii16",
         num_joints: 16,
         input_sizes: &[(256, 256)],
         summary: "HRNet-W32, MPII",
+        parameters: 28_536_080,
+        builder: |p| Ok(Box::new(PoseHrnet::new(p, &HrnetConfig::w32_mpii())?)),
     },
     Preset {
         name: "higherhrnet-w32",
-        paradigm: Paradigm::BottomUp,
+        family: Family::AssociativeEmbedding,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(512, 512)],
         summary: "HigherHRNet-W32 with associative embedding, COCO (Cheng et al. 2020)",
+        parameters: 28_645_331,
+        builder: |p| Ok(Box::new(HigherHrnet::new(p, &HigherHrnetConfig::w32())?)),
     },
     Preset {
         name: "higherhrnet-w48",
-        paradigm: Paradigm::BottomUp,
+        family: Family::AssociativeEmbedding,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(640, 640)],
         summary: "HigherHRNet-W48 with associative embedding, COCO",
+        parameters: 63_827_139,
+        builder: |p| Ok(Box::new(HigherHrnet::new(p, &HigherHrnetConfig::w48())?)),
     },
     Preset {
         name: "hourglass-1",
-        paradigm: Paradigm::TopDown,
+        family: Family::TopDownHeatmap,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(256, 256), (256, 192)],
         summary: "Stacked Hourglass, 1 stack, order 4, max-pool down (Newell et al. 2016), COCO",
+        parameters: 18_062_225,
+        builder: |p| Ok(Box::new(PoseHourglass::new(p, &newell_coco(1))?)),
     },
     Preset {
         name: "hourglass-2",
-        paradigm: Paradigm::TopDown,
+        family: Family::TopDownHeatmap,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(256, 256), (256, 192)],
         summary: "Stacked Hourglass, 2 stacks, order 4, intermediate supervision, COCO",
+        parameters: 34_137_762,
+        builder: |p| Ok(Box::new(PoseHourglass::new(p, &newell_coco(2))?)),
     },
     Preset {
         name: "hourglass-8",
-        paradigm: Paradigm::TopDown,
+        family: Family::TopDownHeatmap,
         layout: "mpii16",
         num_joints: 16,
         input_sizes: &[(256, 256)],
         summary: "Stacked Hourglass, 8 stacks (Newell's MPII model)",
+        parameters: 137_672_960,
+        builder: |p| Ok(Box::new(PoseHourglass::new(p, &HourglassConfig::newell8_mpii())?)),
     },
     Preset {
         name: "hourglass52",
-        paradigm: Paradigm::TopDown,
+        family: Family::TopDownHeatmap,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(256, 256), (384, 384)],
         summary: "MMPose's hourglass52 (CornerNet-style HourglassNet, 1 stack); loads MMPose checkpoints",
+        parameters: 94_847_889,
+        builder: |p| Ok(Box::new(PoseHourglass::new(p, &HourglassConfig::hourglass52())?)),
     },
     Preset {
         name: "openpose-vgg19",
-        paradigm: Paradigm::BottomUp,
+        family: Family::PartAffinity(PafStyle::Cmu),
         layout: "cmu18",
         num_joints: 18,
         input_sizes: &[(368, 368)],
         summary: "OpenPose CPM: VGG-19 features, 6 stages of PAFs + heatmaps (Cao et al. 2017)",
+        parameters: 52_311_446,
+        builder: |p| Ok(Box::new(OpenPoseVgg::new(p, &OpenPoseVggConfig::vgg19_coco())?)),
     },
     Preset {
         name: "openpose-mobilenetv2",
-        paradigm: Paradigm::BottomUp,
+        family: Family::PartAffinity(PafStyle::TfPose),
         layout: "cmu18",
         num_joints: 18,
         input_sizes: &[(368, 432)],
         summary: "OpenPose PAF on MobileNetV2-0.5 (tf-pose-estimation mobilenet_v2_small; shipped Apache-2.0 weights)",
+        parameters: 477_270,
+        builder: |p| Ok(Box::new(OpenPoseMobileNetV2::new(p, &OpenPoseMobileNetConfig::mobilenet_v2_small())?)),
     },
     Preset {
         name: "spm-hourglass",
-        paradigm: Paradigm::BottomUp,
+        family: Family::StructuredPose,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(512, 512)],
         summary: "SPM root heatmap + hierarchical displacements on an 8-stack hourglass (Nie et al. 2019)",
+        parameters: 137_712_024,
+        builder: |p| Ok(Box::new(Spm::new(p, &SpmNetConfig::preset("spm-hourglass")?)?)),
     },
     Preset {
         name: "spm-hrnet-w32",
-        paradigm: Paradigm::BottomUp,
+        family: Family::StructuredPose,
         layout: "coco17",
         num_joints: 17,
         input_sizes: &[(512, 512)],
         summary: "SPM root heatmap + displacements on HRNet-W32",
+        parameters: 28_536_707,
+        builder: |p| Ok(Box::new(Spm::new(p, &SpmNetConfig::preset("spm-hrnet-w32")?)?)),
     },
 ];
 
@@ -223,21 +294,11 @@ impl Preset {
 
     /// Builds the network under `p`, whose variable names are then the checkpoint's keys.
     pub fn build(&self, p: &nn::Path) -> Result<Box<dyn PoseNetwork>> {
-        Ok(match self.name {
-            "hrnet-w32" => Box::new(PoseHrnet::new(p, &HrnetConfig::w32())?),
-            "hrnet-w48" => Box::new(PoseHrnet::new(p, &HrnetConfig::w48())?),
-            "hrnet-w32-mpii" => Box::new(PoseHrnet::new(p, &HrnetConfig::w32_mpii())?),
-            "higherhrnet-w32" => Box::new(HigherHrnet::new(p, &HigherHrnetConfig::w32())?),
-            "higherhrnet-w48" => Box::new(HigherHrnet::new(p, &HigherHrnetConfig::w48())?),
-            "hourglass-1" => Box::new(PoseHourglass::new(p, &newell_coco(1))?),
-            "hourglass-2" => Box::new(PoseHourglass::new(p, &newell_coco(2))?),
-            "hourglass-8" => Box::new(PoseHourglass::new(p, &HourglassConfig::newell8_mpii())?),
-            "hourglass52" => Box::new(PoseHourglass::new(p, &HourglassConfig::hourglass52())?),
-            "spm-hourglass" | "spm-hrnet-w32" => Box::new(Spm::new(p, &SpmNetConfig::preset(self.name)?)?),
-            "openpose-vgg19" => Box::new(OpenPoseVgg::new(p, &OpenPoseVggConfig::vgg19_coco())?),
-            "openpose-mobilenetv2" => Box::new(OpenPoseMobileNetV2::new(p, &OpenPoseMobileNetConfig::mobilenet_v2_small())?),
-            other => return Err(Error::Shape(format!("preset '{other}' has no builder"))),
-        })
+        (self.builder)(p)
+    }
+
+    pub fn paradigm(&self) -> Paradigm {
+        self.family.paradigm()
     }
 }
 
@@ -261,7 +322,8 @@ mod tests {
         for preset in PRESETS {
             let vs = nn::VarStore::new(Device::Cpu);
             preset.build(&vs.root()).unwrap_or_else(|e| panic!("{}: {e}", preset.name));
-            assert!(!vs.variables().is_empty(), "{}", preset.name);
+            let built: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+            assert_eq!(built, preset.parameters, "{}: the row's parameter count", preset.name);
         }
     }
 

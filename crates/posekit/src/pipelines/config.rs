@@ -374,7 +374,7 @@ impl ModelConfig {
     /// data is in (a 16-joint MPII model cannot be trained on 17-joint COCO targets).
     pub fn build(&self, layout: &KeypointLayout, device: Device) -> anyhow::Result<LoadedModel> {
         let preset = Preset::find(&self.preset)?;
-        if preset.paradigm != Paradigm::TopDown {
+        if preset.paradigm() != Paradigm::TopDown {
             bail!(
                 "model.preset `{}` is a bottom-up model; train/test run top-down models (HRNet, \
                  Hourglass)",

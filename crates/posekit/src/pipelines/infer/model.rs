@@ -155,7 +155,7 @@ impl InferModel {
                 known_models().join(", ")
             );
         };
-        if preset.paradigm == Paradigm::BottomUp {
+        if preset.paradigm() == Paradigm::BottomUp {
             if config.is_some() {
                 bail!(
                     "--config describes a top-down model; {} takes none",
