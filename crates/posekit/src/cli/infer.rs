@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use posekit::pipelines::infer::{
-    expand_inputs, run_infer, BoxIndex, InferModel, InferOptions, ModelSpec,
+    expand_inputs, plan_outputs, run_infer, BoxIndex, InferModel, InferOptions, ModelSpec,
+    OPENPOSE_MOBILENET,
 };
 use posekit_core::formats::coco::CocoKeypointsGt;
 use posekit_nn::device::parse_device;
@@ -90,9 +91,26 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         None => None,
     };
     let boxes = match &args.boxes {
-        Some(path) => Some(BoxIndex::load(path, gt.as_ref(), args.box_score_threshold)?),
+        Some(path) => {
+            let index = BoxIndex::load(path, gt.as_ref(), args.box_score_threshold)?;
+            let assigned = index.assign(&inputs)?;
+            if assigned.unmatched_boxes > 0 {
+                let names = &assigned.unmatched_names;
+                eprintln!(
+                    "warning: {} of the {} boxes in {} name no input picture ({}{})",
+                    assigned.unmatched_boxes,
+                    index.kept(),
+                    path.display(),
+                    names.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                    if names.len() > 3 { ", ..." } else { "" }
+                );
+            }
+            Some((index, assigned))
+        }
         None => None,
     };
+    // Refused here already (run_infer checks again) so that no model is loaded in vain.
+    plan_outputs(&inputs, &args.out, args.heatmaps)?;
     let device = parse_device(&args.device)?;
     let model = InferModel::load(&ModelSpec {
         preset: args.model.clone(),
@@ -102,17 +120,20 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         flip: !args.no_flip,
         input_size: args.input_size,
     })?;
-    if let Some(b) = &boxes {
+    if let Some((index, _)) = &boxes {
         if !model.is_top_down() {
-            eprintln!("note: --boxes is ignored: a bottom-up model finds people by itself");
-        } else {
-            println!(
-                "{} person boxes ({} below --box-score-threshold {} left out)",
-                b.kept(),
-                b.below_threshold,
-                args.box_score_threshold
+            bail!(
+                "--boxes is for top-down models; {} is a bottom-up model that finds the people \
+                 itself: leave --boxes out, or give a top-down --model",
+                args.model.as_deref().unwrap_or(OPENPOSE_MOBILENET)
             );
         }
+        println!(
+            "{} person boxes ({} below --box-score-threshold {} left out)",
+            index.kept(),
+            index.below_threshold,
+            args.box_score_threshold
+        );
     }
     let image_ids: Option<HashMap<String, i64>> = gt.map(|gt| {
         gt.images
@@ -125,7 +146,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         &inputs,
         &InferOptions {
             out_dir: args.out.clone(),
-            boxes,
+            boxes: boxes.map(|(_, assigned)| assigned),
             image_ids,
             heatmaps: args.heatmaps,
             min_score: args.min_score,

@@ -13,9 +13,13 @@ pub struct TrainArgs {
     /// Experiment config (TOML); relative paths inside are relative to its folder.
     config: PathBuf,
     /// Continue from OUT/last.safetensors (the same config, the same schedule and data order);
-    /// starts from scratch when no checkpoint has been written yet.
-    #[arg(long)]
+    /// starts from scratch when the folder holds no run yet.
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Start from scratch even though the output folder holds an earlier run, replacing its
+    /// checkpoints, log and validation results (other files stay).
+    #[arg(long)]
+    overwrite: bool,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -44,6 +48,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         &loaded,
         &TrainOptions {
             resume: args.resume,
+            overwrite: args.overwrite,
             device,
             out_dir,
             progress: !args.no_progress,

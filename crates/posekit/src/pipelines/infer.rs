@@ -2,11 +2,18 @@
 //! written as COCO keypoint results and drawn on copies of the inputs.
 //!
 //! What it writes to the output folder:
-//! * `results.json`: one COCO keypoint result per person, in input order, each with
+//! * `results.jsonl`, written and flushed picture by picture (frame by frame for a video), so
+//!   that a run stopped at any moment keeps every finished one: one JSON object per line,
+//!   `{"file_name", "image_id", "frame" (videos), "people": [{"keypoints", "score", "bbox"}]}`;
+//! * `results.json` at the end: one COCO keypoint result per person, in input order, each with
 //!   `file_name` (the input's name), `image_id`, `category_id` 1, `keypoints`, `score` and
 //!   `bbox`, plus `frame` (0-based) for video frames. Keypoints are COCO-17 for COCO models
-//!   (OpenPose's CMU-18 is converted), so the file is ready for `posekit eval coco`;
-//! * `<name>.jpg|png`: the input with the skeletons drawn; `<name>.mp4` for a video;
+//!   (OpenPose's CMU-18 is converted), so the file is ready for `posekit eval coco`. An earlier
+//!   run's `results.json` is removed when a run starts, so it never sits beside another run's
+//!   pictures: a folder with `results.jsonl` and no `results.json` holds a run that did not end;
+//! * `<name>`: the input with the skeletons drawn (`<name>` with `.mp4` for a video), where the
+//!   name is the input's file name, with as much of its folder as tells it apart from the other
+//!   inputs (`a/x.jpg`, `b/x.jpg`); results use the same name as `file_name`;
 //! * with `--heatmaps`, `<name>.heatmaps.safetensors` (a video: one file per frame under
 //!   `<name>.heatmaps/`) with the raw network outputs (OpenPose: `heatmaps` [19, h, w] and
 //!   `pafs` [38, h, w]; top-down: `heatmaps` [people, K, h, w], flip-merged; HigherHRNet:
@@ -17,7 +24,9 @@
 //! Image ids are the COCO ids when `--gt` names the file, otherwise a running index over all
 //! pictures and video frames (each frame its own id, so the file stays evaluable).
 //!
-//! Errors: every named path is checked before the first network call. A picture that turns out
+//! Errors: every named path is checked before the first network call, and a run whose output
+//! would replace one of its inputs (`--out` naming the input folder) is refused before any work.
+//! A picture that turns out
 //! unreadable (corrupt, truncated) or a video ffmpeg cannot decode is skipped with a warning
 //! naming it, the others are still processed and written, and the run then ends with an error
 //! listing the failures (a non-zero exit): one bad file in a folder of thousands should not
@@ -29,16 +38,17 @@ pub mod inputs;
 pub mod model;
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use ndarray::Array3;
 use posekit_core::draw::{draw_poses, DrawStyle};
 use posekit_core::formats::coco::{keypoint_results_to_string, CocoKeypointResult};
 use posekit_core::layout::KeypointLayout;
 use serde::Serialize;
 
-pub use boxes::{BoxIndex, PersonBox};
+pub use boxes::{BoxAssignment, BoxIndex, PersonBox};
 pub use inputs::{expand_inputs, Input, InputKind};
 pub use model::{InferModel, ModelSpec, Prediction, OPENPOSE_MOBILENET};
 
@@ -50,8 +60,9 @@ use super::video::{probe, FrameReader, FrameWriter};
 #[derive(Debug, Clone, Default)]
 pub struct InferOptions {
     pub out_dir: PathBuf,
-    /// Person boxes for top-down models; `None` takes each whole picture as one person.
-    pub boxes: Option<BoxIndex>,
+    /// Person boxes for top-down models, by input (see [`BoxIndex::assign`]); `None` takes
+    /// each whole picture as one person.
+    pub boxes: Option<BoxAssignment>,
     /// COCO image ids by file name (from `--gt`).
     pub image_ids: Option<HashMap<String, i64>>,
     /// Also save the raw network outputs.
@@ -92,18 +103,22 @@ pub fn run_infer(
     inputs: &[Input],
     opts: &InferOptions,
 ) -> anyhow::Result<InferSummary> {
+    let plans = plan_outputs(inputs, &opts.out_dir, opts.heatmaps)?;
     std::fs::create_dir_all(&opts.out_dir).with_context(|| {
         format!(
             "{}: cannot create the output folder",
             opts.out_dir.display()
         )
     })?;
+    let results_path = opts.out_dir.join(RESULTS);
+    remove_stale(&results_path)?;
+    let stream = ResultStream::create(&opts.out_dir.join(RESULTS_STREAM))?;
     let layout = model.layout()?;
     let style = DrawStyle {
         min_score: opts.min_score.unwrap_or(model.default_min_score()),
         ..DrawStyle::default()
     };
-    let mut run = Run::new(model, &layout, style, opts);
+    let mut run = Run::new(model, &layout, style, opts, stream);
     if model.is_top_down() && opts.boxes.is_none() {
         eprintln!(
             "note: no --boxes given, so this top-down model takes each whole picture (and video \
@@ -128,10 +143,10 @@ pub fn run_infer(
     let bar = progress_bar(opts.progress && long, total);
     run.bar = bar.clone();
     let verbose = inputs.len() <= 20;
-    for input in inputs {
+    for (index, (input, plan)) in inputs.iter().zip(&plans).enumerate() {
         let outcome = match input.kind {
-            InputKind::Image => run.image(input, verbose),
-            InputKind::Video => run.video(input),
+            InputKind::Image => run.image(index, input, plan, verbose),
+            InputKind::Video => run.video(input, plan),
         };
         match outcome {
             Ok(()) => {}
@@ -151,14 +166,13 @@ pub fn run_infer(
                 // model that does not fit its config, a full disk), so going on would only
                 // repeat it for every input.
                 bar.finish_and_clear();
-                write_results(&opts.out_dir.join("results.json"), &run.summary.records)?;
+                write_results(&results_path, &run.summary.records)?;
                 return Err(err.context(format!("while processing {}", input.path.display())));
             }
         }
     }
     bar.finish_and_clear();
 
-    let results_path = opts.out_dir.join("results.json");
     write_results(&results_path, &run.summary.records)?;
     run.summary.results_path = results_path;
     Ok(run.summary)
@@ -179,13 +193,13 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// The state of one run: names taken in the output folder, the next image id, the results.
+/// The state of one run: the next image id, the results.
 struct Run<'a> {
     model: &'a InferModel,
     layout: &'a KeypointLayout,
     style: DrawStyle,
     opts: &'a InferOptions,
-    used_names: HashSet<String>,
+    stream: ResultStream,
     next_id: i64,
     bar: indicatif::ProgressBar,
     summary: InferSummary,
@@ -197,6 +211,7 @@ impl<'a> Run<'a> {
         layout: &'a KeypointLayout,
         style: DrawStyle,
         opts: &'a InferOptions,
+        stream: ResultStream,
     ) -> Self {
         // Running ids start after the ground truth's so that they never collide with its ids.
         let next_id = opts
@@ -209,48 +224,37 @@ impl<'a> Run<'a> {
             layout,
             style,
             opts,
-            used_names: HashSet::new(),
+            stream,
             next_id,
             bar: indicatif::ProgressBar::hidden(),
             summary: InferSummary::default(),
         }
     }
 
-    fn image(&mut self, input: &Input, verbose: bool) -> Result<(), Failure> {
+    fn image(
+        &mut self,
+        index: usize,
+        input: &Input,
+        plan: &OutputPlan,
+        verbose: bool,
+    ) -> Result<(), Failure> {
         let image = read_rgb_checked(&input.path).map_err(|e| Failure::Input(e.into()))?;
         let (h, w, _) = image.dim();
         let boxes = match &self.opts.boxes {
-            Some(index) => index.for_image(&input.path).to_vec(),
+            Some(assigned) => assigned.for_input(index).to_vec(),
             None => vec![PersonBox {
                 bbox: [0.0, 0.0, w as f64, h as f64],
                 score: 1.0,
             }],
         };
         let pred = self.model.predict(&image, &boxes, self.opts.heatmaps)?;
-        let ext = match input
-            .path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("png") => "png",
-            _ => "jpg",
-        };
-        let stem = self.unique_stem(&input.path, ext);
-        let picture = self.opts.out_dir.join(format!("{stem}.{ext}"));
-        write_rgb(&picture, &self.drawn(&image, &pred))?;
-        if self.opts.heatmaps {
-            model::write_maps(
-                &self
-                    .opts
-                    .out_dir
-                    .join(format!("{stem}.heatmaps.safetensors")),
-                &pred.maps,
-            )?;
+        create_parent(&plan.drawing)?;
+        write_rgb(&plan.drawing, &self.drawn(&image, &pred))?;
+        if let Some(maps) = &plan.maps {
+            model::write_maps(maps, &pred.maps)?;
         }
         let image_id = self.image_id(&input.file_name());
-        self.push_results(&input.file_name(), image_id, None, &pred);
+        self.push_results(&input.name, image_id, None, &pred)?;
         self.summary.images += 1;
         self.bar.inc(1);
         if verbose {
@@ -260,25 +264,24 @@ impl<'a> Run<'a> {
                     "{}: {n} {} -> {}",
                     input.path.display(),
                     if n == 1 { "person" } else { "people" },
-                    picture.display()
+                    plan.drawing.display()
                 )
             });
         }
         Ok(())
     }
 
-    fn video(&mut self, input: &Input) -> Result<(), Failure> {
+    fn video(&mut self, input: &Input, plan: &OutputPlan) -> Result<(), Failure> {
         let mut reader = FrameReader::open(&input.path).map_err(|e| Failure::Input(e.into()))?;
         let info = reader.info();
-        let stem = self.unique_stem(&input.path, "mp4");
-        let out_path = self.opts.out_dir.join(format!("{stem}.mp4"));
-        let maps_dir = self.opts.out_dir.join(format!("{stem}.heatmaps"));
-        if self.opts.heatmaps {
-            std::fs::create_dir_all(&maps_dir)
+        let out_path = &plan.drawing;
+        if let Some(maps_dir) = &plan.maps {
+            std::fs::create_dir_all(maps_dir)
                 .with_context(|| format!("{}: cannot create", maps_dir.display()))?;
         }
-        let mut writer = FrameWriter::create(&out_path, info.width, info.height, info.fps)?;
-        let name = input.file_name();
+        create_parent(out_path)?;
+        let mut writer = FrameWriter::create(out_path, info.width, info.height, info.fps)?;
+        let name = input.name.clone();
         let whole = [PersonBox {
             bbox: [0.0, 0.0, info.width as f64, info.height as f64],
             score: 1.0,
@@ -288,7 +291,7 @@ impl<'a> Run<'a> {
         while let Some(frame) = reader.next_frame().map_err(|e| Failure::Input(e.into()))? {
             let pred = self.model.predict(&frame, &whole, self.opts.heatmaps)?;
             writer.write_frame(&self.drawn(&frame, &pred))?;
-            if self.opts.heatmaps {
+            if let Some(maps_dir) = &plan.maps {
                 model::write_maps(
                     &maps_dir.join(format!("frame_{frame_index:06}.safetensors")),
                     &pred.maps,
@@ -297,14 +300,14 @@ impl<'a> Run<'a> {
             let image_id = self.next_id;
             self.next_id += 1;
             people += pred.poses.len();
-            self.push_results(&name, image_id, Some(frame_index), &pred);
+            self.push_results(&name, image_id, Some(frame_index), &pred)?;
             frame_index += 1;
             self.summary.frames += 1;
             self.bar.inc(1);
         }
         if frame_index == 0 {
             let _ = writer.finish();
-            let _ = std::fs::remove_file(&out_path);
+            let _ = std::fs::remove_file(out_path);
             return Err(Failure::Input(anyhow::anyhow!(
                 "{}: the video has no frame that ffmpeg could decode",
                 input.path.display()
@@ -327,13 +330,15 @@ impl<'a> Run<'a> {
         canvas
     }
 
+    /// Records the people of one picture or frame, and streams them to `results.jsonl`.
     fn push_results(
         &mut self,
         file_name: &str,
         image_id: i64,
         frame: Option<u64>,
         pred: &Prediction,
-    ) {
+    ) -> anyhow::Result<()> {
+        let first = self.summary.records.len();
         for (pose, bbox) in pred.poses.iter().zip(&pred.boxes) {
             let mut result =
                 CocoKeypointResult::from_pose(image_id, 1, &self.model.result_pose(pose));
@@ -342,6 +347,19 @@ impl<'a> Run<'a> {
             self.summary.records.push(InferRecord { result, frame });
             self.summary.people += 1;
         }
+        self.stream.write(&StreamLine {
+            file_name,
+            image_id,
+            frame,
+            people: self.summary.records[first..]
+                .iter()
+                .map(|r| StreamPerson {
+                    keypoints: &r.result.keypoints,
+                    score: r.result.score,
+                    bbox: r.result.bbox.as_deref(),
+                })
+                .collect(),
+        })
     }
 
     fn image_id(&mut self, file_name: &str) -> i64 {
@@ -353,20 +371,159 @@ impl<'a> Run<'a> {
         id
     }
 
-    /// `photo` for `photo.jpg`, then `photo_1`, `photo_2` when two inputs share a name (same
-    /// file name in two folders), so no output overwrites another.
-    fn unique_stem(&mut self, path: &Path, ext: &str) -> String {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "input".into());
-        let mut candidate = stem.clone();
-        let mut k = 1;
-        while !self.used_names.insert(format!("{candidate}.{ext}")) || candidate == "results" {
-            candidate = format!("{stem}_{k}");
-            k += 1;
+}
+
+/// The COCO results of a finished run.
+pub const RESULTS: &str = "results.json";
+/// The per-picture (per-frame) stream of a run, flushed as it goes.
+pub const RESULTS_STREAM: &str = "results.jsonl";
+
+/// Where one input's outputs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPlan {
+    /// The drawn picture, or the drawn video (`.mp4`).
+    pub drawing: PathBuf,
+    /// `--heatmaps`: the safetensors file of a picture, the folder of a video's frames.
+    pub maps: Option<PathBuf>,
+}
+
+/// The output paths of every input, decided before any work: the input's name inside
+/// `out_dir` (a video's with `.mp4`), made unique where two videos would share one
+/// (`clip.avi`, `clip.mp4`). Refuses a plan that would write over one of the inputs (an output
+/// folder that is the input folder), naming both: the user's pictures are never replaced.
+pub fn plan_outputs(
+    inputs: &[Input],
+    out_dir: &Path,
+    heatmaps: bool,
+) -> anyhow::Result<Vec<OutputPlan>> {
+    let mut taken: HashSet<PathBuf> = [RESULTS, RESULTS_STREAM]
+        .iter()
+        .map(|name| out_dir.join(name))
+        .collect();
+    let mut plans = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let drawing = match input.kind {
+            InputKind::Image => out_dir.join(&input.name),
+            InputKind::Video => {
+                let base = Path::new(&input.name).with_extension("");
+                let base = base.to_string_lossy();
+                let mut candidate = out_dir.join(format!("{base}.mp4"));
+                let mut k = 1;
+                while taken.contains(&candidate) {
+                    candidate = out_dir.join(format!("{base}_{k}.mp4"));
+                    k += 1;
+                }
+                candidate
+            }
+        };
+        taken.insert(drawing.clone());
+        let maps = heatmaps.then(|| {
+            let stem = drawing.with_extension("");
+            match input.kind {
+                InputKind::Image => PathBuf::from(format!("{}.heatmaps.safetensors", stem.display())),
+                InputKind::Video => PathBuf::from(format!("{}.heatmaps", stem.display())),
+            }
+        });
+        plans.push(OutputPlan { drawing, maps });
+    }
+    let input_files: HashMap<PathBuf, &Input> = inputs
+        .iter()
+        .map(|input| (inputs::canonical(&input.path), input))
+        .collect();
+    let results = [out_dir.join(RESULTS), out_dir.join(RESULTS_STREAM)];
+    let outputs = plans
+        .iter()
+        .flat_map(|p| std::iter::once(&p.drawing).chain(p.maps.as_ref()))
+        .chain(&results);
+    for output in outputs {
+        // Only a path that exists can be an input; resolving it follows links too.
+        let Ok(resolved) = std::fs::canonicalize(output) else {
+            continue;
+        };
+        if let Some(input) = input_files.get(&resolved) {
+            bail!(
+                "{} would be written over the input {}: choose an output folder (--out) that \
+                 holds none of the inputs; nothing was written",
+                output.display(),
+                input.path.display()
+            );
         }
-        candidate
+    }
+    Ok(plans)
+}
+
+/// Removes an earlier run's `results.json`, which would otherwise sit beside this run's
+/// pictures if this run were stopped before writing its own.
+fn remove_stale(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "{}: cannot remove the earlier run's results: {e}",
+            path.display()
+        )),
+    }
+}
+
+fn create_parent(path: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// One line of `results.jsonl`: a picture or a video frame with its people.
+#[derive(Serialize)]
+struct StreamLine<'a> {
+    file_name: &'a str,
+    image_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frame: Option<u64>,
+    people: Vec<StreamPerson<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamPerson<'a> {
+    keypoints: &'a [f64],
+    score: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bbox: Option<&'a [f64]>,
+}
+
+/// `results.jsonl`, created empty when the run starts and flushed after every line, so a run
+/// killed at any moment leaves every finished picture in it (at worst a torn last line).
+struct ResultStream {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl ResultStream {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("{}: cannot create", path.display()))?;
+        Ok(ResultStream {
+            path: path.to_path_buf(),
+            file: std::io::BufWriter::new(file),
+        })
+    }
+
+    fn write(&mut self, line: &StreamLine) -> anyhow::Result<()> {
+        for person in &line.people {
+            if !person.keypoints.iter().chain([&person.score]).all(|v| v.is_finite()) {
+                bail!(
+                    "{}: the model gave a non-finite keypoint or score for {}",
+                    self.path.display(),
+                    line.file_name
+                );
+            }
+        }
+        serde_json::to_writer(&mut self.file, line)
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        self.file
+            .write_all(b"\n")
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("{}: cannot write", self.path.display()))
     }
 }
 

@@ -22,7 +22,7 @@ use posekit_core::{Error, Keypoint, Pose, Result};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::{OpenPoseMobileNetConfig, OpenPoseMobileNetV2};
-use crate::weights::{load_weights_with, KeyMap, LoadOptions};
+use crate::weights::load_weights;
 
 /// `COCO17[i] = CMU18[CMU18_TO_COCO17[i]]`: COCO's order (nose, l_eye, r_eye, l_ear, r_ear,
 /// l_shoulder, r_shoulder, l_elbow, r_elbow, l_wrist, r_wrist, l_hip, r_hip, l_knee, r_knee,
@@ -80,17 +80,14 @@ impl OpenPoseMobileNet {
     }
 
     /// Builds the network on `device` and loads `weights` (posekit's converted safetensors, or
-    /// any file with exactly its keys and shapes) name for name; a wrong file is an error that
+    /// a `.pth`, bare or inside `{"state_dict": ...}`, with DataParallel `module.` names: the
+    /// same key conventions as every other model) name for name; a wrong file is an error that
     /// names it and lists the mismatching keys. Stage BatchNorms are folded for inference.
     pub fn load(weights: impl AsRef<Path>, device: Device) -> Result<Self> {
         let path = weights.as_ref();
         let mut vs = nn::VarStore::new(device);
         let mut net = OpenPoseMobileNetV2::new(&vs.root(), &OpenPoseMobileNetConfig::default())?;
-        let options = LoadOptions {
-            key_map: KeyMap::exact(),
-            strict: true,
-        };
-        load_weights_with(&mut vs, path, &options).map_err(|e| {
+        load_weights(&mut vs, path).map_err(|e| {
             Error::parse(path, format!("loading OpenPose-MobileNetV2 weights: {e}"))
         })?;
         vs.freeze();

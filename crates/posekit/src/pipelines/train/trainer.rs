@@ -39,6 +39,9 @@ use crate::pipelines::topdown::heatmap_heads;
 pub struct TrainOptions {
     /// Continue from `OUT/last.safetensors` (starting from scratch when there is none yet).
     pub resume: bool,
+    /// Start from scratch in a folder that holds an earlier run, replacing its files (without
+    /// it, such a folder is refused).
+    pub overwrite: bool,
     pub device: Device,
     pub out_dir: PathBuf,
     /// Show progress bars (they are hidden anyway when stderr is not a terminal).
@@ -60,6 +63,41 @@ pub struct TrainSummary {
 pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
 pub const FINAL: &str = "final.safetensors";
+pub const LOG: &str = "log.jsonl";
+/// The validation results folder.
+pub const VAL: &str = "val";
+
+/// What a run writes into its output folder: any of them present means a run was here.
+const RUN_FILES: [&str; 5] = [LAST, BEST, FINAL, LOG, VAL];
+
+/// Files that exist only once an epoch has completed (and `last` was written). A run killed
+/// during its first epoch leaves at most `val/`, and `--resume` then starts it from scratch.
+const COMPLETED_EPOCH_FILES: [&str; 3] = [BEST, FINAL, LOG];
+
+/// The run files present in `out` (none when the folder does not exist).
+fn earlier_run_files(out: &Path) -> Vec<&'static str> {
+    RUN_FILES
+        .into_iter()
+        .filter(|name| out.join(name).symlink_metadata().is_ok())
+        .collect()
+}
+
+/// `--overwrite`: the earlier run's files go before the first epoch, so that the folder never
+/// mixes two runs (a log with epochs 1, 2, 1, 2, 3; a `best` of the old run beside a new
+/// `last`). Only the files a run writes are removed; anything else in the folder is the
+/// user's and stays.
+fn remove_earlier_run(out: &Path, files: &[&str]) -> anyhow::Result<()> {
+    for name in files {
+        let path = out.join(name);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("--overwrite: cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
 
 /// Trains the experiment of `loaded` into `opts.out_dir`.
 pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
@@ -69,15 +107,27 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
     let last_path = out.join(LAST);
 
     // Everything that can fail on user input is checked before the first iteration.
+    let earlier = earlier_run_files(out);
     let resume_from = if opts.resume {
         if last_path.exists() {
             Some(checkpoint::load(&last_path).with_context(|| {
                 format!(
                     "cannot resume: {} is not a usable checkpoint; restore it from a copy, or \
-                     delete it (and best.safetensors) to start from scratch",
+                     pass --overwrite (instead of --resume) to start again from scratch",
                     last_path.display()
                 )
             })?)
+        } else if earlier.iter().any(|f| COMPLETED_EPOCH_FILES.contains(f)) {
+            // A finished run whose `last` was deleted to save space, or a folder of another
+            // run: starting from scratch here would replace `best`/`final` and mix two runs in
+            // `log.jsonl`.
+            bail!(
+                "cannot resume: {} has no {LAST} but holds an earlier run's {}; nothing was \
+                 changed. Pass --overwrite (without --resume) to start again from scratch and \
+                 replace them, or choose another output folder with --out",
+                out.display(),
+                earlier.join(", ")
+            );
         } else {
             println!(
                 "no checkpoint at {} yet: starting from scratch",
@@ -86,11 +136,12 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
             None
         }
     } else {
-        if last_path.exists() {
+        if !earlier.is_empty() && !opts.overwrite {
             bail!(
-                "{} already exists: pass --resume to continue that run, or choose another \
-                 output folder with --out",
-                last_path.display()
+                "{} holds an earlier run ({}); nothing was changed. Pass --resume to continue \
+                 it, --overwrite to replace it, or choose another output folder with --out",
+                out.display(),
+                earlier.join(", ")
             );
         }
         None
@@ -113,6 +164,9 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
     let train_set = Arc::new(train_dataset(cfg)?);
     let val_set = Arc::new(test_dataset(cfg)?);
     let gt = GroundTruth::load(cfg)?;
+    if opts.overwrite && !opts.resume {
+        remove_earlier_run(out, &earlier)?;
+    }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
     tch::manual_seed(cfg.train.seed as i64);
@@ -169,7 +223,7 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
     let config_toml = cfg.to_toml()?;
     let test_opts = TestOptions {
         test: cfg.test.clone(),
-        out_dir: Some(out.join("val")),
+        out_dir: Some(out.join(VAL)),
         progress: opts.progress,
     };
 
@@ -435,7 +489,7 @@ fn append_log(out: &Path, state: &RunState, stats: &EpochStats, metric: Option<f
         "skipped": stats.skipped,
         "val_metric": metric,
     });
-    let path = out.join("log.jsonl");
+    let path = out.join(LOG);
     let result = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
