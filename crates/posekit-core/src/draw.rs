@@ -52,22 +52,45 @@ const PERSON_COLOURS: [[u8; 3]; 8] = [
 ///
 /// Automatic sizes follow each person, never beyond a picture-wide cap: one size from the
 /// picture alone made the discs of a small person in the background cover her whole skeleton.
-pub fn draw_poses(image: &mut ArrayViewMut3<u8>, poses: &[Pose], layout: &KeypointLayout, style: &DrawStyle) {
+pub fn draw_poses(
+    image: &mut ArrayViewMut3<u8>,
+    poses: &[Pose],
+    layout: &KeypointLayout,
+    style: &DrawStyle,
+) {
     let (h, w) = (image.shape()[0], image.shape()[1]);
     let short = h.min(w) as f32;
     let max_line = (short / 150.0).round().max(2.0);
     let max_radius = (short / 110.0).round().max(3.0);
     for (i, pose) in poses.iter().enumerate() {
         let colour = PERSON_COLOURS[i % PERSON_COLOURS.len()];
-        let extent = pose.bounds(style.min_score).map_or(0.0, |b| (b[2] - b[0]).max(b[3] - b[1]));
-        let line_width =
-            if style.line_width > 0 { style.line_width as f32 } else { (extent / 50.0).round().clamp(2.0, max_line) };
-        let radius = if style.radius > 0 { style.radius as f32 } else { (extent / 35.0).round().clamp(2.0, max_radius) };
-        let visible = |j: usize| pose.keypoints.get(j).filter(|k| k.score > style.min_score && k.x.is_finite() && k.y.is_finite());
+        let extent = pose
+            .bounds(style.min_score)
+            .map_or(0.0, |b| (b[2] - b[0]).max(b[3] - b[1]));
+        let line_width = if style.line_width > 0 {
+            style.line_width as f32
+        } else {
+            (extent / 50.0).round().clamp(2.0, max_line)
+        };
+        let radius = if style.radius > 0 {
+            style.radius as f32
+        } else {
+            (extent / 35.0).round().clamp(2.0, max_radius)
+        };
+        let visible = |j: usize| {
+            pose.keypoints
+                .get(j)
+                .filter(|k| k.score > style.min_score && k.x.is_finite() && k.y.is_finite())
+        };
         let limbs: Vec<_> = layout
             .skeleton
             .iter()
-            .filter_map(|&[a, b]| Some(((visible(a)?.x, visible(a)?.y), (visible(b)?.x, visible(b)?.y))))
+            .filter_map(|&[a, b]| {
+                Some((
+                    (visible(a)?.x, visible(a)?.y),
+                    (visible(b)?.x, visible(b)?.y),
+                ))
+            })
             .collect();
         if let Some(outline) = style.outline {
             for &(a, b) in &limbs {
@@ -103,7 +126,13 @@ pub fn draw_disc(image: &mut ArrayViewMut3<u8>, c: (f32, f32), radius: f32, colo
 
 /// A line of `width` pixels from `a` to `b`: every pixel whose centre lies within width/2 of
 /// the segment, clipped to the image.
-pub fn draw_line(image: &mut ArrayViewMut3<u8>, a: (f32, f32), b: (f32, f32), width: f32, colour: [u8; 3]) {
+pub fn draw_line(
+    image: &mut ArrayViewMut3<u8>,
+    a: (f32, f32),
+    b: (f32, f32),
+    width: f32,
+    colour: [u8; 3],
+) {
     let (h, w) = (image.shape()[0] as i64, image.shape()[1] as i64);
     let half = width * 0.5;
     let x0 = (a.0.min(b.0) - half).floor().max(0.0) as i64;
@@ -115,7 +144,11 @@ pub fn draw_line(image: &mut ArrayViewMut3<u8>, a: (f32, f32), b: (f32, f32), wi
     for y in y0..=y1 {
         for x in x0..=x1 {
             let (px, py) = (x as f32 - a.0, y as f32 - a.1);
-            let t = if len2 > 0.0 { ((px * vx + py * vy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+            let t = if len2 > 0.0 {
+                ((px * vx + py * vy) / len2).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             let (dx, dy) = (px - t * vx, py - t * vy);
             if dx * dx + dy * dy <= half * half {
                 put(image, x as usize, y as usize, colour);
@@ -150,20 +183,47 @@ mod tests {
     #[test]
     fn draws_limb_between_confident_joints_only() {
         let layout = two_joint_layout();
-        let style = DrawStyle { min_score: 0.3, line_width: 2, radius: 2, outline: Some(OUTLINE) };
+        let style = DrawStyle {
+            min_score: 0.3,
+            line_width: 2,
+            radius: 2,
+            outline: Some(OUTLINE),
+        };
         let mut img = Array3::<u8>::zeros((40, 40, 3));
-        let pose = Pose::new(vec![Keypoint::new(5.0, 20.0, 0.9), Keypoint::new(35.0, 20.0, 0.9)], 0.9);
+        let pose = Pose::new(
+            vec![
+                Keypoint::new(5.0, 20.0, 0.9),
+                Keypoint::new(35.0, 20.0, 0.9),
+            ],
+            0.9,
+        );
         draw_poses(&mut img.view_mut(), &[pose], &layout, &style);
         // The middle of the limb is painted in the first person's colour.
-        assert_eq!([img[[20, 20, 0]], img[[20, 20, 1]], img[[20, 20, 2]]], PERSON_COLOURS[0]);
+        assert_eq!(
+            [img[[20, 20, 0]], img[[20, 20, 1]], img[[20, 20, 2]]],
+            PERSON_COLOURS[0]
+        );
         // Just outside the limb lies its dark outline; far from it nothing changes.
-        assert_eq!([img[[22, 20, 0]], img[[22, 20, 1]], img[[22, 20, 2]]], OUTLINE);
+        assert_eq!(
+            [img[[22, 20, 0]], img[[22, 20, 1]], img[[22, 20, 2]]],
+            OUTLINE
+        );
         assert_eq!(img[[5, 20, 0]], 0);
 
         let mut img2 = Array3::<u8>::zeros((40, 40, 3));
-        let weak = Pose::new(vec![Keypoint::new(5.0, 20.0, 0.9), Keypoint::new(35.0, 20.0, 0.1)], 0.5);
+        let weak = Pose::new(
+            vec![
+                Keypoint::new(5.0, 20.0, 0.9),
+                Keypoint::new(35.0, 20.0, 0.1),
+            ],
+            0.5,
+        );
         draw_poses(&mut img2.view_mut(), &[weak], &layout, &style);
-        assert_eq!(img2[[20, 20, 0]], 0, "a limb to a low-score joint is not drawn");
+        assert_eq!(
+            img2[[20, 20, 0]],
+            0,
+            "a limb to a low-score joint is not drawn"
+        );
         assert_ne!(img2[[20, 5, 0]], 0, "the confident joint is still drawn");
     }
 
@@ -171,9 +231,18 @@ mod tests {
     fn clips_to_image_and_ignores_non_finite() {
         let layout = two_joint_layout();
         let mut img = Array3::<u8>::zeros((10, 10, 3));
-        let pose = Pose::new(vec![Keypoint::new(-50.0, 5.0, 1.0), Keypoint::new(f32::NAN, 5.0, 1.0)], 1.0);
+        let pose = Pose::new(
+            vec![
+                Keypoint::new(-50.0, 5.0, 1.0),
+                Keypoint::new(f32::NAN, 5.0, 1.0),
+            ],
+            1.0,
+        );
         draw_poses(&mut img.view_mut(), &[pose], &layout, &DrawStyle::default());
-        let pose = Pose::new(vec![Keypoint::new(-5.0, 5.0, 1.0), Keypoint::new(50.0, 5.0, 1.0)], 1.0);
+        let pose = Pose::new(
+            vec![Keypoint::new(-5.0, 5.0, 1.0), Keypoint::new(50.0, 5.0, 1.0)],
+            1.0,
+        );
         draw_poses(&mut img.view_mut(), &[pose], &layout, &DrawStyle::default());
         assert_ne!(img[[5, 5, 0]], 0);
     }

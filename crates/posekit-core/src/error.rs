@@ -45,7 +45,11 @@ impl Error {
         }
     }
 
-    pub fn invalid(path: impl AsRef<Path>, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        path: impl AsRef<Path>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Error::Invalid {
             path: path.as_ref().to_path_buf(),
             field: field.into(),

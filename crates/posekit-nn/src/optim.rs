@@ -19,7 +19,12 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -35,12 +40,21 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(vs: &VarStore, config: AdamConfig) -> Self {
-        let mut named: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut named: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let exp_avg = named.iter().map(|(_, t)| t.zeros_like()).collect();
         let exp_avg_sq = named.iter().map(|(_, t)| t.zeros_like()).collect();
-        Adam { config, params: named, exp_avg, exp_avg_sq, step: 0 }
+        Adam {
+            config,
+            params: named,
+            exp_avg,
+            exp_avg_sq,
+            step: 0,
+        }
     }
 
     pub fn zero_grad(&mut self) {
@@ -66,7 +80,11 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let g = if c.weight_decay != 0.0 { &g + &*p * c.weight_decay } else { g };
+                let g = if c.weight_decay != 0.0 {
+                    &g + &*p * c.weight_decay
+                } else {
+                    g
+                };
                 let m = &mut self.exp_avg[i];
                 let _ = m.g_mul_scalar_(c.beta1);
                 let _ = m.g_add_(&(&g * (1.0 - c.beta1)));
@@ -86,23 +104,37 @@ impl Adam {
         let mut map = BTreeMap::new();
         for (i, (name, _)) in self.params.iter().enumerate() {
             map.insert(format!("exp_avg.{name}"), self.exp_avg[i].shallow_clone());
-            map.insert(format!("exp_avg_sq.{name}"), self.exp_avg_sq[i].shallow_clone());
+            map.insert(
+                format!("exp_avg_sq.{name}"),
+                self.exp_avg_sq[i].shallow_clone(),
+            );
         }
         (map, self.step)
     }
 
     /// Restores a state saved by [`Adam::state`]. Every moment must be present with the shape of
     /// its variable; anything else is an error listing the offending names.
-    pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>, step: i64) -> Result<(), String> {
+    pub fn load_state(
+        &mut self,
+        state: &BTreeMap<String, Tensor>,
+        step: i64,
+    ) -> Result<(), String> {
         let mut problems = Vec::new();
         for (i, (name, p)) in self.params.iter().enumerate() {
-            for (prefix, slot) in [("exp_avg", &mut self.exp_avg[i]), ("exp_avg_sq", &mut self.exp_avg_sq[i])] {
+            for (prefix, slot) in [
+                ("exp_avg", &mut self.exp_avg[i]),
+                ("exp_avg_sq", &mut self.exp_avg_sq[i]),
+            ] {
                 let key = format!("{prefix}.{name}");
                 match state.get(&key) {
                     Some(t) if t.size() == p.size() => {
                         tch::no_grad(|| slot.copy_(&t.to_kind(Kind::Float).to_device(p.device())));
                     }
-                    Some(t) => problems.push(format!("{key}: shape {:?}, expected {:?}", t.size(), p.size())),
+                    Some(t) => problems.push(format!(
+                        "{key}: shape {:?}, expected {:?}",
+                        t.size(),
+                        p.size()
+                    )),
                     None => problems.push(format!("{key}: missing")),
                 }
             }
@@ -110,7 +142,10 @@ impl Adam {
         if !problems.is_empty() {
             let n = problems.len();
             problems.truncate(5);
-            return Err(format!("optimizer state does not fit the model ({n} problems): {}", problems.join("; ")));
+            return Err(format!(
+                "optimizer state does not fit the model ({n} problems): {}",
+                problems.join("; ")
+            ));
         }
         self.step = step;
         Ok(())
@@ -128,7 +163,9 @@ mod tests {
     #[test]
     fn matches_torch_adam_update() {
         let vs = VarStore::new(Device::Cpu);
-        let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f32, -2.0, 3.0]));
+        let w = vs
+            .root()
+            .var_copy("w", &Tensor::from_slice(&[1.0f32, -2.0, 3.0]));
         let target = Tensor::from_slice(&[0.5f32, 0.5, 0.5]);
         let mut opt = Adam::new(&vs, AdamConfig::default());
         let (mut m, mut v) = ([0f64; 3], [0f64; 3]);
@@ -148,7 +185,12 @@ mod tests {
         }
         let got: Vec<f32> = Vec::<f32>::try_from(&w).unwrap();
         for i in 0..3 {
-            assert!((got[i] as f64 - expect[i]).abs() < 1e-6, "{i}: {} vs {}", got[i], expect[i]);
+            assert!(
+                (got[i] as f64 - expect[i]).abs() < 1e-6,
+                "{i}: {} vs {}",
+                got[i],
+                expect[i]
+            );
         }
         assert_eq!(opt.step_count(), 3);
     }

@@ -5,7 +5,11 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "posekit", version, about = "2D human pose estimation: train, evaluate and run pose networks")]
+#[command(
+    name = "posekit",
+    version,
+    about = "2D human pose estimation: train, evaluate and run pose networks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -42,7 +42,10 @@ pub fn grid_people(n: usize, map: usize, jitter: f32) -> (Array3<f32>, Array2<f3
     };
     let mut kp = Array3::<f32>::zeros((n, 18, 2));
     for p in 0..n {
-        let (cx, top) = ((p % cols) as f32 * cell_w + cell_w / 2.0, (p / cols) as f32 * cell_h);
+        let (cx, top) = (
+            (p % cols) as f32 * cell_w + cell_w / 2.0,
+            (p / cols) as f32 * cell_h,
+        );
         for (j, &(tx, ty)) in TEMPLATE.iter().enumerate() {
             let (jx, jy) = if jitter != 0.0 && j >= 2 && j != 14 && j != 15 {
                 (noise() * 0.06 * jitter, noise() * 0.04 * jitter)

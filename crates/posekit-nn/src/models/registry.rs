@@ -269,7 +269,10 @@ impl Preset {
     pub fn find(name: &str) -> Result<&'static Preset> {
         PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
-            Error::Shape(format!("unknown model preset '{name}'; known presets: {}", names.join(", ")))
+            Error::Shape(format!(
+                "unknown model preset '{name}'; known presets: {}",
+                names.join(", ")
+            ))
         })
     }
 
@@ -282,7 +285,11 @@ impl Preset {
         if self.input_sizes.contains(&size) {
             return Ok(());
         }
-        let sizes: Vec<String> = self.input_sizes.iter().map(|(h, w)| format!("{h}x{w}")).collect();
+        let sizes: Vec<String> = self
+            .input_sizes
+            .iter()
+            .map(|(h, w)| format!("{h}x{w}"))
+            .collect();
         Err(Error::Shape(format!(
             "{} takes inputs of {} (height x width), not {}x{}",
             self.name,
@@ -305,7 +312,10 @@ impl Preset {
 /// The Stacked Hourglass (order 4, 256 features, max-pool down, nearest up) with
 /// `stacks` stacks and COCO's 17 joints, in MMPose's key names.
 fn newell_coco(stacks: usize) -> HourglassConfig {
-    HourglassConfig { backbone: HourglassNetConfig::newell(stacks), num_joints: 17 }
+    HourglassConfig {
+        backbone: HourglassNetConfig::newell(stacks),
+        num_joints: 17,
+    }
 }
 
 #[cfg(test)]
@@ -321,9 +331,19 @@ mod tests {
         assert_eq!(names.len(), PRESETS.len());
         for preset in PRESETS {
             let vs = nn::VarStore::new(Device::Cpu);
-            preset.build(&vs.root()).unwrap_or_else(|e| panic!("{}: {e}", preset.name));
-            let built: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-            assert_eq!(built, preset.parameters, "{}: the row's parameter count", preset.name);
+            preset
+                .build(&vs.root())
+                .unwrap_or_else(|e| panic!("{}: {e}", preset.name));
+            let built: i64 = vs
+                .trainable_variables()
+                .iter()
+                .map(|t| t.numel() as i64)
+                .sum();
+            assert_eq!(
+                built, preset.parameters,
+                "{}: the row's parameter count",
+                preset.name
+            );
         }
     }
 
@@ -340,7 +360,10 @@ mod tests {
     #[test]
     fn hrnet_preset_outputs_quarter_resolution_heatmaps() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = Preset::find("hrnet-w32").unwrap().build(&vs.root()).unwrap();
+        let net = Preset::find("hrnet-w32")
+            .unwrap()
+            .build(&vs.root())
+            .unwrap();
         let x = Tensor::zeros([1, 3, 256, 192], (Kind::Float, Device::Cpu));
         let out = tch::no_grad(|| net.forward_named(&x, false)).unwrap();
         assert_eq!(out[0].0, "heatmaps");

@@ -67,7 +67,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.batch < 1 {
         anyhow::bail!("--batch must be at least 1");
     }
-    let kind = if args.half { Kind::BFloat16 } else { Kind::Float };
+    let kind = if args.half {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    };
     let folded = !args.train && !args.no_fold_bn && model.fold_batchnorm()?;
     if args.half {
         model.vs.bfloat16();
@@ -85,7 +89,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let step = |opt: &mut Adam| -> anyhow::Result<()> {
             opt.zero_grad();
             let out = model.net.forward_named(&input, true)?;
-            let loss = out.iter().map(|(_, t)| t.square().mean(Kind::Float)).fold(Tensor::from(0f32).to_device(device), |a, b| a + b);
+            let loss = out
+                .iter()
+                .map(|(_, t)| t.square().mean(Kind::Float))
+                .fold(Tensor::from(0f32).to_device(device), |a, b| a + b);
             loss.backward();
             opt.step(1e-4);
             Ok(())

@@ -20,6 +20,7 @@ pub struct ConvertArgs {
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
+    posekit::files::ensure_not_input(&args.input, &args.output)?;
     let preset = Preset::find(&args.model)?;
     let vs = nn::VarStore::new(Device::Cpu);
     let _net = preset.build(&vs.root())?;
@@ -31,8 +32,19 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
         preset.name,
         args.output.display(),
         report.output_bytes,
-        if report.container.is_empty() { String::new() } else { format!("; read from '{}'", report.container.join(".")) },
-        if report.dropped.is_empty() { String::new() } else { format!("; {} bookkeeping keys dropped (num_batches_tracked)", report.dropped.len()) },
+        if report.container.is_empty() {
+            String::new()
+        } else {
+            format!("; read from '{}'", report.container.join("."))
+        },
+        if report.dropped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} bookkeeping keys dropped (num_batches_tracked)",
+                report.dropped.len()
+            )
+        },
     );
     Ok(())
 }

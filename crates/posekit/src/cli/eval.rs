@@ -46,7 +46,10 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
         EvalCommand::Coco(args) => {
             let stats = coco::evaluate_coco_files(&args.gt, &args.results)?;
             if args.json {
-                println!("{}", serde_json::to_string(&stats).context("serialising the stats")?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&stats).context("serialising the stats")?
+                );
             } else {
                 print!("{}", stats.summary());
             }
@@ -54,7 +57,10 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
         EvalCommand::Mpii(args) => {
             let table = mpii::evaluate_files(&args.gt, &args.pred)?;
             if args.json {
-                println!("{}", serde_json::to_string(&table).context("serialising the table")?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&table).context("serialising the table")?
+                );
             } else {
                 println!("{table}");
             }

@@ -32,20 +32,37 @@ pub struct ForwardArgs {
 }
 
 pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
+    for input in [&args.input, &args.weights] {
+        posekit::files::ensure_not_input(input, &args.output)?;
+    }
     let device = parse_device(&args.device)?;
     let model = LoadedModel::load(&args.model, &args.weights, device)?;
     let inputs = weights::read_safetensors_tch(&args.input)?;
-    let input = inputs
-        .get("input")
-        .ok_or_else(|| anyhow!("{}: no tensor named 'input' (found: {:?})", args.input.display(), inputs.keys().collect::<Vec<_>>()))?;
+    let input = inputs.get("input").ok_or_else(|| {
+        anyhow!(
+            "{}: no tensor named 'input' (found: {:?})",
+            args.input.display(),
+            inputs.keys().collect::<Vec<_>>()
+        )
+    })?;
     if input.dim() != 4 || input.size()[1] != 3 {
-        return Err(anyhow!("{}: 'input' must be [N, 3, H, W], got {:?}", args.input.display(), input.size()));
+        return Err(anyhow!(
+            "{}: 'input' must be [N, 3, H, W], got {:?}",
+            args.input.display(),
+            input.size()
+        ));
     }
     let input = input.to_kind(Kind::Float).to_device(device);
     let outputs = tch::no_grad(|| model.net.forward_named(&input, args.train_mode))?;
     let raw: Vec<(String, weights::RawTensor)> = outputs
         .iter()
-        .map(|(name, t)| Ok((name.clone(), weights::RawTensor::from_tch(&t.to_device(tch::Device::Cpu)).map_err(anyhow::Error::msg)?)))
+        .map(|(name, t)| {
+            Ok((
+                name.clone(),
+                weights::RawTensor::from_tch(&t.to_device(tch::Device::Cpu))
+                    .map_err(anyhow::Error::msg)?,
+            ))
+        })
         .collect::<anyhow::Result<_>>()?;
     weights::write_safetensors(&args.output, raw.iter().map(|(n, t)| (n.as_str(), t)))
         .with_context(|| format!("writing {}", args.output.display()))?;

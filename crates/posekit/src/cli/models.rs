@@ -4,9 +4,16 @@
 use posekit_nn::models::{Paradigm, PRESETS};
 
 pub fn run() -> anyhow::Result<()> {
-    println!("{:<22} {:<9} {:<8} {:>7} {:>12}  {:<18} description", "preset", "kind", "layout", "joints", "parameters", "input (HxW)");
+    println!(
+        "{:<22} {:<9} {:<8} {:>7} {:>12}  {:<18} description",
+        "preset", "kind", "layout", "joints", "parameters", "input (HxW)"
+    );
     for preset in PRESETS {
-        let sizes: Vec<String> = preset.input_sizes.iter().map(|(h, w)| format!("{h}x{w}")).collect();
+        let sizes: Vec<String> = preset
+            .input_sizes
+            .iter()
+            .map(|(h, w)| format!("{h}x{w}"))
+            .collect();
         let kind = match preset.paradigm() {
             Paradigm::TopDown => "top-down",
             Paradigm::BottomUp => "bottom-up",

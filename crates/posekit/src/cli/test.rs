@@ -87,13 +87,8 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         let ck = checkpoint::load(&weights)?;
         ck.restore_model(&model.vs)?;
     } else {
-        posekit_nn::weights::load_weights(&mut model.vs, &weights).with_context(|| {
-            format!(
-                "loading {} into {}",
-                weights.display(),
-                cfg.model.preset
-            )
-        })?;
+        posekit_nn::weights::load_weights(&mut model.vs, &weights)
+            .with_context(|| format!("loading {} into {}", weights.display(), cfg.model.preset))?;
     }
     let dataset = Arc::new(test_dataset(cfg)?);
     let report_load = dataset.report().to_string();
@@ -131,7 +126,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
 /// The bottom-up test: every image of the ground truth through the model, COCO AP of the
 /// people it finds.
 fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
-    let (Some(preset), Some(gt), Some(images)) = (args.model.clone(), args.gt.clone(), args.images.clone()) else {
+    let (Some(preset), Some(gt), Some(images)) =
+        (args.model.clone(), args.gt.clone(), args.images.clone())
+    else {
         anyhow::bail!(
             "give either a config (top-down: posekit test CONFIG --weights W) or \
              --model PRESET --gt GT.json --images DIR (bottom-up)"
@@ -155,7 +152,9 @@ fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
              which supplies the person boxes"
         ),
     };
-    let out_dir = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&preset).join("test"));
+    let out_dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(&preset).join("test"));
     run_bottomup_test(predictor, &gt, &images, &out_dir)?;
     Ok(())
 }

@@ -326,7 +326,12 @@ impl<'a> Run<'a> {
 
     fn drawn(&self, image: &Array3<u8>, pred: &Prediction) -> Array3<u8> {
         let mut canvas = image.clone();
-        draw_poses(&mut canvas.view_mut(), &pred.poses, self.layout, &self.style);
+        draw_poses(
+            &mut canvas.view_mut(),
+            &pred.poses,
+            self.layout,
+            &self.style,
+        );
         canvas
     }
 
@@ -370,7 +375,6 @@ impl<'a> Run<'a> {
         self.next_id += 1;
         id
     }
-
 }
 
 /// The COCO results of a finished run.
@@ -420,7 +424,9 @@ pub fn plan_outputs(
         let maps = heatmaps.then(|| {
             let stem = drawing.with_extension("");
             match input.kind {
-                InputKind::Image => PathBuf::from(format!("{}.heatmaps.safetensors", stem.display())),
+                InputKind::Image => {
+                    PathBuf::from(format!("{}.heatmaps.safetensors", stem.display()))
+                }
                 InputKind::Video => PathBuf::from(format!("{}.heatmaps", stem.display())),
             }
         });
@@ -510,7 +516,12 @@ impl ResultStream {
 
     fn write(&mut self, line: &StreamLine) -> anyhow::Result<()> {
         for person in &line.people {
-            if !person.keypoints.iter().chain([&person.score]).all(|v| v.is_finite()) {
+            if !person
+                .keypoints
+                .iter()
+                .chain([&person.score])
+                .all(|v| v.is_finite())
+            {
                 bail!(
                     "{}: the model gave a non-finite keypoint or score for {}",
                     self.path.display(),

@@ -42,6 +42,10 @@ impl LoadedModel {
 
     /// Number of trainable parameters.
     pub fn parameter_count(&self) -> i64 {
-        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
     }
 }

@@ -19,7 +19,10 @@ pub enum VideoError {
 /// File extensions treated as videos.
 pub fn is_video_path(path: &Path) -> bool {
     matches!(
-        path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
         Some("mp4" | "avi" | "mov" | "mkv" | "webm" | "m4v" | "mpg" | "mpeg")
     )
 }
@@ -35,22 +38,38 @@ pub struct VideoInfo {
 }
 
 pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
-    let err = |message: String| VideoError::Video { path: path.to_path_buf(), message };
+    let err = |message: String| VideoError::Video {
+        path: path.to_path_buf(),
+        message,
+    };
     if !path.is_file() {
         return Err(err("no such file".into()));
     }
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+        ])
         .arg("stream=width,height,r_frame_rate,nb_read_packets")
         .args(["-of", "default=noprint_wrappers=1"])
         .arg(path)
         .output()
         .map_err(VideoError::MissingTool)?;
     if !out.status.success() {
-        return Err(err(format!("ffprobe cannot read it: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(err(format!(
+            "ffprobe cannot read it: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
     let width = field("width").and_then(|v| v.trim().parse().ok());
     let height = field("height").and_then(|v| v.trim().parse().ok());
     let (Some(width), Some(height)) = (width, height) else {
@@ -64,7 +83,12 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
         })
         .unwrap_or(25.0);
     let frames = field("nb_read_packets").and_then(|v| v.trim().parse().ok());
-    Ok(VideoInfo { width, height, fps, frames })
+    Ok(VideoInfo {
+        width,
+        height,
+        fps,
+        frames,
+    })
 }
 
 /// Decoded RGB frames of a video, one at a time.
@@ -90,7 +114,12 @@ impl FrameReader {
             path: path.to_path_buf(),
             message: "ffmpeg gave no output pipe".into(),
         })?;
-        Ok(FrameReader { path: path.to_path_buf(), info, child, stdout })
+        Ok(FrameReader {
+            path: path.to_path_buf(),
+            info,
+            child,
+            stdout,
+        })
     }
 
     pub fn info(&self) -> VideoInfo {
@@ -103,10 +132,13 @@ impl FrameReader {
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
-            let n = self.stdout.read(&mut buf[filled..]).map_err(|e| VideoError::Video {
-                path: self.path.clone(),
-                message: format!("reading decoded frames: {e}"),
-            })?;
+            let n = self
+                .stdout
+                .read(&mut buf[filled..])
+                .map_err(|e| VideoError::Video {
+                    path: self.path.clone(),
+                    message: format!("reading decoded frames: {e}"),
+                })?;
             if n == 0 {
                 break;
             }
@@ -121,7 +153,10 @@ impl FrameReader {
         }
         Array3::from_shape_vec((self.info.height, self.info.width, 3), buf)
             .map(Some)
-            .map_err(|e| VideoError::Video { path: self.path.clone(), message: e.to_string() })
+            .map_err(|e| VideoError::Video {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -145,26 +180,57 @@ impl FrameWriter {
     pub fn create(path: &Path, width: usize, height: usize, fps: f64) -> Result<Self, VideoError> {
         let mut child = Command::new("ffmpeg")
             .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
-            .args(["-s", &format!("{width}x{height}"), "-r", &format!("{fps:.6}"), "-i", "-"])
+            .args([
+                "-s",
+                &format!("{width}x{height}"),
+                "-r",
+                &format!("{fps:.6}"),
+                "-i",
+                "-",
+            ])
             // yuv420p needs even sizes; pad by one pixel where needed.
-            .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p"])
+            .args([
+                "-vf",
+                "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+                "-pix_fmt",
+                "yuv420p",
+            ])
             .arg(path)
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(VideoError::MissingTool)?;
         let stdin = child.stdin.take();
-        Ok(FrameWriter { path: path.to_path_buf(), child, stdin, width, height })
+        Ok(FrameWriter {
+            path: path.to_path_buf(),
+            child,
+            stdin,
+            width,
+            height,
+        })
     }
 
     pub fn write_frame(&mut self, frame: &Array3<u8>) -> Result<(), VideoError> {
-        let err = |message: String| VideoError::Video { path: self.path.clone(), message };
+        let err = |message: String| VideoError::Video {
+            path: self.path.clone(),
+            message,
+        };
         if frame.shape() != [self.height, self.width, 3] {
-            return Err(err(format!("frame of shape {:?}, expected [{}, {}, 3]", frame.shape(), self.height, self.width)));
+            return Err(err(format!(
+                "frame of shape {:?}, expected [{}, {}, 3]",
+                frame.shape(),
+                self.height,
+                self.width
+            )));
         }
-        let stdin = self.stdin.as_mut().ok_or_else(|| err("writer already finished".into()))?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| err("writer already finished".into()))?;
         let bytes: Vec<u8> = frame.iter().copied().collect();
-        stdin.write_all(&bytes).map_err(|e| err(format!("ffmpeg stopped accepting frames: {e}")))
+        stdin
+            .write_all(&bytes)
+            .map_err(|e| err(format!("ffmpeg stopped accepting frames: {e}")))
     }
 
     /// Closes the stream and waits for ffmpeg; its error output becomes the error message.
@@ -174,9 +240,15 @@ impl FrameWriter {
         if let Some(mut s) = self.child.stderr.take() {
             let _ = s.read_to_string(&mut stderr);
         }
-        let status = self.child.wait().map_err(|e| VideoError::Video { path: self.path.clone(), message: e.to_string() })?;
+        let status = self.child.wait().map_err(|e| VideoError::Video {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
         if !status.success() {
-            return Err(VideoError::Video { path: self.path.clone(), message: format!("ffmpeg failed: {}", stderr.trim()) });
+            return Err(VideoError::Video {
+                path: self.path.clone(),
+                message: format!("ffmpeg failed: {}", stderr.trim()),
+            });
         }
         Ok(())
     }
@@ -187,7 +259,11 @@ mod tests {
     use super::*;
 
     fn have_ffmpeg() -> bool {
-        Command::new("ffmpeg").arg("-version").output().map(|o| o.status.success()).unwrap_or(false)
+        Command::new("ffmpeg")
+            .arg("-version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     }
 
     #[test]
@@ -210,7 +286,11 @@ mod tests {
         let mut n = 0;
         while let Some(f) = r.next_frame().unwrap() {
             // Lossy codec: grey levels survive to within a few units.
-            assert!((f[[24, 32, 0]] as i32 - (n as i32 * 40)).abs() <= 6, "frame {n}: {}", f[[24, 32, 0]]);
+            assert!(
+                (f[[24, 32, 0]] as i32 - (n as i32 * 40)).abs() <= 6,
+                "frame {n}: {}",
+                f[[24, 32, 0]]
+            );
             n += 1;
         }
         assert_eq!(n, 5);
@@ -222,7 +302,8 @@ mod tests {
         let err = probe(Path::new("/nonexistent/clip.mp4")).unwrap_err();
         assert!(err.to_string().contains("clip.mp4"), "{err}");
         if have_ffmpeg() {
-            let dir = std::env::temp_dir().join(format!("posekit-video-bad-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("posekit-video-bad-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join("bogus.mp4");
             std::fs::write(&path, b"this is not a video").unwrap();

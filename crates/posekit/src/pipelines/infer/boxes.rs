@@ -126,7 +126,9 @@ impl BoxIndex {
                     format!("expected [x, y, w, h], got {} numbers", entry.bbox.len()),
                 )
             })?;
-            if !bbox.iter().all(|v| v.is_finite() && v.abs() <= MAX_COORDINATE)
+            if !bbox
+                .iter()
+                .all(|v| v.is_finite() && v.abs() <= MAX_COORDINATE)
                 || bbox[2] <= 0.0
                 || bbox[3] <= 0.0
             {
@@ -248,7 +250,11 @@ impl BoxIndex {
                      give the pictures the boxes were detected on",
                     self.boxes.len(),
                     names.join(", "),
-                    if assignment.unmatched_names.len() > 3 { ", ..." } else { "" }
+                    if assignment.unmatched_names.len() > 3 {
+                        ", ..."
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -354,7 +360,8 @@ mod tests {
 
     /// Real pictures of the given sizes under a scratch folder, expanded as a run's inputs.
     fn pictures(files: &[(&str, u32, u32)]) -> Vec<Input> {
-        let dir = std::env::temp_dir().join(format!("posekit-infer-boxes-pics-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("posekit-infer-boxes-pics-{}", std::process::id()));
         let mut paths = Vec::new();
         for (name, w, h) in files {
             let path = dir.join(name);
@@ -367,7 +374,11 @@ mod tests {
 
     #[test]
     fn file_name_lists_and_coco_ids_with_gt() {
-        let inputs = pictures(&[("m/a.png", 100, 80), ("m/b.png", 50, 50), ("m/c.png", 50, 50)]);
+        let inputs = pictures(&[
+            ("m/a.png", 100, 80),
+            ("m/b.png", 50, 50),
+            ("m/c.png", 50, 50),
+        ]);
         let p = write(
             "plain.json",
             r#"[{"file_name": "imgs/a.png", "bbox": [1, 2, 30, 40], "score": 0.9},
@@ -411,33 +422,82 @@ mod tests {
 
     #[test]
     fn boxes_that_name_no_input_or_several_or_do_not_fit_are_errors() {
-        let inputs = pictures(&[("n/A/x.png", 100, 80), ("n/B/x.png", 100, 80), ("n/y.png", 64, 48)]);
+        let inputs = pictures(&[
+            ("n/A/x.png", 100, 80),
+            ("n/B/x.png", 100, 80),
+            ("n/y.png", 64, 48),
+        ]);
         // Some boxes for other pictures: kept aside for a warning.
         let p = write(
             "partly.json",
             r#"[{"file_name": "y.png", "bbox": [1, 2, 30, 40]},
                 {"file_name": "other.jpg", "bbox": [1, 2, 3, 4]}]"#,
         );
-        let assigned = BoxIndex::load(&p, None, 0.0).unwrap().assign(&inputs).unwrap();
+        let assigned = BoxIndex::load(&p, None, 0.0)
+            .unwrap()
+            .assign(&inputs)
+            .unwrap();
         assert_eq!(assigned.for_input(2).len(), 1);
         assert_eq!(assigned.unmatched_names, ["other.jpg"]);
         assert_eq!(assigned.unmatched_boxes, 1);
         // Only boxes for other pictures: an error, not "0 people".
-        let p = write("nobody.json", r#"[{"file_name": "nobody.jpg", "bbox": [10, 10, 100, 200]}]"#);
-        let err = BoxIndex::load(&p, None, 0.0).unwrap().assign(&inputs).unwrap_err().to_string();
-        assert!(err.contains("nobody.json") && err.contains("nobody.jpg"), "{err}");
+        let p = write(
+            "nobody.json",
+            r#"[{"file_name": "nobody.jpg", "bbox": [10, 10, 100, 200]}]"#,
+        );
+        let err = BoxIndex::load(&p, None, 0.0)
+            .unwrap()
+            .assign(&inputs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nobody.json") && err.contains("nobody.jpg"),
+            "{err}"
+        );
         // `x.png` fits both folders; `A/x.png` only one.
-        let p = write("ambiguous.json", r#"[{"file_name": "x.png", "bbox": [1, 1, 5, 5]}]"#);
-        let err = BoxIndex::load(&p, None, 0.0).unwrap().assign(&inputs).unwrap_err().to_string();
-        assert!(err.contains("[0].file_name") && err.contains("2 input pictures"), "{err}");
-        let p = write("qualified.json", r#"[{"file_name": "A/x.png", "bbox": [1, 1, 5, 5]}]"#);
-        let assigned = BoxIndex::load(&p, None, 0.0).unwrap().assign(&inputs).unwrap();
-        assert_eq!((assigned.for_input(0).len(), assigned.for_input(1).len()), (1, 0));
+        let p = write(
+            "ambiguous.json",
+            r#"[{"file_name": "x.png", "bbox": [1, 1, 5, 5]}]"#,
+        );
+        let err = BoxIndex::load(&p, None, 0.0)
+            .unwrap()
+            .assign(&inputs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[0].file_name") && err.contains("2 input pictures"),
+            "{err}"
+        );
+        let p = write(
+            "qualified.json",
+            r#"[{"file_name": "A/x.png", "bbox": [1, 1, 5, 5]}]"#,
+        );
+        let assigned = BoxIndex::load(&p, None, 0.0)
+            .unwrap()
+            .assign(&inputs)
+            .unwrap();
+        assert_eq!(
+            (assigned.for_input(0).len(), assigned.for_input(1).len()),
+            (1, 0)
+        );
         // A box far larger than its picture, or beside it, stops the run before any work.
-        for (name, bbox) in [("huge.json", "[0, 0, 5000, 5000]"), ("beside.json", "[500, 10, 20, 20]")] {
-            let p = write(name, &format!(r#"[{{"file_name": "y.png", "bbox": {bbox}}}]"#));
-            let err = BoxIndex::load(&p, None, 0.0).unwrap().assign(&inputs).unwrap_err().to_string();
-            assert!(err.contains(name) && err.contains("[0].bbox") && err.contains("64x48"), "{err}");
+        for (name, bbox) in [
+            ("huge.json", "[0, 0, 5000, 5000]"),
+            ("beside.json", "[500, 10, 20, 20]"),
+        ] {
+            let p = write(
+                name,
+                &format!(r#"[{{"file_name": "y.png", "bbox": {bbox}}}]"#),
+            );
+            let err = BoxIndex::load(&p, None, 0.0)
+                .unwrap()
+                .assign(&inputs)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(name) && err.contains("[0].bbox") && err.contains("64x48"),
+                "{err}"
+            );
         }
     }
 
@@ -462,9 +522,15 @@ mod tests {
         let err = BoxIndex::load(&p, None, 0.0).unwrap_err().to_string();
         assert!(err.contains("broken.json"), "{err}");
         // 1e308 is finite, but its far corner is not.
-        let p = write("overflow.json", r#"[{"file_name": "a.jpg", "bbox": [100, 50, 1e308, 1e308]}]"#);
+        let p = write(
+            "overflow.json",
+            r#"[{"file_name": "a.jpg", "bbox": [100, 50, 1e308, 1e308]}]"#,
+        );
         let err = BoxIndex::load(&p, None, 0.0).unwrap_err().to_string();
-        assert!(err.contains("overflow.json") && err.contains("[0].bbox"), "{err}");
+        assert!(
+            err.contains("overflow.json") && err.contains("[0].bbox"),
+            "{err}"
+        );
         let p = write("anon.json", r#"[{"bbox": [1, 2, 3, 4]}]"#);
         let err = BoxIndex::load(&p, None, 0.0).unwrap_err().to_string();
         assert!(err.contains("file_name"), "{err}");

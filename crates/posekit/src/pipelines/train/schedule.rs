@@ -35,12 +35,24 @@ fn default_warmup_ratio() -> f64 {
 impl ScheduleConfig {
     /// The official HRNet schedule.
     pub fn hrnet_official() -> Self {
-        ScheduleConfig { lr: 1e-3, milestones: vec![170, 200], gamma: 0.1, warmup_iters: 0, warmup_ratio: 0.001 }
+        ScheduleConfig {
+            lr: 1e-3,
+            milestones: vec![170, 200],
+            gamma: 0.1,
+            warmup_iters: 0,
+            warmup_ratio: 0.001,
+        }
     }
 
     /// MMPose's top-down schedule.
     pub fn mmpose() -> Self {
-        ScheduleConfig { lr: 1.5e-3, milestones: vec![170, 200], gamma: 0.1, warmup_iters: 500, warmup_ratio: 0.001 }
+        ScheduleConfig {
+            lr: 1.5e-3,
+            milestones: vec![170, 200],
+            gamma: 0.1,
+            warmup_iters: 500,
+            warmup_ratio: 0.001,
+        }
     }
 
     /// The rate for the iteration `iter` (counted from the start of training) of epoch `epoch`.
@@ -57,16 +69,28 @@ impl ScheduleConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("schedule.lr must be a positive number, got {}", self.lr));
+            return Err(format!(
+                "schedule.lr must be a positive number, got {}",
+                self.lr
+            ));
         }
         if !(self.gamma.is_finite() && self.gamma > 0.0) {
-            return Err(format!("schedule.gamma must be a positive number, got {}", self.gamma));
+            return Err(format!(
+                "schedule.gamma must be a positive number, got {}",
+                self.gamma
+            ));
         }
         if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("schedule.milestones must increase, got {:?}", self.milestones));
+            return Err(format!(
+                "schedule.milestones must increase, got {:?}",
+                self.milestones
+            ));
         }
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
-            return Err(format!("schedule.warmup_ratio must be in [0, 1], got {}", self.warmup_ratio));
+            return Err(format!(
+                "schedule.warmup_ratio must be in [0, 1], got {}",
+                self.warmup_ratio
+            ));
         }
         Ok(())
     }

@@ -1,0 +1,96 @@
+//! Helpers shared by the end-to-end tests: the `posekit` binary, the repo's test data, scratch
+//! folders. Each test file includes it with `mod common;` and uses what it needs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `posekit` binary of this build.
+pub fn posekit_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_posekit"))
+}
+
+/// Runs `posekit` with `args` and waits for it.
+pub fn posekit(args: &[&str]) -> Output {
+    posekit_cmd()
+        .args(args)
+        .output()
+        .expect("the posekit binary runs")
+}
+
+/// A path inside the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// The test data of this crate (`crates/posekit/tests/data`).
+pub fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
+}
+
+/// An empty scratch folder, unique to this process and `name`.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("posekit-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Everything the command printed, for assertion messages.
+pub fn text_of(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// The command failed with an `error:` line and no panic.
+pub fn assert_clean_failure(o: &Output, what: &str) {
+    let text = text_of(o);
+    assert!(
+        !o.status.success(),
+        "{what}: succeeded but should fail:\n{text}"
+    );
+    assert!(!text.contains("panicked"), "{what}: panicked:\n{text}");
+    assert!(
+        stderr(o).contains("error:"),
+        "{what}: no error line:\n{text}"
+    );
+}
+
+/// A copy of the tiny HRNet test config with absolute data paths and `edits` applied
+/// (`key = value` lines replaced), written into `dir`.
+pub fn tiny_hrnet_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(repo("configs/tiny_hrnet_coco_test.toml")).unwrap();
+    let data = data("coco");
+    text = text.replace("../crates/posekit/tests/data/coco", path_str(&data));
+    for (key, value) in edits {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} =")))
+            .unwrap_or_else(|| panic!("no `{key} =` line in the tiny config"))
+            .to_string();
+        text = text.replace(&line, &format!("{key} = {value}"));
+    }
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// MD5-like fingerprint of a file's bytes, to show it was not touched.
+pub fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
