@@ -16,6 +16,14 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     Ok(device)
 }
 
+/// Checks that libtorch can run on `device` (a GPU it cannot see is an error).
+pub fn check_device(device: Device) -> Result<()> {
+    match device {
+        Device::Cuda(index) => check_cuda(index),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a device name without asking libtorch whether it exists (pure syntax).
 pub fn parse_device_name(spec: &str) -> Result<Device> {
     let s = spec.trim().to_ascii_lowercase();

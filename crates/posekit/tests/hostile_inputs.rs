@@ -16,10 +16,6 @@ fn picture(dir: &Path, name: &str, from: &str) -> std::path::PathBuf {
     path
 }
 
-fn results(dir: &Path) -> Vec<serde_json::Value> {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
-}
-
 #[test]
 fn infer_never_writes_over_its_inputs() {
     let dir = scratch("out-is-in");

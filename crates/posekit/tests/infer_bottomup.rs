@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use posekit::pipelines::infer::{expand_inputs, run_infer, InferModel, InferOptions, ModelSpec};
+use posekit::pipelines::infer::{expand_inputs, run_infer, InferOptions};
 use posekit::pipelines::model::LoadedModel;
+use posekit::PoseEstimator;
 use tch::Device;
 
 fn workdir(name: &str) -> PathBuf {
@@ -75,15 +76,13 @@ fn run_preset(preset: &str, input_size: usize, flip: bool, [w, h]: [u32; 2]) -> 
     let dir = workdir(preset);
     let pic = picture(&dir, w, h);
     let weights = random_weights(preset, &dir);
-    let model = InferModel::load(&ModelSpec {
-        preset: Some(preset.to_string()),
-        weights: Some(weights.clone()),
-        config: None,
-        device: Device::Cpu,
-        flip,
-        input_size: Some(input_size),
-    })
-    .unwrap();
+    let model = PoseEstimator::builder(preset)
+        .weights(&weights)
+        .device(Device::Cpu)
+        .flip(flip)
+        .input_size(input_size)
+        .build()
+        .unwrap();
     assert!(!model.is_top_down());
     let out = dir.join("out");
     let inputs = expand_inputs(std::slice::from_ref(&pic)).unwrap();
@@ -95,6 +94,7 @@ fn run_preset(preset: &str, input_size: usize, flip: bool, [w, h]: [u32; 2]) -> 
             heatmaps: true,
             ..Default::default()
         },
+        &mut |_| {},
     )
     .unwrap();
     assert_eq!(summary.images, 1);
@@ -160,41 +160,30 @@ fn openpose_vgg19_runs_end_to_end() {
 
 #[test]
 fn bottom_up_presets_need_weights_and_a_valid_input_size() {
-    let spec = |preset: &str, weights: Option<PathBuf>, input_size| ModelSpec {
-        preset: Some(preset.to_string()),
-        weights,
-        config: None,
-        device: Device::Cpu,
-        flip: false,
-        input_size,
+    let build = |preset: &str, weights: Option<PathBuf>, input_size: Option<usize>| {
+        let mut b = PoseEstimator::builder(preset).device(Device::Cpu);
+        if let Some(w) = weights {
+            b = b.weights(w);
+        }
+        if let Some(n) = input_size {
+            b = b.input_size(n);
+        }
+        b.build().err().expect("refused")
     };
-    let err = InferModel::load(&spec("higherhrnet-w32", None, None))
-        .err()
-        .unwrap();
-    assert!(format!("{err:#}").contains("needs --weights"), "{err:#}");
-    let err = InferModel::load(&spec("spm-hrnet-w32", Some("/nowhere/w.pth".into()), None))
-        .err()
-        .unwrap();
+    let err = build("higherhrnet-w32", None, None);
+    assert!(matches!(err, posekit::Error::WeightsNeeded { .. }), "{err}");
+    let err = build("spm-hrnet-w32", Some("/nowhere/w.pth".into()), None);
     assert!(format!("{err:#}").contains("/nowhere/w.pth"), "{err:#}");
 
     let dir = workdir("size");
     let weights = random_weights("openpose-vgg19", &dir);
-    let err = InferModel::load(&spec("openpose-vgg19", Some(weights.clone()), Some(60)))
-        .err()
-        .unwrap();
+    let err = build("openpose-vgg19", Some(weights.clone()), Some(60));
     assert!(format!("{err:#}").contains("multiple of 8"), "{err:#}");
     // Weights of another model are refused with the loader's key report.
-    let err = InferModel::load(&spec("spm-hrnet-w32", Some(weights), None))
-        .err()
-        .unwrap();
+    let err = build("spm-hrnet-w32", Some(weights), None);
     assert!(format!("{err:#}").contains("spm-hrnet-w32"), "{err:#}");
-    let err = InferModel::load(&ModelSpec {
-        input_size: Some(128),
-        ..spec("hrnet-w32", Some("/nowhere/w.pth".into()), None)
-    })
-    .err()
-    .unwrap();
-    assert!(format!("{err:#}").contains("--input-size"), "{err:#}");
+    let err = build("hrnet-w32", Some("/nowhere/w.pth".into()), Some(128));
+    assert!(format!("{err:#}").contains("input size"), "{err:#}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

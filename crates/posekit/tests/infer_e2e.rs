@@ -3,48 +3,27 @@
 //! number of people found, a results.json the COCO loader accepts, drawn pictures and videos,
 //! raw outputs, and clear errors for bad inputs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::{path_str, results, scratch, stdout, text_of};
 use posekit_core::formats::coco::{load_keypoint_results, CocoKeypointsGt};
 
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/infer")
+    common::data("infer")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("posekit-infer-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
+/// `posekit ARGS --no-progress`.
 fn posekit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_posekit"))
+    common::posekit_cmd()
         .args(args)
         .arg("--no-progress")
         .stdin(Stdio::null())
         .output()
         .expect("cannot run the posekit binary")
-}
-
-fn text_of(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// results.json as JSON values.
-fn results(out_dir: &Path) -> Vec<serde_json::Value> {
-    let bytes = std::fs::read(out_dir.join("results.json")).unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// People per `file_name`.
@@ -440,7 +419,8 @@ heatmap_size = [8, 16]
     )
     .unwrap();
 
-    let out_dir = out.join("whole");
+    // Without boxes, the people the bundled model finds are the crops, and the run says so.
+    let out_dir = out.join("proposals");
     let run = posekit(&[
         "infer",
         path_str(&image),
@@ -453,10 +433,28 @@ heatmap_size = [8, 16]
     ]);
     assert!(run.status.success(), "{}", text_of(&run));
     assert!(
-        String::from_utf8_lossy(&run.stderr).contains("whole picture"),
+        stdout(&run).contains("openpose-mobilenetv2 found"),
         "{}",
         text_of(&run)
     );
+    assert!(!results(&out_dir).is_empty());
+
+    // `--boxes whole`: the whole picture as one person.
+    let out_dir = out.join("whole");
+    let run = posekit(&[
+        "infer",
+        path_str(&image),
+        "--config",
+        c,
+        "--weights",
+        w,
+        "--boxes",
+        "whole",
+        "--out",
+        path_str(&out_dir),
+    ]);
+    assert!(run.status.success(), "{}", text_of(&run));
+    assert!(stdout(&run).contains("whole picture"), "{}", text_of(&run));
     let res = results(&out_dir);
     assert_eq!(res.len(), 1);
     assert_eq!(
@@ -516,10 +514,9 @@ fn openpose_mobilenet_coco_ap() {
     ) else {
         panic!("set POSEKIT_COCO_GT and POSEKIT_COCO_IMAGES");
     };
-    let weights = posekit::pipelines::infer::model::bundled_openpose_weights().unwrap();
-    let net =
-        posekit_nn::models::openpose_mobilenet::OpenPoseMobileNet::load(&weights, tch::Device::Cpu)
-            .unwrap();
+    let net = posekit::PoseEstimator::builder("openpose-mobilenetv2")
+        .build()
+        .unwrap();
     let out = scratch("coco-ap");
     let stats = posekit::pipelines::bottomup_test::run_bottomup_test(
         &net,

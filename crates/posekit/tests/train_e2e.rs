@@ -82,6 +82,7 @@ workers = 1
         &loaded,
         &TrainOptions {
             resume: false,
+            overwrite: false,
             device: tch::Device::Cpu,
             out_dir: dir.join("out"),
             progress: false,

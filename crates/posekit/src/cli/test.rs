@@ -12,9 +12,9 @@ use anyhow::Context;
 use clap::Args;
 use posekit::pipelines::bottomup_test::{run_bottomup_test, BottomUpPredictor};
 use posekit::pipelines::config::ExperimentConfig;
-use posekit::pipelines::infer::model::{InferModel, ModelSpec};
 use posekit::pipelines::test::{print_report, run_test, test_dataset, GroundTruth, TestOptions};
 use posekit::pipelines::train::checkpoint;
+use posekit::PoseEstimator;
 use posekit_core::codecs::heatmap::Refinement;
 use posekit_nn::device::parse_device;
 
@@ -135,23 +135,21 @@ fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
         );
     };
     let device = parse_device(&args.device)?;
-    let spec = ModelSpec {
-        preset: Some(preset.clone()),
-        weights: args.weights.clone(),
-        config: None,
-        device,
-        flip: !args.no_flip,
-        input_size: None,
-    };
-    let model = InferModel::load(&spec)?;
-    let predictor: &dyn BottomUpPredictor = match &model {
-        InferModel::OpenPose(m) => m.as_ref(),
-        InferModel::BottomUp(m) => m.as_ref(),
-        InferModel::TopDown(_) => anyhow::bail!(
+    let mut builder = PoseEstimator::builder(&preset).device(device);
+    if let Some(w) = &args.weights {
+        builder = builder.weights(w);
+    }
+    if args.no_flip {
+        builder = builder.flip(false);
+    }
+    let estimator = builder.build()?;
+    if estimator.is_top_down() {
+        anyhow::bail!(
             "{preset} is a top-down model: test it with its config (posekit test CONFIG --weights W), \
              which supplies the person boxes"
-        ),
-    };
+        );
+    }
+    let predictor: &dyn BottomUpPredictor = &estimator;
     let out_dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(&preset).join("test"));

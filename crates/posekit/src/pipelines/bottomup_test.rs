@@ -16,7 +16,8 @@ use posekit_core::formats::coco::{
     validate_keypoint_results, write_keypoint_results, CocoKeypointResult, CocoKeypointsGt,
 };
 use posekit_core::pose::Pose;
-use posekit_nn::models::openpose_mobilenet::{cmu18_to_coco17, OpenPoseMobileNet};
+
+use crate::estimator::PoseEstimator;
 
 use super::data::read_rgb_checked;
 
@@ -26,14 +27,18 @@ pub trait BottomUpPredictor {
     fn predict_coco17(&self, image_rgb: &Array3<u8>) -> anyhow::Result<Vec<Pose>>;
 }
 
-impl BottomUpPredictor for OpenPoseMobileNet {
-    /// tf-pose's people (CMU-18) with their tf-pose person score, the neck dropped.
+impl BottomUpPredictor for PoseEstimator {
+    /// The estimator's people, whose layout is COCO-17 for every COCO model (CMU-18 models
+    /// are mapped, their neck dropped), with the reference's person score.
     fn predict_coco17(&self, image_rgb: &Array3<u8>) -> anyhow::Result<Vec<Pose>> {
-        Ok(self
-            .predict(image_rgb.view())?
-            .iter()
-            .map(cmu18_to_coco17)
-            .collect())
+        if self.layout().name != "coco17" {
+            bail!(
+                "{} answers in the {} layout; the COCO test needs COCO-17",
+                self.preset().name,
+                self.layout().name
+            );
+        }
+        Ok(self.estimate(image_rgb, None)?)
     }
 }
 

@@ -32,36 +32,34 @@
 //! listing the failures (a non-zero exit): one bad file in a folder of thousands should not
 //! cost the user the rest, and a script must still notice it.
 
-pub mod bottomup;
 pub mod boxes;
 pub mod inputs;
-pub mod model;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-use ndarray::Array3;
+use ndarray::{Array3, ArrayD};
 use posekit_core::draw::{draw_poses, DrawStyle};
 use posekit_core::formats::coco::{keypoint_results_to_string, CocoKeypointResult};
-use posekit_core::layout::KeypointLayout;
+use posekit_nn::weights::{write_safetensors, DType, RawTensor};
 use serde::Serialize;
 
-pub use boxes::{BoxAssignment, BoxIndex, PersonBox};
+pub use boxes::{BoxAssignment, BoxIndex};
 pub use inputs::{expand_inputs, Input, InputKind};
-pub use model::{InferModel, ModelSpec, Prediction, OPENPOSE_MOBILENET};
 
 use super::data::read_rgb_checked;
 use super::image_io::write_rgb;
 use super::video::{probe, FrameReader, FrameWriter};
+use crate::error::{bail, Error, Result, ResultExt};
+use crate::estimator::{BoxSource, Estimate, PoseEstimator};
 
 /// How a run writes its outputs.
 #[derive(Debug, Clone, Default)]
 pub struct InferOptions {
     pub out_dir: PathBuf,
-    /// Person boxes for top-down models, by input (see [`BoxIndex::assign`]); `None` takes
-    /// each whole picture as one person.
+    /// Person boxes for top-down models, by input (see [`BoxIndex::assign`]); `None` leaves
+    /// them to the estimator's proposals.
     pub boxes: Option<BoxAssignment>,
     /// COCO image ids by file name (from `--gt`).
     pub image_ids: Option<HashMap<String, i64>>,
@@ -69,8 +67,6 @@ pub struct InferOptions {
     pub heatmaps: bool,
     /// Keypoints at or below this score are not drawn; `None` is the model's default.
     pub min_score: Option<f32>,
-    /// Show a progress bar (on several pictures or a video).
-    pub progress: bool,
 }
 
 /// One line of `results.json`: a COCO keypoint result, plus the frame of a video.
@@ -92,46 +88,65 @@ pub struct InferSummary {
     pub failures: Vec<String>,
     pub results_path: PathBuf,
     pub records: Vec<InferRecord>,
+    /// Top-down models: how many pictures and frames used each kind of person box.
+    pub box_sources: Vec<(BoxSource, usize)>,
 }
 
-/// Runs `model` on `inputs` and writes everything to `opts.out_dir`.
+/// What a run reports as it goes, for the caller to show (the CLI prints lines and a progress
+/// bar; a library user may ignore them).
+#[derive(Debug)]
+pub enum InferEvent<'a> {
+    /// The run starts: pictures plus video frames (0 when ffprobe could not count them).
+    Started { total: u64 },
+    /// A picture was done.
+    Picture {
+        input: &'a Input,
+        people: usize,
+        drawing: &'a Path,
+    },
+    /// A video frame was done.
+    Frame { input: &'a Input, frame: u64 },
+    /// A video was done.
+    Video {
+        input: &'a Input,
+        frames: u64,
+        people: usize,
+        drawing: &'a Path,
+    },
+    /// An input could not be processed and was skipped (`message` names it).
+    Skipped { input: &'a Input, message: String },
+}
+
+/// Runs `estimator` on `inputs` and writes everything to `opts.out_dir`, reporting progress
+/// to `on_event`.
 ///
-/// Errors only for what stops the whole run (the output folder, results.json); a bad input is
-/// recorded in [`InferSummary::failures`] instead, see the module documentation.
+/// Errors only for what stops the whole run (the output folder, results.json, a model that
+/// cannot run); a bad input is recorded in [`InferSummary::failures`] instead, see the module
+/// documentation.
 pub fn run_infer(
-    model: &InferModel,
+    estimator: &PoseEstimator,
     inputs: &[Input],
     opts: &InferOptions,
-) -> anyhow::Result<InferSummary> {
+    on_event: &mut dyn FnMut(InferEvent),
+) -> Result<InferSummary> {
     let plans = plan_outputs(inputs, &opts.out_dir, opts.heatmaps)?;
-    std::fs::create_dir_all(&opts.out_dir).with_context(|| {
-        format!(
-            "{}: cannot create the output folder",
-            opts.out_dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| Error::io(&opts.out_dir, "cannot create the output folder", e))?;
     let results_path = opts.out_dir.join(RESULTS);
     remove_stale(&results_path)?;
     let stream = ResultStream::create(&opts.out_dir.join(RESULTS_STREAM))?;
-    let layout = model.layout()?;
     let style = DrawStyle {
-        min_score: opts.min_score.unwrap_or(model.default_min_score()),
+        min_score: opts.min_score.unwrap_or(estimator.default_min_score()),
         ..DrawStyle::default()
     };
-    let mut run = Run::new(model, &layout, style, opts, stream);
-    if model.is_top_down() && opts.boxes.is_none() {
-        eprintln!(
-            "note: no --boxes given, so this top-down model takes each whole picture (and video \
-             frame) as one person"
-        );
-    }
-    if model.is_top_down()
-        && opts.boxes.is_some()
-        && inputs.iter().any(|i| i.kind == InputKind::Video)
-    {
-        eprintln!("note: --boxes applies to pictures; each video frame is taken as one person");
-    }
-
+    let mut run = Run {
+        estimator,
+        style,
+        opts,
+        stream,
+        next_id: first_free_id(opts),
+        summary: InferSummary::default(),
+    };
     let total: u64 = inputs
         .iter()
         .map(|i| match i.kind {
@@ -139,55 +154,76 @@ pub fn run_infer(
             InputKind::Video => probe(&i.path).ok().and_then(|v| v.frames).unwrap_or(0),
         })
         .sum();
-    let long = inputs.len() > 1 || inputs.iter().any(|i| i.kind == InputKind::Video);
-    let bar = progress_bar(opts.progress && long, total);
-    run.bar = bar.clone();
-    let verbose = inputs.len() <= 20;
+    on_event(InferEvent::Started { total });
     for (index, (input, plan)) in inputs.iter().zip(&plans).enumerate() {
         let outcome = match input.kind {
-            InputKind::Image => run.image(index, input, plan, verbose),
-            InputKind::Video => run.video(input, plan),
+            InputKind::Image => run.image(index, input, plan, on_event),
+            InputKind::Video => run.video(input, plan, on_event),
         };
         match outcome {
             Ok(()) => {}
             Err(Failure::Input(err)) => {
-                let line = format!("{err:#}");
-                bar.suspend(|| eprintln!("warning: skipped {}: {line}", input.path.display()));
+                let line = format!("{}", ErrorChain(&err));
                 // A decoder's message already names the file.
                 let named = if line.contains(&*input.path.to_string_lossy()) {
                     line
                 } else {
                     format!("{}: {line}", input.path.display())
                 };
+                on_event(InferEvent::Skipped {
+                    input,
+                    message: named.clone(),
+                });
                 run.summary.failures.push(named);
             }
             Err(Failure::Fatal(err)) => {
                 // What was done so far is kept; the error is not about this input alone (a
                 // model that does not fit its config, a full disk), so going on would only
                 // repeat it for every input.
-                bar.finish_and_clear();
                 write_results(&results_path, &run.summary.records)?;
-                return Err(err.context(format!("while processing {}", input.path.display())));
+                return Err(err)
+                    .with_context(|| format!("while processing {}", input.path.display()));
             }
         }
     }
-    bar.finish_and_clear();
-
     write_results(&results_path, &run.summary.records)?;
     run.summary.results_path = results_path;
     Ok(run.summary)
 }
 
+/// Running image ids start after the ground truth's, so that they never collide with its ids.
+fn first_free_id(opts: &InferOptions) -> i64 {
+    opts.image_ids
+        .as_ref()
+        .and_then(|m| m.values().max().map(|m| m + 1))
+        .unwrap_or(0)
+}
+
+/// An error with its causes on one line (`a: b: c`).
+struct ErrorChain<'a>(&'a Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = std::error::Error::source(self.0);
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// Why an input could not be processed: its own fault (unreadable picture or video: skipped,
 /// the run goes on) or not (the model, the output folder: the run stops).
 enum Failure {
-    Input(anyhow::Error),
-    Fatal(anyhow::Error),
+    Input(Error),
+    Fatal(Error),
 }
 
 /// Any other error met while processing an input is fatal; input errors are marked where the
 /// input is read.
-impl<E: Into<anyhow::Error>> From<E> for Failure {
+impl<E: Into<Error>> From<E> for Failure {
     fn from(err: E) -> Self {
         Failure::Fatal(err.into())
     }
@@ -195,141 +231,109 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 /// The state of one run: the next image id, the results.
 struct Run<'a> {
-    model: &'a InferModel,
-    layout: &'a KeypointLayout,
+    estimator: &'a PoseEstimator,
     style: DrawStyle,
     opts: &'a InferOptions,
     stream: ResultStream,
     next_id: i64,
-    bar: indicatif::ProgressBar,
     summary: InferSummary,
 }
 
-impl<'a> Run<'a> {
-    fn new(
-        model: &'a InferModel,
-        layout: &'a KeypointLayout,
-        style: DrawStyle,
-        opts: &'a InferOptions,
-        stream: ResultStream,
-    ) -> Self {
-        // Running ids start after the ground truth's so that they never collide with its ids.
-        let next_id = opts
-            .image_ids
-            .as_ref()
-            .and_then(|m| m.values().max().map(|m| m + 1))
-            .unwrap_or(0);
-        Run {
-            model,
-            layout,
-            style,
-            opts,
-            stream,
-            next_id,
-            bar: indicatif::ProgressBar::hidden(),
-            summary: InferSummary::default(),
-        }
-    }
-
+impl Run<'_> {
     fn image(
         &mut self,
         index: usize,
         input: &Input,
         plan: &OutputPlan,
-        verbose: bool,
+        on_event: &mut dyn FnMut(InferEvent),
     ) -> Result<(), Failure> {
         let image = read_rgb_checked(&input.path).map_err(|e| Failure::Input(e.into()))?;
-        let (h, w, _) = image.dim();
-        let boxes = match &self.opts.boxes {
-            Some(assigned) => assigned.for_input(index).to_vec(),
-            None => vec![PersonBox {
-                bbox: [0.0, 0.0, w as f64, h as f64],
-                score: 1.0,
-            }],
+        let boxes = match (&self.opts.boxes, self.estimator.is_top_down()) {
+            (Some(assigned), true) => Some(assigned.for_input(index)),
+            _ => None,
         };
-        let pred = self.model.predict(&image, &boxes, self.opts.heatmaps)?;
+        let estimate = self
+            .estimator
+            .estimate_detailed(&image, boxes, self.opts.heatmaps)?;
         create_parent(&plan.drawing)?;
-        write_rgb(&plan.drawing, &self.drawn(&image, &pred))?;
+        write_rgb(&plan.drawing, &self.drawn(&image, &estimate))?;
         if let Some(maps) = &plan.maps {
-            model::write_maps(maps, &pred.maps)?;
+            write_maps(maps, &estimate.maps)?;
         }
         let image_id = self.image_id(&input.file_name());
-        self.push_results(&input.name, image_id, None, &pred)?;
+        self.push_results(&input.name, image_id, None, &estimate)?;
         self.summary.images += 1;
-        self.bar.inc(1);
-        if verbose {
-            let n = pred.poses.len();
-            self.bar.suspend(|| {
-                println!(
-                    "{}: {n} {} -> {}",
-                    input.path.display(),
-                    if n == 1 { "person" } else { "people" },
-                    plan.drawing.display()
-                )
-            });
-        }
+        on_event(InferEvent::Picture {
+            input,
+            people: estimate.poses.len(),
+            drawing: &plan.drawing,
+        });
         Ok(())
     }
 
-    fn video(&mut self, input: &Input, plan: &OutputPlan) -> Result<(), Failure> {
+    fn video(
+        &mut self,
+        input: &Input,
+        plan: &OutputPlan,
+        on_event: &mut dyn FnMut(InferEvent),
+    ) -> Result<(), Failure> {
         let mut reader = FrameReader::open(&input.path).map_err(|e| Failure::Input(e.into()))?;
         let info = reader.info();
         let out_path = &plan.drawing;
         if let Some(maps_dir) = &plan.maps {
             std::fs::create_dir_all(maps_dir)
-                .with_context(|| format!("{}: cannot create", maps_dir.display()))?;
+                .map_err(|e| Error::io(maps_dir, "cannot create", e))?;
         }
         create_parent(out_path)?;
         let mut writer = FrameWriter::create(out_path, info.width, info.height, info.fps)?;
-        let name = input.name.clone();
-        let whole = [PersonBox {
-            bbox: [0.0, 0.0, info.width as f64, info.height as f64],
-            score: 1.0,
-        }];
         let mut frame_index = 0u64;
         let mut people = 0usize;
         while let Some(frame) = reader.next_frame().map_err(|e| Failure::Input(e.into()))? {
-            let pred = self.model.predict(&frame, &whole, self.opts.heatmaps)?;
-            writer.write_frame(&self.drawn(&frame, &pred))?;
+            let estimate = self
+                .estimator
+                .estimate_detailed(&frame, None, self.opts.heatmaps)?;
+            writer.write_frame(&self.drawn(&frame, &estimate))?;
             if let Some(maps_dir) = &plan.maps {
-                model::write_maps(
+                write_maps(
                     &maps_dir.join(format!("frame_{frame_index:06}.safetensors")),
-                    &pred.maps,
+                    &estimate.maps,
                 )?;
             }
             let image_id = self.next_id;
             self.next_id += 1;
-            people += pred.poses.len();
-            self.push_results(&name, image_id, Some(frame_index), &pred)?;
-            frame_index += 1;
+            people += estimate.poses.len();
+            self.push_results(&input.name, image_id, Some(frame_index), &estimate)?;
             self.summary.frames += 1;
-            self.bar.inc(1);
+            on_event(InferEvent::Frame {
+                input,
+                frame: frame_index,
+            });
+            frame_index += 1;
         }
         if frame_index == 0 {
             let _ = writer.finish();
             let _ = std::fs::remove_file(out_path);
-            return Err(Failure::Input(anyhow::anyhow!(
+            return Err(Failure::Input(Error::Invalid(format!(
                 "{}: the video has no frame that ffmpeg could decode",
                 input.path.display()
-            )));
+            ))));
         }
         writer.finish()?;
-        self.bar.suspend(|| {
-            println!(
-                "{}: {frame_index} frames, {people} people in all -> {}",
-                input.path.display(),
-                out_path.display()
-            )
+        on_event(InferEvent::Video {
+            input,
+            frames: frame_index,
+            people,
+            drawing: out_path,
         });
         Ok(())
     }
 
-    fn drawn(&self, image: &Array3<u8>, pred: &Prediction) -> Array3<u8> {
+    fn drawn(&self, image: &Array3<u8>, estimate: &Estimate) -> Array3<u8> {
         let mut canvas = image.clone();
         draw_poses(
             &mut canvas.view_mut(),
-            &pred.poses,
-            self.layout,
+            &estimate.poses,
+            self.estimator.layout(),
             &self.style,
         );
         canvas
@@ -341,12 +345,22 @@ impl<'a> Run<'a> {
         file_name: &str,
         image_id: i64,
         frame: Option<u64>,
-        pred: &Prediction,
-    ) -> anyhow::Result<()> {
+        estimate: &Estimate,
+    ) -> Result<()> {
+        if let Some(source) = estimate.box_source {
+            match self
+                .summary
+                .box_sources
+                .iter_mut()
+                .find(|(s, _)| *s == source)
+            {
+                Some((_, n)) => *n += 1,
+                None => self.summary.box_sources.push((source, 1)),
+            }
+        }
         let first = self.summary.records.len();
-        for (pose, bbox) in pred.poses.iter().zip(&pred.boxes) {
-            let mut result =
-                CocoKeypointResult::from_pose(image_id, 1, &self.model.result_pose(pose));
+        for (pose, bbox) in estimate.poses.iter().zip(&estimate.boxes) {
+            let mut result = CocoKeypointResult::from_pose(image_id, 1, pose);
             result.file_name = Some(file_name.to_string());
             result.bbox = Some(bbox.iter().map(|v| (v * 100.0).round() / 100.0).collect());
             self.summary.records.push(InferRecord { result, frame });
@@ -395,11 +409,7 @@ pub struct OutputPlan {
 /// `out_dir` (a video's with `.mp4`), made unique where two videos would share one
 /// (`clip.avi`, `clip.mp4`). Refuses a plan that would write over one of the inputs (an output
 /// folder that is the input folder), naming both: the user's pictures are never replaced.
-pub fn plan_outputs(
-    inputs: &[Input],
-    out_dir: &Path,
-    heatmaps: bool,
-) -> anyhow::Result<Vec<OutputPlan>> {
+pub fn plan_outputs(inputs: &[Input], out_dir: &Path, heatmaps: bool) -> Result<Vec<OutputPlan>> {
     let mut taken: HashSet<PathBuf> = [RESULTS, RESULTS_STREAM]
         .iter()
         .map(|name| out_dir.join(name))
@@ -460,21 +470,22 @@ pub fn plan_outputs(
 
 /// Removes an earlier run's `results.json`, which would otherwise sit beside this run's
 /// pictures if this run were stopped before writing its own.
-fn remove_stale(path: &Path) -> anyhow::Result<()> {
+fn remove_stale(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(anyhow::anyhow!(
-            "{}: cannot remove the earlier run's results: {e}",
-            path.display()
+        Err(e) => Err(Error::io(
+            path,
+            "cannot remove the earlier run's results",
+            e,
         )),
     }
 }
 
-fn create_parent(path: &Path) -> anyhow::Result<()> {
+fn create_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
-            .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
+            .map_err(|e| Error::io(parent, "cannot create the folder", e))?;
     }
     Ok(())
 }
@@ -505,16 +516,15 @@ struct ResultStream {
 }
 
 impl ResultStream {
-    fn create(path: &Path) -> anyhow::Result<Self> {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("{}: cannot create", path.display()))?;
+    fn create(path: &Path) -> Result<Self> {
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
         Ok(ResultStream {
             path: path.to_path_buf(),
             file: std::io::BufWriter::new(file),
         })
     }
 
-    fn write(&mut self, line: &StreamLine) -> anyhow::Result<()> {
+    fn write(&mut self, line: &StreamLine) -> Result<()> {
         for person in &line.people {
             if !person
                 .keypoints
@@ -530,36 +540,35 @@ impl ResultStream {
             }
         }
         serde_json::to_writer(&mut self.file, line)
-            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+            .map_err(|e| Error::io(&self.path, "cannot write", e.into()))?;
         self.file
             .write_all(b"\n")
             .and_then(|()| self.file.flush())
-            .with_context(|| format!("{}: cannot write", self.path.display()))
+            .map_err(|e| Error::io(&self.path, "cannot write", e))
     }
 }
 
 /// Writes the records (checked for NaN and infinity, which JSON cannot spell) through a
 /// temporary file, so an interrupted run never leaves a half-written results.json.
-fn write_results(path: &Path, records: &[InferRecord]) -> anyhow::Result<()> {
+fn write_results(path: &Path, records: &[InferRecord]) -> Result<()> {
     let plain: Vec<CocoKeypointResult> = records.iter().map(|r| r.result.clone()).collect();
     keypoint_results_to_string(path, &plain)?;
     let text = serde_json::to_string(records)
-        .with_context(|| format!("{}: cannot serialise", path.display()))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+        .map_err(|e| Error::io(path, "cannot serialise", e.into()))?;
+    crate::files::write_atomic(path, text.as_bytes())
 }
 
-fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    let style =
-        indicatif::ProgressStyle::with_template("infer [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> ");
-    bar.set_style(style);
-    bar
+/// `maps` as a safetensors file (f32, the arrays' shapes), for `--heatmaps`.
+pub fn write_maps(path: &Path, maps: &[(String, ArrayD<f32>)]) -> Result<()> {
+    let tensors = maps
+        .iter()
+        .map(|(name, a)| {
+            let data: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+            RawTensor::new(DType::F32, a.shape().to_vec(), data)
+                .map(|t| (name.clone(), t))
+                .map_err(|e| Error::Invalid(format!("{}: {name}: {e}", path.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    write_safetensors(path, tensors.iter().map(|(n, t)| (n.as_str(), t)))?;
+    Ok(())
 }

@@ -50,7 +50,7 @@ pub fn stderr(o: &Output) -> String {
 
 /// Everything the command printed, for assertion messages.
 pub fn text_of(o: &Output) -> String {
-    format!("{}{}", stdout(o), stderr(o))
+    format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
 }
 
 pub fn path_str(p: &Path) -> &str {
@@ -90,7 +90,14 @@ pub fn tiny_hrnet_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
     path
 }
 
-/// MD5-like fingerprint of a file's bytes, to show it was not touched.
+/// `DIR/results.json` as JSON values.
+pub fn results(out_dir: &Path) -> Vec<serde_json::Value> {
+    let bytes = std::fs::read(out_dir.join("results.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}", out_dir.join("results.json").display()));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A file's bytes, to show it was not touched.
 pub fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

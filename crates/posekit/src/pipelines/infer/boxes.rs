@@ -35,12 +35,7 @@ pub const MAX_COORDINATE: f64 = 1e7;
 /// person in that picture (and `1e308` would overflow the crop's scale padding).
 pub const MAX_BOX_TO_PICTURE: f64 = 10.0;
 
-/// One person box in image pixels, `[x, y, w, h]`, with its detector score.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PersonBox {
-    pub bbox: [f64; 4],
-    pub score: f32,
-}
+pub use crate::estimator::PersonBox;
 
 #[derive(Debug, Deserialize)]
 struct BoxEntry {

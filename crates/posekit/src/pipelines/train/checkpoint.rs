@@ -20,7 +20,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use posekit_nn::optim::Adam;
@@ -126,39 +125,14 @@ pub fn save(
     write_atomically(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
+/// Writes `bytes` to `path` through a synced temporary file and a rename
+/// ([`crate::files::write_atomic`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let io = |message: &str, source| CheckpointError::Io {
+    crate::files::write_atomic_steps(path, bytes).map_err(|(message, source)| CheckpointError::Io {
         path: path.to_path_buf(),
         message: message.into(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&tmp).map_err(|e| io("cannot create a temporary file", e))?;
-        file.write_all(bytes).map_err(|e| io("cannot write", e))?;
-        file.sync_all().map_err(|e| io("cannot flush to disk", e))?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-            .map_err(|e| io("cannot rename the temporary file into place", e))?;
-        // The rename is only durable once the folder entry is.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 /// Reads and verifies a checkpoint.

@@ -8,13 +8,13 @@
 //! people undistorted, and it is exactly invertible. Every joint's score is its person's root
 //! peak value, SPM's only confidence, which is also the person score.
 
-use anyhow::{bail, Context};
+use crate::error::{bail, Result, ResultExt};
 use ndarray::{Array3, Axis};
 use posekit_core::codecs::spm::SpmConfig;
 use posekit_core::geometry::affine::Affine2;
 use posekit_core::geometry::warp::warp_affine;
 
-use super::{imagenet_chw, output, to_chw, BottomUpNet, BottomUpOutput};
+use super::{imagenet_chw, output, to_chw, BottomUpEngine, BottomUpOutput};
 
 /// The picture scaled by `scale` and moved by `offset` into a `side` x `side` square.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,7 +25,7 @@ pub struct Letterbox {
 }
 
 impl Letterbox {
-    pub fn new(width: usize, height: usize, side: usize) -> anyhow::Result<Self> {
+    pub fn new(width: usize, height: usize, side: usize) -> Result<Self> {
         if width == 0 || height == 0 || side == 0 {
             bail!("cannot letterbox a {width}x{height} picture into {side}x{side}");
         }
@@ -50,21 +50,21 @@ impl Letterbox {
     }
 
     /// Network input -> picture.
-    pub fn to_image(&self) -> anyhow::Result<Affine2> {
+    pub fn to_image(&self) -> Result<Affine2> {
         Ok(self.to_input().inverse()?)
     }
 
     /// Heatmap pixels (`stride` input pixels each) -> picture.
-    pub fn heatmap_to_image(&self, stride: f64) -> anyhow::Result<Affine2> {
+    pub fn heatmap_to_image(&self, stride: f64) -> Result<Affine2> {
         Ok(Affine2::scaling(stride, stride).then(&self.to_image()?))
     }
 }
 
 pub(super) fn predict(
-    net: &BottomUpNet,
+    net: &BottomUpEngine,
     image: &Array3<u8>,
     keep_maps: bool,
-) -> anyhow::Result<BottomUpOutput> {
+) -> Result<BottomUpOutput> {
     let (h, w, _) = image.dim();
     let side = net.input_size;
     let letterbox = Letterbox::new(w, h, side)?;
@@ -74,14 +74,14 @@ pub(super) fn predict(
     let root = to_chw(output(&outputs, "root")?, "root heatmap")?;
     let displacements = to_chw(output(&outputs, "displacements")?, "displacements")?;
     let (rc, mh, mw) = root.dim();
-    if rc != 1 || displacements.dim() != (2 * net.coco.keypoints.len(), mh, mw) {
+    if rc != 1 || displacements.dim() != (2 * net.layout.keypoints.len(), mh, mw) {
         bail!(
             "SPM gave a root heatmap {:?} and displacements {:?}; expected [1, h, w] and [34, h, w]",
             root.shape(),
             displacements.shape()
         );
     }
-    let config = SpmConfig::hierarchical([mw, mh], &net.coco);
+    let config = SpmConfig::hierarchical([mw, mh], &net.layout);
     let mut poses = config
         .decode(root.index_axis(Axis(0), 0), displacements.view())
         .context("decoding SPM's people")?;

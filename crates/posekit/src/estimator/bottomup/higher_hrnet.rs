@@ -15,7 +15,7 @@
 //!    `get_final_preds`: the inverse of the step-1 transform. The person score is the parser's
 //!    (mean joint score), as the official COCO results carry it.
 
-use anyhow::{bail, Context};
+use crate::error::{bail, Result, ResultExt};
 use ndarray::{Array3, Array4, ArrayView3, Axis};
 use posekit_core::codecs::associative_embedding::AeGroupingConfig;
 use posekit_core::geometry::affine::{get_affine_transform, Affine2};
@@ -23,7 +23,7 @@ use posekit_core::geometry::resize::resize_bilinear_chw;
 use posekit_core::geometry::warp::warp_affine;
 use tch::Tensor;
 
-use super::{imagenet_chw, to_chw, BottomUpNet, BottomUpOutput};
+use super::{imagenet_chw, to_chw, BottomUpEngine, BottomUpOutput};
 
 /// The long side of the network input may be at most this many times the short side.
 const MAX_SIDE_FACTOR: usize = 16;
@@ -39,7 +39,7 @@ pub struct ResizeAlign {
 }
 
 impl ResizeAlign {
-    pub fn new(width: usize, height: usize, input_size: usize) -> anyhow::Result<Self> {
+    pub fn new(width: usize, height: usize, input_size: usize) -> Result<Self> {
         if width == 0 || height == 0 || input_size == 0 {
             bail!("cannot resize a {width}x{height} picture to input size {input_size}");
         }
@@ -75,16 +75,16 @@ impl ResizeAlign {
     }
 
     /// Picture -> network input.
-    pub fn to_input(&self) -> anyhow::Result<Affine2> {
+    pub fn to_input(&self) -> Result<Affine2> {
         self.transform(false)
     }
 
     /// Network input (and the maps projected to it) -> picture: `get_final_preds`.
-    pub fn to_image(&self) -> anyhow::Result<Affine2> {
+    pub fn to_image(&self) -> Result<Affine2> {
         self.transform(true)
     }
 
-    fn transform(&self, inv: bool) -> anyhow::Result<Affine2> {
+    fn transform(&self, inv: bool) -> Result<Affine2> {
         let out = [self.size[0] as f64, self.size[1] as f64];
         Ok(get_affine_transform(
             self.center,
@@ -98,10 +98,10 @@ impl ResizeAlign {
 }
 
 pub(super) fn predict(
-    net: &BottomUpNet,
+    net: &BottomUpEngine,
     image: &Array3<u8>,
     keep_maps: bool,
-) -> anyhow::Result<BottomUpOutput> {
+) -> Result<BottomUpOutput> {
     let (h, w, _) = image.dim();
     let resize = ResizeAlign::new(w, h, net.input_size)?;
     let [in_w, in_h] = resize.size;
@@ -112,7 +112,7 @@ pub(super) fn predict(
     let mut passes = vec![aggregate_heads(&net.forward(&chw)?, in_w, in_h)?];
     if net.flip {
         let (mut heatmaps, mut tags) = aggregate_heads(&net.forward_flipped(&chw)?, in_w, in_h)?;
-        let flip_index = net.coco.flip_index();
+        let flip_index = net.layout.flip_index();
         heatmaps = swap_joints(heatmaps.view(), &flip_index)?;
         tags = swap_joints(tags.view(), &flip_index)?;
         passes.push((heatmaps, tags));
@@ -150,18 +150,18 @@ fn aggregate_heads(
     outputs: &[(String, Tensor)],
     in_w: usize,
     in_h: usize,
-) -> anyhow::Result<(Array3<f32>, Array3<f32>)> {
+) -> Result<(Array3<f32>, Array3<f32>)> {
     let heads: Vec<(&str, Array3<f32>)> = outputs
         .iter()
         .filter(|(n, _)| n.starts_with("heatmaps") || n.starts_with("tags"))
         .map(|(n, t)| Ok((n.as_str(), to_chw(t, n)?)))
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<Result<_>>()?;
     // The last output is the finest: the size every head is brought to.
     let Some((_, finest)) = heads.iter().rev().find(|(n, _)| n.starts_with("heatmaps")) else {
         bail!("HigherHRNet gave no heatmaps");
     };
     let (_, fh, fw) = finest.dim();
-    let at_finest = |a: &Array3<f32>| -> anyhow::Result<Array3<f32>> {
+    let at_finest = |a: &Array3<f32>| -> Result<Array3<f32>> {
         let (_, h, w) = a.dim();
         if (h, w) == (fh, fw) {
             Ok(a.clone())
@@ -195,7 +195,7 @@ fn aggregate_heads(
 
 /// Channels reordered by the flip index (left <-> right), as `output[:, flip_index]`; a
 /// single shared tag map (`TAG_PER_JOINT: False`) is kept as it is.
-fn swap_joints(maps: ArrayView3<f32>, flip_index: &[usize]) -> anyhow::Result<Array3<f32>> {
+fn swap_joints(maps: ArrayView3<f32>, flip_index: &[usize]) -> Result<Array3<f32>> {
     let k = maps.dim().0;
     if k == 1 {
         return Ok(maps.to_owned());

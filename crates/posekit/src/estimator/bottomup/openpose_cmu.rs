@@ -9,13 +9,12 @@
 //! `resize_bilinear_chw`; the maps are smoothed by a sigma-3 Gaussian before peak finding, so
 //! the interpolation barely moves a peak).
 
-use anyhow::{bail, Context};
+use crate::error::{bail, Result, ResultExt};
 use ndarray::{s, Array3};
 use posekit_core::codecs::paf::{decode, PafDecodeParams, PafLimbs};
 use posekit_core::geometry::resize::{resize_bilinear_chw, resize_cubic_opencv};
-use posekit_core::layout::KeypointLayout;
 
-use super::{output, to_chw, BottomUpNet, BottomUpOutput};
+use super::{output, to_chw, BottomUpEngine, BottomUpOutput};
 
 /// CMU's `boxsize`: the height the picture is scaled to.
 pub const BOX_SIZE: usize = 368;
@@ -35,7 +34,7 @@ pub struct CmuResize {
 }
 
 impl CmuResize {
-    pub fn new(width: usize, height: usize, box_size: usize) -> anyhow::Result<Self> {
+    pub fn new(width: usize, height: usize, box_size: usize) -> Result<Self> {
         if width == 0 || height == 0 || box_size == 0 {
             bail!("cannot resize a {width}x{height} picture to height {box_size}");
         }
@@ -50,17 +49,6 @@ impl CmuResize {
             padded: [pad(scaled[0]), pad(scaled[1])],
         })
     }
-}
-
-/// CMU-18 without its two shoulder-ear limbs, which are PAF channels for grouping, not bones
-/// (drawn, they cross the face).
-pub fn drawing_layout() -> anyhow::Result<KeypointLayout> {
-    let mut layout =
-        KeypointLayout::builtin("cmu18").context("the built-in cmu18 layout is missing")?;
-    layout
-        .skeleton
-        .retain(|&pair| pair != [2, 16] && pair != [5, 17]);
-    Ok(layout)
 }
 
 /// `[3, H, W]` network input: the resized RGB picture in BGR order, `v / 256 - 0.5`, padded.
@@ -82,7 +70,7 @@ fn maps_to_image(
     resize: &CmuResize,
     width: usize,
     height: usize,
-) -> anyhow::Result<Array3<f32>> {
+) -> Result<Array3<f32>> {
     let [pw, ph] = resize.padded;
     let [sw, sh] = resize.scaled;
     let up = resize_bilinear_chw(maps.view(), pw, ph, false)?;
@@ -91,10 +79,10 @@ fn maps_to_image(
 }
 
 pub(super) fn predict(
-    net: &BottomUpNet,
+    net: &BottomUpEngine,
     image: &Array3<u8>,
     keep_maps: bool,
-) -> anyhow::Result<BottomUpOutput> {
+) -> Result<BottomUpOutput> {
     let (h, w, _) = image.dim();
     let resize = CmuResize::new(w, h, net.input_size)?;
     let resized = resize_cubic_opencv(image.view(), resize.scaled[0], resize.scaled[1])
