@@ -39,22 +39,36 @@ def main():
     ap.add_argument('--width', type=int, default=192)
     ap.add_argument('--warmup', type=int, default=3)
     ap.add_argument('--iters', type=int, default=10)
+    ap.add_argument('--device', default='cpu', help='cpu or cuda')
+    ap.add_argument('--bf16', action='store_true', help='weights and input in bfloat16')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = PoseHRNet().eval()
+    device = torch.device(args.device)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    model = PoseHRNet().eval().to(device=device, dtype=dtype)
     params = sum(p.numel() for p in model.parameters())
-    x = torch.randn(args.batch, 3, args.height, args.width)
+    x = torch.randn(args.batch, 3, args.height, args.width, device=device, dtype=dtype)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
     times = []
     with torch.no_grad():
         for _ in range(args.warmup):
             model(x)
+        sync()
         for _ in range(args.iters):
             t0 = time.perf_counter()
             model(x)
+            sync()
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     print(f'pytorch {torch.__version__} eager hrnet-w32 ({params:,} params) batch {args.batch} '
-          f'input {args.height}x{args.width} threads {torch.get_num_threads()}: median {med * 1e3:.2f} ms/batch, '
+          f'input {args.height}x{args.width} {"bf16" if args.bf16 else "fp32"} on {device} '
+          f'threads {torch.get_num_threads()}: median {med * 1e3:.2f} ms/batch, '
           f'mean {statistics.mean(times) * 1e3:.2f} ms/batch, {args.batch / med:.1f} images/s')
 
 

@@ -25,7 +25,7 @@
 //! and evaluate alike.
 
 pub mod bottomup;
-mod proposals;
+pub mod proposals;
 pub mod topdown;
 mod weights;
 
@@ -516,7 +516,7 @@ impl PoseEstimatorBuilder {
             LoadedModel::new(preset.name, self.device).map_err(|e| invalid!("{e:#}"))?;
         match &self.weights {
             Some(path) => weights::load(&mut model, path)?,
-            None if preset.name == BUNDLED_PRESET => weights::load_bundled(&mut model)?,
+            None if preset.bundled_weights().is_some() => weights::load_bundled(&mut model)?,
             None => {
                 return Err(Error::WeightsNeeded {
                     preset: preset.name.to_string(),

@@ -22,6 +22,11 @@ const MIN_JOINTS: usize = 3;
 /// 1: the bundled model's person scores are sums of joint and limb scores, not probabilities,
 /// and the top-down model's rescoring (joint confidence) then ranks the people.
 pub fn boxes_of(people: &[Pose], width: usize, height: usize) -> Vec<PersonBox> {
+    boxes_with_margin(people, width, height, PROPOSAL_MARGIN)
+}
+
+/// [`boxes_of`] with another margin (for measuring which margin to ship).
+pub fn boxes_with_margin(people: &[Pose], width: usize, height: usize, margin: f64) -> Vec<PersonBox> {
     let (w, h) = (width as f64, height as f64);
     people
         .iter()
@@ -29,7 +34,7 @@ pub fn boxes_of(people: &[Pose], width: usize, height: usize) -> Vec<PersonBox> 
         .filter_map(|p| p.bounds(0.0))
         .filter_map(|[x0, y0, x1, y1]| {
             let (x0, y0, x1, y1) = (x0 as f64, y0 as f64, x1 as f64, y1 as f64);
-            let (mx, my) = ((x1 - x0) * PROPOSAL_MARGIN, (y1 - y0) * PROPOSAL_MARGIN);
+            let (mx, my) = ((x1 - x0) * margin, (y1 - y0) * margin);
             let left = (x0 - mx).max(0.0);
             let top = (y0 - my).max(0.0);
             let right = (x1 + mx).min(w);
