@@ -14,10 +14,11 @@
 //!    makes runs of the gaps: every crossing toggles the value, two at the same place cancel.
 //!
 //! Step 2 is done here without visiting every point of the walk: along an edge the walk's x is
-//! monotone, so only the steps where x changes inside the image's columns are looked at (found
-//! by galloping search). The crossings, their order-independent sort and the runs are the C
-//! code's, so the counts are identical; a polygon with vertices far outside the image costs
-//! what its part inside costs, where the C walk would visit millions of points.
+//! monotone, so for each pixel-centre column the edge spans only the one step where x passes
+//! it is looked at (found directly or by galloping search). The crossings, their
+//! order-independent sort and the runs are the C code's, so the counts are identical; a
+//! polygon costs one step per column its edges cross in the image, where the C walk visits 5
+//! points per pixel of boundary, millions for vertices far outside the image.
 
 use super::rle::{pixel_count, Rle};
 use super::MaskError;
@@ -171,12 +172,6 @@ struct Grid {
 }
 
 impl Grid {
-    /// The smallest and largest walk x that a kept crossing's `xd` can come from: pixel
-    /// centres `x = 5 c + 2` for columns `c` in `0..w`.
-    fn x_range(&self) -> (i64, i64) {
-        (2, 5 * self.w as i64 - 3)
-    }
-
     /// Step 3 for one pair of consecutive walk points, in walk order: the column-major
     /// position of the crossing, if any.
     fn crossing(&self, prev: Point, cur: Point) -> Option<u64> {
@@ -259,39 +254,52 @@ impl Edge {
 
     /// The crossings of the pairs of consecutive points inside the edge's walk.
     ///
-    /// The pair `{t - 1, t}` can only give a crossing with `x` between the smaller walk x of the
-    /// two and the larger minus one, and x is monotone in `t`; so the search starts at the
-    /// first pair reaching the image's columns, stops after the last, and jumps from one
-    /// change of x to the next.
+    /// A pair `{t - 1, t}` gives a crossing only for a pixel-centre column `c`, walk x
+    /// `5 c + 2`, lying between the smaller walk x of the two and the larger minus one. x is
+    /// monotone in `t`, so the only candidate pair for column `c` is the one where x passes
+    /// `5 c + 2`: the walk is searched column by column (direct for x-major edges, galloping
+    /// for y-major ones) instead of being stepped point by point.
     fn crossings(&self, grid: &Grid, out: &mut Vec<u64>) {
-        // `sign * x(t)` is non-decreasing in t.
-        let sign = if self.x_major || self.s > 0.0 {
-            1
+        let columns = grid.w as i64;
+        let x0 = self.point(0).0;
+        // The pair last visited, by its `t` (a large jump of x can be the pair of two columns).
+        let mut last = 0;
+        let mut visit = |t: i64, last: &mut i64| {
+            if t > *last {
+                let (a, b) = (self.point(t - 1), self.point(t));
+                let (prev, cur) = if self.flip { (b, a) } else { (a, b) };
+                out.extend(grid.crossing(prev, cur));
+                *last = t;
+            }
+        };
+        if self.x_major || self.s > 0.0 {
+            // x grows with t: column c's pair ends at the first t with x(t) >= 5c + 3, for the
+            // columns right of x(0).
+            for c in ((x0 - 3).div_euclid(5) + 1).max(0)..columns {
+                let target = 5 * c + 3;
+                let t = if self.x_major {
+                    target - self.xs
+                } else {
+                    first_where(last.max(1), self.len, |t| self.point(t).0 >= target)
+                };
+                if t > self.len {
+                    break;
+                }
+                visit(t, &mut last);
+            }
         } else if self.s < 0.0 {
-            -1
-        } else {
-            return; // x never changes along the edge (this includes zero-length edges)
-        };
-        let g = |t: i64| sign * self.point(t).0;
-        let (lo, hi) = grid.x_range();
-        // Pair {t-1, t} can matter only if max x >= lo + 1 and min x <= hi, in terms of g.
-        let (start_at, stop_after) = if sign > 0 {
-            (lo + 1, hi)
-        } else {
-            (-hi, -lo - 1)
-        };
-        let mut t = first_where(1, self.len, |t| g(t) >= start_at);
-        while t <= self.len && g(t - 1) <= stop_after {
-            let (a, b) = (self.point(t - 1), self.point(t));
-            let (prev, cur) = if self.flip { (b, a) } else { (a, b) };
-            out.extend(grid.crossing(prev, cur));
-            t = if self.x_major {
-                t + 1
-            } else {
-                let here = g(t);
-                first_where(t + 1, self.len, |u| g(u) > here)
-            };
+            // x falls as t grows: column c's pair ends at the first t with x(t) <= 5c + 2, for
+            // the columns left of x(0), right to left.
+            for c in (0..=(x0 - 3).div_euclid(5).min(columns - 1)).rev() {
+                let target = 5 * c + 2;
+                let t = first_where(last.max(1), self.len, |t| self.point(t).0 <= target);
+                if t > self.len {
+                    break;
+                }
+                visit(t, &mut last);
+            }
         }
+        // Otherwise x never changes along the edge (this includes zero-length edges).
     }
 }
 
