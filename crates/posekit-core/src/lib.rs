@@ -16,6 +16,7 @@ pub mod eval;
 pub mod formats;
 pub mod geometry;
 pub mod layout;
+pub mod masks;
 pub mod nms;
 pub mod oks;
 pub mod pose;

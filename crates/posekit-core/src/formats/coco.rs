@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{read_file, Error, Result};
+pub use crate::masks::Segmentation;
 use crate::pose::Pose;
 
 /// A COCO person_keypoints annotation file (`person_keypoints_val2017.json` and the like).
@@ -64,34 +65,10 @@ pub struct CocoPersonAnnotation {
         serialize_with = "serialize_flag"
     )]
     pub iscrowd: bool,
-    /// Polygons or RLE; bottom-up training masks crowd and unlabelled people with it.
+    /// Polygons or RLE; bottom-up training masks crowd and unlabelled people with it. Only the
+    /// JSON types are checked on loading; [`Self::segmentation_rle`] builds the mask.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segmentation: Option<Segmentation>,
-}
-
-/// COCO's two segmentation encodings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Segmentation {
-    /// One or more polygons, each `x0, y0, x1, y1, ...` (used for single people).
-    Polygons(Vec<Vec<f64>>),
-    /// Run-length encoding over the column-major mask (used for crowds).
-    Rle(Rle),
-}
-
-/// A COCO run-length encoded mask of `size = [height, width]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rle {
-    pub size: [u32; 2],
-    pub counts: RleCounts,
-}
-
-/// RLE counts, either plain (as in the annotation files) or in COCO's compressed string form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum RleCounts {
-    Uncompressed(Vec<u32>),
-    Compressed(String),
 }
 
 /// A category. For keypoint evaluation it defines how many keypoints every annotation and
@@ -703,10 +680,7 @@ mod tests {
         assert!(gt.annotations[0].iscrowd);
         assert!(matches!(
             gt.annotations[0].segmentation,
-            Some(Segmentation::Rle(Rle {
-                counts: RleCounts::Uncompressed(_),
-                ..
-            }))
+            Some(Segmentation::UncompressedRle { .. })
         ));
     }
 
