@@ -327,7 +327,7 @@ impl AeGroupingConfig {
                     found: FoundJoint {
                         x: p.x,
                         y: p.y,
-                        score: p.value,
+                        score: p.score,
                         pos: (p.x as f32, p.y as f32),
                     },
                     tag: maps.tag_at(joint, p.y, p.x).collect(),

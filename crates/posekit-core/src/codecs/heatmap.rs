@@ -260,7 +260,7 @@ impl HeatmapCodec {
 
     fn decode_map(&self, map: ArrayView2<f32>) -> Keypoint {
         let peak = maximum::heatmap_maximum(map);
-        let (mut x, mut y) = (peak.x, peak.y);
+        let (mut x, mut y) = (peak.x as f32, peak.y as f32);
         if peak.score > 0.0 {
             (x, y) = match (self.refinement, self.variant) {
                 (Refinement::None, _) => (x, y),

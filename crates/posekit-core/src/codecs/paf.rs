@@ -28,7 +28,7 @@ pub use assemble::PersonRecord;
 pub use connect::Connection;
 pub use encode::{encode, PafEncodeParams, PafTargets};
 pub use limbs::{Limb, PafLimbs};
-pub use peaks::{Peak, PeakSet};
+pub use peaks::PeakSet;
 pub use smoothing::HeatmapSmoothing;
 
 use crate::error::{Error, Result};

@@ -416,9 +416,9 @@ impl SpmConfig {
                 }
                 let keypoints = pos
                     .iter()
-                    .map(|&(x, y)| Keypoint::new(x as f32, y as f32, root.value))
+                    .map(|&(x, y)| Keypoint::new(x as f32, y as f32, root.score))
                     .collect();
-                Pose::new(keypoints, root.value)
+                Pose::new(keypoints, root.score)
             })
             .collect();
         Ok(poses)
