@@ -29,6 +29,7 @@ mod target;
 use ndarray::{Array1, Array3, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
+use crate::codecs::Codec;
 use crate::error::{Error, Result};
 use crate::pose::Keypoint;
 
@@ -332,6 +333,24 @@ impl HeatmapCodec {
             )));
         }
         Ok(())
+    }
+}
+
+impl Codec for HeatmapCodec {
+    /// `[K, 3]`: x, y in input (crop) pixels and a visibility.
+    type Annotation<'a> = ArrayView2<'a, f32>;
+    type Targets = HeatmapTarget;
+    /// `[K, H, W]` heatmaps of one instance.
+    type Outputs<'a> = ArrayView3<'a, f32>;
+    /// K keypoints in heatmap pixels.
+    type Decoded = Vec<Keypoint>;
+
+    fn encode(&self, joints: Self::Annotation<'_>) -> Result<HeatmapTarget> {
+        HeatmapCodec::encode(self, joints)
+    }
+
+    fn decode(&self, heatmaps: Self::Outputs<'_>) -> Result<Vec<Keypoint>> {
+        HeatmapCodec::decode(self, heatmaps)
     }
 }
 
