@@ -1,7 +1,7 @@
 //! Associative-embedding grouping speed: `cargo bench -p posekit-core --bench ae_grouping`.
 //!
 //! One image's grouping as HigherHRNet does it after aggregation: a 128x128 map, 17 COCO joints,
-//! 30 people (heatmaps from `AeTargetConfig::encode` at 0.9 plus 0.005 uniform noise, one tag
+//! 30 people (heatmaps from `AeCodec::encode` at 0.9 plus 0.005 uniform noise, one tag
 //! dimension (person i's tag 2i near its joints, uniform in [-30, 30] elsewhere),
 //! one joint in ten missing so that `refine` has work to do): NMS (5x5) + top-30 per joint +
 //! `match_by_tag` + `adjust` + `refine`. Target: < 5 ms on one core (the code is
@@ -29,7 +29,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use ndarray::{Array3, Array4};
-use posekit_core::codecs::associative_embedding::{AeGroupingConfig, AeTargetConfig, Matcher};
+use posekit_core::codecs::associative_embedding::{AeCodec, Matcher};
 
 /// Nanoseconds this thread has spent on a CPU (`CLOCK_THREAD_CPUTIME_ID`), on Linux. On a
 /// machine shared with other work the wall time includes waiting for a core; on-CPU time is
@@ -122,7 +122,7 @@ fn synthetic_image(seed_joint: Option<usize>) -> Scene {
             people[[p, j, 2]] = if missing { 0.0 } else { 1.0 };
         }
     }
-    let mut heatmaps = AeTargetConfig::new([w, h])
+    let mut heatmaps = AeCodec::coco([w, h])
         .encode(people.view())
         .unwrap()
         .heatmaps;
@@ -155,9 +155,9 @@ fn synthetic_image(seed_joint: Option<usize>) -> Scene {
 }
 
 /// People found, joints found by matching (refine off) and visible joints in the ground truth.
-fn describe(scene: &Scene, cfg: &AeGroupingConfig) -> String {
-    let mut matching_only = cfg.clone();
-    matching_only.refine = false;
+fn describe(scene: &Scene, codec: &AeCodec) -> String {
+    let mut matching_only = codec.clone();
+    matching_only.decoding.refine = false;
     let poses = matching_only
         .decode(scene.heatmaps.view(), scene.tags.view())
         .unwrap();
@@ -179,24 +179,24 @@ fn describe(scene: &Scene, cfg: &AeGroupingConfig) -> String {
     )
 }
 
-fn bench_scene(title: &str, scene: &Scene, cfg: &AeGroupingConfig, runs: usize) {
-    println!("{title}: {}", describe(scene, cfg));
+fn bench_scene(title: &str, scene: &Scene, codec: &AeCodec, runs: usize) {
+    println!("{title}: {}", describe(scene, codec));
     let (heatmaps, tags) = (scene.heatmaps.view(), scene.tags.view());
-    let decode = |c: &AeGroupingConfig| {
+    let decode = |c: &AeCodec| {
         black_box(c.decode(black_box(heatmaps), black_box(tags)).unwrap());
     };
     report(
         "default (Munkres, adjust, refine):",
-        timings_ms(runs, || decode(cfg)),
+        timings_ms(runs, || decode(codec)),
     );
-    let mut jv = cfg.clone();
-    jv.matcher = Matcher::ShortestPath;
+    let mut jv = codec.clone();
+    jv.decoding.matcher = Matcher::ShortestPath;
     report(
         "JV matcher (adjust, refine):",
         timings_ms(runs, || decode(&jv)),
     );
-    let mut no_refine = cfg.clone();
-    no_refine.refine = false;
+    let mut no_refine = codec.clone();
+    no_refine.decoding.refine = false;
     report(
         "Munkres, adjust, no refine:",
         timings_ms(runs, || decode(&no_refine)),
@@ -204,18 +204,18 @@ fn bench_scene(title: &str, scene: &Scene, cfg: &AeGroupingConfig, runs: usize) 
 }
 
 fn main() {
-    let cfg = AeGroupingConfig::coco();
+    let codec = AeCodec::coco([128, 128]);
     let runs = 200;
     bench_scene(
         "AE grouping, 128x128, 17 joints, 30 people (target case)",
-        &synthetic_image(Some(cfg.joint_order[0])),
-        &cfg,
+        &synthetic_image(Some(codec.decoding.joint_order[0])),
+        &codec,
         runs,
     );
     bench_scene(
         "Same people, noses missing too (heavy refine)",
         &synthetic_image(None),
-        &cfg,
+        &codec,
         runs,
     );
 }

@@ -1,7 +1,7 @@
 //! PAF grouping speed: `cargo bench -p posekit-core --bench paf_grouping`.
 //!
-//! 1. Grouping of a 128x128 map with 30 synthetic people (targets made by `paf::encode`, CMU-18,
-//!    19 heatmap + 38 PAF channels): `paf::decode` with `PafDecodeParams::grouping_only()`, i.e.
+//! 1. Grouping of a 128x128 map with 30 synthetic people (targets made by `PafCodec::encode`, CMU-18,
+//!    19 heatmap + 38 PAF channels): `PafCodec::decode` with `PafDecodeParams::grouping_only()`, i.e.
 //!    peak finding (3x3 NMS on 18 channels) + limb scoring (19 limbs, 10 samples per candidate) +
 //!    greedy matching + assembly + filtering. No upsampling or smoothing. Target: < 5 ms, one core
 //!    (the code is single-threaded).
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use ndarray::{s, Array2, Array3};
 use posekit_core::codecs::paf::{
-    self, smoothing, HeatmapSmoothing, PafDecodeParams, PafEncodeParams, PafLimbs,
+    smoothing, HeatmapSmoothing, PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs,
 };
 
 #[path = "../tests/support/paf_people.rs"]
@@ -55,19 +55,19 @@ fn main() {
         limb_width: 1.0,
         background: true,
     };
+    let grouping = PafCodec::new(limbs.clone(), enc, PafDecodeParams::grouping_only());
     let encode_ms = median_ms(50, || {
-        black_box(paf::encode(&enc, &limbs, kp.view(), vis.view()).unwrap());
+        black_box(grouping.encode(kp.view(), vis.view()).unwrap());
     });
-    let t = paf::encode(&enc, &limbs, kp.view(), vis.view()).unwrap();
-    let grouping = PafDecodeParams::grouping_only();
-    let d = paf::decode(t.heatmaps.view(), t.pafs.view(), &limbs, &grouping).unwrap();
+    let t = grouping.encode(kp.view(), vis.view()).unwrap();
+    let d = grouping.decode(t.heatmaps.view(), t.pafs.view()).unwrap();
     let complete = d
         .people
         .iter()
         .filter(|p| p.parts.iter().all(|id| id.is_some()))
         .count();
     let group_ms = median_ms(500, || {
-        black_box(paf::decode(t.heatmaps.view(), t.pafs.view(), &limbs, &grouping).unwrap());
+        black_box(grouping.decode(t.heatmaps.view(), t.pafs.view()).unwrap());
     });
     println!(
         "paf grouping 128x128, 30 people (peaks + limb scoring + assembly): median {group_ms:.3} ms \
@@ -92,9 +92,13 @@ fn main() {
         .collect();
     let out = Array3::from_shape_vec((57, 46, 54), data).unwrap();
     let (heat, pafs) = (out.slice(s![..19, .., ..]), out.slice(s![19.., .., ..]));
-    let tfpose = PafDecodeParams::tf_pose();
+    let tfpose = PafCodec::new(
+        limbs,
+        PafEncodeParams::openpose([54, 46]),
+        PafDecodeParams::tf_pose(),
+    );
     let full_ms = median_ms(50, || {
-        black_box(paf::decode(heat, pafs, &limbs, &tfpose).unwrap());
+        black_box(tfpose.decode(heat, pafs).unwrap());
     });
     let g = HeatmapSmoothing::CdfGaussian {
         size: 25,
@@ -107,10 +111,7 @@ fn main() {
     let prep_ms = median_ms(50, || {
         black_box(smoothing::upsample_and_smooth(parts, 4, &g).unwrap());
     });
-    let n = paf::decode(heat, pafs, &limbs, &tfpose)
-        .unwrap()
-        .people
-        .len();
+    let n = tfpose.decode(heat, pafs).unwrap().people.len();
     println!(
         "tf-pose post-processing 46x54 -> 184x216 (coco_000000196141, {n} people): median {full_ms:.3} ms \
          (of which 4x upsampling + 25x25 smoothing of 18 channels {prep_ms:.3} ms)"

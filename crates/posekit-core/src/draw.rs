@@ -177,6 +177,7 @@ mod tests {
             skeleton: vec![[0, 1]],
             sigmas: None,
             upper_body: vec![],
+            mappings: Default::default(),
         }
     }
 

@@ -1,24 +1,27 @@
 //! Keypoint layouts as data: the names of a dataset's joints, which pairs swap under a
-//! horizontal flip, the skeleton to draw, the OKS sigmas, and the upper-body joints used by the
-//! half-body augmentation. The four built-in layouts are JSON files in `layouts/` compiled into
-//! the binary; a user adds one by writing another such file and passing its path.
+//! horizontal flip, the skeleton to draw, the OKS sigmas, the upper-body joints used by the
+//! half-body augmentation, and how its joints map onto other layouts (CMU-18 to COCO-17 for
+//! evaluating OpenPose). The four built-in layouts are JSON files in `layouts/` compiled into the
+//! binary; a user adds one by writing another such file and passing its path.
 //!
 //! Everything downstream (flip-test merging, OKS, drawing, half-body) trusts these indices, so a
 //! layout is validated once when it is loaded: an index out of range or a joint that appears in
 //! two flip pairs would otherwise surface much later as a silently wrong heatmap swap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{read_file, Error, Result};
+use crate::pose::{Keypoint, Pose};
 
 /// A keypoint layout, exactly as stored in its JSON file.
 ///
 /// ```json
 /// { "name": "coco17", "keypoints": ["nose", ...], "flip_pairs": [[1, 2], ...],
-///   "skeleton": [[15, 13], ...], "sigmas": [0.026, ...], "upper_body": [0, 1, ...] }
+///   "skeleton": [[15, 13], ...], "sigmas": [0.026, ...], "upper_body": [0, 1, ...],
+///   "mappings": {"mpii16": [...]} }
 /// ```
 /// All indices are 0-based positions in `keypoints`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +41,11 @@ pub struct KeypointLayout {
     /// Joints of the upper body (half-body augmentation picks upper or lower body).
     #[serde(default)]
     pub upper_body: Vec<usize>,
+    /// How poses of this layout become poses of other layouts, by the other layout's name:
+    /// joint `i` of layout `t` is joint `mappings[t][i]` of this one, `null` where this layout
+    /// has no such joint (it then gets score 0). See [`KeypointLayout::map_pose`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mappings: BTreeMap<String, Vec<Option<usize>>>,
 }
 
 /// The built-in layouts: (name, JSON text). Compiled in so that the CLI works from any directory
@@ -208,6 +216,34 @@ impl KeypointLayout {
             }
             in_upper[idx] = true;
         }
+
+        // Only the source side can be checked here; the length is checked against the target
+        // layout when the mapping is used.
+        for (target, from) in &self.mappings {
+            let field = format!("mappings.{target}");
+            if target.trim().is_empty() {
+                return bad(
+                    "mappings".into(),
+                    "a mapping needs the target layout's name".into(),
+                );
+            }
+            if from.is_empty() {
+                return bad(
+                    field,
+                    "must give the source joint (or null) of every target joint".into(),
+                );
+            }
+            if let Some((i, idx)) = from
+                .iter()
+                .enumerate()
+                .find_map(|(i, idx)| idx.filter(|&idx| idx >= k).map(|idx| (i, idx)))
+            {
+                return bad(
+                    format!("{field}[{i}]"),
+                    format!("index {idx} out of range for {k} keypoints"),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -239,6 +275,97 @@ impl KeypointLayout {
         (0..self.keypoints.len())
             .filter(|i| !self.upper_body.contains(i))
             .collect()
+    }
+
+    /// How poses of this layout become poses of `target`: the identity when both list the
+    /// same joints in the same order, otherwise this layout's `mappings` entry named after
+    /// `target`. An undefined mapping, or one whose length is not `target`'s joint count, is
+    /// an error naming both layouts.
+    pub fn mapping_to(&self, target: &KeypointLayout) -> Result<JointMapping> {
+        let origin = PathBuf::from(format!("layout `{}`", self.name));
+        let from: Vec<Option<usize>> = if self.keypoints == target.keypoints {
+            (0..self.keypoints.len()).map(Some).collect()
+        } else {
+            let from = self.mappings.get(&target.name).ok_or_else(|| {
+                Error::invalid(
+                    &origin,
+                    "mappings",
+                    format!(
+                        "no mapping to layout `{}` (add \"mappings\": {{\"{}\": [...]}} with \
+                         the `{}` joint, or null, of each of its {} joints)",
+                        target.name,
+                        target.name,
+                        self.name,
+                        target.num_keypoints()
+                    ),
+                )
+            })?;
+            if from.len() != target.num_keypoints() {
+                return Err(Error::invalid(
+                    &origin,
+                    format!("mappings.{}", target.name),
+                    format!(
+                        "has {} entries but layout `{}` has {} joints",
+                        from.len(),
+                        target.name,
+                        target.num_keypoints()
+                    ),
+                ));
+            }
+            from.clone()
+        };
+        Ok(JointMapping {
+            source: self.name.clone(),
+            target: target.name.clone(),
+            source_joints: self.num_keypoints(),
+            from,
+        })
+    }
+
+    /// `pose` (this layout's joints) as a pose of `target`: see [`Self::mapping_to`] and
+    /// [`JointMapping::apply`]. To map many poses, resolve the mapping once with
+    /// [`Self::mapping_to`].
+    pub fn map_pose(&self, pose: &Pose, target: &KeypointLayout) -> Result<Pose> {
+        self.mapping_to(target)?.apply(pose)
+    }
+}
+
+/// A resolved mapping from one layout's joints to another's (see
+/// [`KeypointLayout::mapping_to`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JointMapping {
+    source: String,
+    target: String,
+    source_joints: usize,
+    from: Vec<Option<usize>>,
+}
+
+impl JointMapping {
+    /// For each target joint, the source joint it is taken from (`None`: the source has none).
+    pub fn source_joints(&self) -> &[Option<usize>] {
+        &self.from
+    }
+
+    /// The pose with the target's joints: each taken from its source joint, `(0, 0)` with
+    /// score 0 where the source has none (COCO's evaluation ignores such joints). The person
+    /// score is kept. A pose whose joint count is not the source layout's is an error.
+    pub fn apply(&self, pose: &Pose) -> Result<Pose> {
+        if pose.keypoints.len() != self.source_joints {
+            return Err(Error::Shape(format!(
+                "mapping layout `{}` to `{}`: the pose has {} keypoints, layout `{}` has {}",
+                self.source,
+                self.target,
+                pose.keypoints.len(),
+                self.source,
+                self.source_joints
+            )));
+        }
+        let keypoints = self
+            .from
+            .iter()
+            .map(|from| from.map_or_else(Keypoint::default, |i| pose.keypoints[i]))
+            .collect();
+        Ok(Pose::new(keypoints, pose.score))
     }
 }
 
@@ -388,6 +515,7 @@ mod tests {
             skeleton: vec![[0, 1], [0, 2]],
             sigmas: Some(vec![0.1, 0.2, 0.2]),
             upper_body: vec![0],
+            mappings: BTreeMap::new(),
         }
     }
 
@@ -447,6 +575,133 @@ mod tests {
         l.flip_pairs.clear();
         l.skeleton.clear();
         assert_eq!(field_of(l.validate().unwrap_err()), "keypoints");
+
+        let mut l = tiny();
+        l.mappings
+            .insert("coco17".into(), vec![Some(0), None, Some(3)]);
+        assert_eq!(field_of(l.validate().unwrap_err()), "mappings.coco17[2]");
+
+        let mut l = tiny();
+        l.mappings.insert("coco17".into(), vec![]);
+        assert_eq!(field_of(l.validate().unwrap_err()), "mappings.coco17");
+
+        let mut l = tiny();
+        l.mappings.insert(" ".into(), vec![Some(0)]);
+        assert_eq!(field_of(l.validate().unwrap_err()), "mappings");
+    }
+
+    #[test]
+    fn cmu18_maps_to_coco17_dropping_the_neck() {
+        let cmu = KeypointLayout::builtin("cmu18").unwrap();
+        let coco = KeypointLayout::builtin("coco17").unwrap();
+        let pose = Pose::new(
+            (0..18)
+                .map(|i| Keypoint::new(i as f32, 0.5 * i as f32, 0.9))
+                .collect(),
+            0.7,
+        );
+        let mapped = cmu.map_pose(&pose, &coco).unwrap();
+        assert_eq!(mapped.score, 0.7);
+        let from: Vec<usize> = mapped.keypoints.iter().map(|k| k.x as usize).collect();
+        assert_eq!(
+            from,
+            vec![0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10]
+        );
+        // Every COCO joint comes from the CMU joint of the same name.
+        for (i, &j) in from.iter().enumerate() {
+            assert_eq!(coco.keypoints[i], cmu.keypoints[j]);
+            assert_eq!(mapped.keypoints[i], pose.keypoints[j]);
+        }
+        assert!(!from.contains(&1), "the neck has no COCO joint");
+    }
+
+    #[test]
+    fn same_joints_map_by_identity() {
+        let coco = KeypointLayout::builtin("coco17").unwrap();
+        let pose = Pose::new(
+            (0..17).map(|i| Keypoint::new(i as f32, 1.0, 0.5)).collect(),
+            0.3,
+        );
+        assert_eq!(coco.map_pose(&pose, &coco).unwrap(), pose);
+        let mut renamed = coco.clone();
+        renamed.name = "my_coco".into();
+        assert_eq!(renamed.map_pose(&pose, &coco).unwrap(), pose);
+    }
+
+    #[test]
+    fn missing_joints_get_score_zero() {
+        let mut l = tiny();
+        let target = KeypointLayout {
+            name: "hands_and_feet".into(),
+            keypoints: vec!["left_hand".into(), "right_hand".into(), "left_foot".into()],
+            flip_pairs: vec![],
+            skeleton: vec![],
+            sigmas: None,
+            upper_body: vec![],
+            mappings: BTreeMap::new(),
+        };
+        l.mappings
+            .insert("hands_and_feet".into(), vec![Some(1), Some(2), None]);
+        l.validate().unwrap();
+        let pose = Pose::new(
+            vec![
+                Keypoint::new(1.0, 2.0, 0.9),
+                Keypoint::new(3.0, 4.0, 0.8),
+                Keypoint::new(5.0, 6.0, 0.7),
+            ],
+            0.6,
+        );
+        let mapped = l.map_pose(&pose, &target).unwrap();
+        assert_eq!(
+            mapped,
+            Pose::new(
+                vec![
+                    Keypoint::new(3.0, 4.0, 0.8),
+                    Keypoint::new(5.0, 6.0, 0.7),
+                    Keypoint::default(),
+                ],
+                0.6
+            )
+        );
+        let mapping = l.mapping_to(&target).unwrap();
+        assert_eq!(mapping.source_joints(), &[Some(1), Some(2), None]);
+    }
+
+    #[test]
+    fn undefined_or_mismatched_mappings_are_errors_naming_both_layouts() {
+        let cmu = KeypointLayout::builtin("cmu18").unwrap();
+        let mpii = KeypointLayout::builtin("mpii16").unwrap();
+        let err = cmu.mapping_to(&mpii).unwrap_err().to_string();
+        assert!(err.contains("`cmu18`") && err.contains("`mpii16`"), "{err}");
+
+        let mut short = cmu.clone();
+        short.mappings.insert("mpii16".into(), vec![Some(0); 15]);
+        let err = short.mapping_to(&mpii).unwrap_err().to_string();
+        assert!(
+            err.contains("`cmu18`") && err.contains("`mpii16`") && err.contains("15"),
+            "{err}"
+        );
+
+        let coco = KeypointLayout::builtin("coco17").unwrap();
+        let wrong = Pose::new(vec![Keypoint::default(); 17], 1.0);
+        let err = cmu.map_pose(&wrong, &coco).unwrap_err();
+        assert!(matches!(err, Error::Shape(_)), "{err:?}");
+        assert!(err.to_string().contains("17 keypoints"), "{err}");
+    }
+
+    #[test]
+    fn mappings_round_trip_through_user_files() {
+        let mut l = tiny();
+        l.mappings
+            .insert("hands".into(), vec![Some(1), Some(2), None]);
+        let text = serde_json::to_string(&l).unwrap();
+        assert!(
+            text.contains(r#""mappings":{"hands":[1,2,null]}"#),
+            "{text}"
+        );
+        assert_eq!(KeypointLayout::from_json_str(&text, "x.json").unwrap(), l);
+        // Layouts without mappings keep writing the file format they always had.
+        assert!(!serde_json::to_string(&tiny()).unwrap().contains("mappings"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! `tools/fixtures/make_ae_fixtures.py` (HigherHRNet's `HeatmapParser` behaviour).
 
 use ndarray::{Array3, Array4, ArrayD, IxDyn};
-use posekit_core::codecs::associative_embedding::{AeGroupingConfig, AeTargetConfig, Matcher};
+use posekit_core::codecs::associative_embedding::{
+    AeCodec, AeDecodeParams, AeEncodeParams, Matcher,
+};
 use posekit_core::codecs::hungarian::{min_cost_assignment, munkres_assignment};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -50,14 +52,14 @@ fn fixture() -> (Vec<u8>, Value) {
     (bytes, serde_json::from_str(&json).unwrap())
 }
 
-fn config_from(p: &Value) -> AeGroupingConfig {
+fn config_from(p: &Value) -> AeDecodeParams {
     let order = p["joint_order"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    let mut cfg = AeGroupingConfig::new(order);
+    let mut cfg = AeDecodeParams::new(order);
     cfg.max_num_people = p["max_num_people"].as_u64().unwrap() as usize;
     cfg.detection_threshold = p["detection_threshold"].as_f64().unwrap() as f32;
     cfg.tag_threshold = p["tag_threshold"].as_f64().unwrap();
@@ -67,6 +69,12 @@ fn config_from(p: &Value) -> AeGroupingConfig {
     cfg.adjust = p["adjust"].as_bool().unwrap();
     cfg.refine = p["refine"].as_bool().unwrap();
     cfg
+}
+
+/// The codec of these heatmaps with the fixture's grouping parameters.
+fn codec_for(heatmaps: &Array3<f32>, decoding: AeDecodeParams) -> AeCodec {
+    let (_, h, w) = heatmaps.dim();
+    AeCodec::new(AeEncodeParams::new([w, h]), decoding)
 }
 
 #[test]
@@ -83,8 +91,8 @@ fn grouping_matches_the_reference_parser() {
         let tags: Array4<f32> = load(&st, &format!("{name}.tags"))
             .into_dimensionality()
             .unwrap();
-        let cfg = config_from(&case["params"]);
-        let poses = cfg.decode(heatmaps.view(), tags.view()).unwrap();
+        let codec = codec_for(&heatmaps, config_from(&case["params"]));
+        let poses = codec.decode(heatmaps.view(), tags.view()).unwrap();
         let want = case["poses"].as_array().unwrap();
         assert_eq!(poses.len(), want.len(), "{name}: number of people");
         for (p, (pose, w)) in poses.iter().zip(want).enumerate() {
@@ -135,11 +143,11 @@ fn shortest_path_matcher_groups_the_same_candidates() {
         let tags: Array4<f32> = load(&st, &format!("{name}.tags"))
             .into_dimensionality()
             .unwrap();
-        let mut cfg = config_from(&case["params"]);
-        cfg.refine = false;
-        let munkres = cfg.decode(heatmaps.view(), tags.view()).unwrap();
-        cfg.matcher = Matcher::ShortestPath;
-        let jv = cfg.decode(heatmaps.view(), tags.view()).unwrap();
+        let mut codec = codec_for(&heatmaps, config_from(&case["params"]));
+        codec.decoding.refine = false;
+        let munkres = codec.decode(heatmaps.view(), tags.view()).unwrap();
+        codec.decoding.matcher = Matcher::ShortestPath;
+        let jv = codec.decode(heatmaps.view(), tags.view()).unwrap();
         let found = |poses: &[posekit_core::Pose]| {
             let mut v: Vec<(u32, u32, u32)> = poses
                 .iter()
@@ -207,12 +215,12 @@ fn targets_match_the_reference_generators() {
     let t = &expected["targets"];
     let people: Array3<f32> = load(&st, "targets.people").into_dimensionality().unwrap();
     let heatmaps: Array3<f32> = load(&st, "targets.heatmaps").into_dimensionality().unwrap();
-    let mut cfg = AeTargetConfig::new([
+    let mut codec = AeCodec::coco([
         t["width"].as_u64().unwrap() as usize,
         t["height"].as_u64().unwrap() as usize,
     ]);
-    cfg.sigma = t["sigma"].as_f64().unwrap();
-    cfg.max_people = t["max_people"].as_u64().unwrap() as usize;
+    codec.encoding.sigma = t["sigma"].as_f64().unwrap();
+    codec.encoding.max_people = t["max_people"].as_u64().unwrap() as usize;
     let to_vec = |v: &Value| -> Vec<i64> {
         v.as_array()
             .unwrap()
@@ -222,7 +230,7 @@ fn targets_match_the_reference_generators() {
             .map(|x| x.as_i64().unwrap())
             .collect()
     };
-    let got = cfg.encode(people.view()).unwrap();
+    let got = codec.encode(people.view()).unwrap();
     assert_eq!(got.heatmaps.shape(), heatmaps.shape());
     for (a, b) in got.heatmaps.iter().zip(heatmaps.iter()) {
         assert!((a - b).abs() <= 1e-7, "heatmap {a} vs {b}");
@@ -232,8 +240,8 @@ fn targets_match_the_reference_generators() {
         to_vec(&t["joints"])
     );
     assert_eq!(got.dropped_people, 1);
-    cfg.tag_per_joint = false;
-    let shared = cfg.encode(people.view()).unwrap();
+    codec.encoding.tag_per_joint = false;
+    let shared = codec.encode(people.view()).unwrap();
     assert_eq!(
         shared.joints.iter().copied().collect::<Vec<_>>(),
         to_vec(&t["joints_shared"])

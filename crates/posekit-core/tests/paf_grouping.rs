@@ -7,7 +7,7 @@
 
 use ndarray::{s, Array2, Array3, ArrayView3};
 use posekit_core::codecs::paf::{
-    self, smoothing, HeatmapSmoothing, PafDecodeParams, PafEncodeParams, PafLimbs,
+    self, smoothing, HeatmapSmoothing, PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs,
 };
 
 #[path = "support/paf_people.rs"]
@@ -40,7 +40,16 @@ fn output(img: &str) -> Array3<f32> {
 fn decode_tfpose(img: &str) -> paf::PafDecoding {
     let out = output(img);
     let (heat, pafs) = (out.slice(s![..19, .., ..]), out.slice(s![19.., .., ..]));
-    paf::decode(heat, pafs, &PafLimbs::cmu18(), &PafDecodeParams::tf_pose()).unwrap()
+    tfpose_codec().decode(heat, pafs).unwrap()
+}
+
+/// tf-pose's post-processing of these outputs (46x54 maps of 8-pixel cells).
+fn tfpose_codec() -> PafCodec {
+    PafCodec::new(
+        PafLimbs::cmu18(),
+        PafEncodeParams::openpose([54, 46]),
+        PafDecodeParams::tf_pose(),
+    )
 }
 
 /// (sorted present parts, score) per person, in assembly order.
@@ -276,17 +285,12 @@ fn encode_decode_round_trip() {
         limb_width: 1.0,
         background: true,
     };
-    let t = paf::encode(&params, &limbs, kp.view(), vis.view()).unwrap();
+    let codec = PafCodec::new(limbs, params, PafDecodeParams::grouping_only());
+    let t = codec.encode(kp.view(), vis.view()).unwrap();
     assert_eq!(t.heatmaps.dim(), (19, 96, 96));
     assert_eq!(t.pafs.dim(), (38, 96, 96));
     assert!(t.limb_weights.iter().all(|&w| w == 1.0));
-    let d = paf::decode(
-        t.heatmaps.view(),
-        t.pafs.view(),
-        &limbs,
-        &PafDecodeParams::grouping_only(),
-    )
-    .unwrap();
+    let d = codec.decode(t.heatmaps.view(), t.pafs.view()).unwrap();
     let poses = d.poses();
     assert_recovers_exactly(&poses, &kp);
     for pose in &poses {
@@ -309,14 +313,9 @@ fn encode_decode_round_trip_with_tfpose_upsampling() {
         limb_width: 1.0,
         background: true,
     };
-    let t = paf::encode(&params, &limbs, kp.view(), vis.view()).unwrap();
-    let d = paf::decode(
-        t.heatmaps.view(),
-        t.pafs.view(),
-        &limbs,
-        &PafDecodeParams::tf_pose(),
-    )
-    .unwrap();
+    let codec = PafCodec::new(limbs, params, PafDecodeParams::tf_pose());
+    let t = codec.encode(kp.view(), vis.view()).unwrap();
+    let d = codec.decode(t.heatmaps.view(), t.pafs.view()).unwrap();
     let poses = d.poses();
     assert_eq!(poses.len(), 4);
     for pose in &poses {
@@ -384,16 +383,11 @@ fn coco17_from_skeleton_round_trip() {
         limb_width: 1.0,
         background: false,
     };
-    let t = paf::encode(&params, &limbs, kp.view(), vis.view()).unwrap();
+    let codec = PafCodec::new(limbs, params, PafDecodeParams::grouping_only());
+    let t = codec.encode(kp.view(), vis.view()).unwrap();
     assert_eq!(t.heatmaps.dim(), (17, 96, 96));
     assert_eq!(t.pafs.dim(), (38, 96, 96));
-    let d = paf::decode(
-        t.heatmaps.view(),
-        t.pafs.view(),
-        &limbs,
-        &PafDecodeParams::grouping_only(),
-    )
-    .unwrap();
+    let d = codec.decode(t.heatmaps.view(), t.pafs.view()).unwrap();
     assert_recovers_exactly(&d.poses(), &kp);
 }
 
@@ -411,14 +405,9 @@ fn cmu_preset_round_trip() {
         limb_width: 1.0,
         background: true,
     };
-    let t = paf::encode(&params, &limbs, kp.view(), vis.view()).unwrap();
-    let d = paf::decode(
-        t.heatmaps.view(),
-        t.pafs.view(),
-        &limbs,
-        &PafDecodeParams::cmu(),
-    )
-    .unwrap();
+    let codec = PafCodec::new(limbs, params, PafDecodeParams::cmu());
+    let t = codec.encode(kp.view(), vis.view()).unwrap();
+    let d = codec.decode(t.heatmaps.view(), t.pafs.view()).unwrap();
     assert_recovers_exactly(&d.poses(), &kp);
 }
 
@@ -427,13 +416,7 @@ fn decode_rejects_mismatched_arrays_without_panicking() {
     let out = output("grace_hopper");
     let heat: ArrayView3<f32> = out.slice(s![..19, .., ..]);
     let short = out.slice(s![19..50, .., ..]);
-    assert!(paf::decode(heat, short, &PafLimbs::cmu18(), &PafDecodeParams::tf_pose()).is_err());
+    assert!(tfpose_codec().decode(heat, short).is_err());
     let cropped = out.slice(s![19.., ..40, ..]);
-    assert!(paf::decode(
-        heat,
-        cropped,
-        &PafLimbs::cmu18(),
-        &PafDecodeParams::tf_pose()
-    )
-    .is_err());
+    assert!(tfpose_codec().decode(heat, cropped).is_err());
 }

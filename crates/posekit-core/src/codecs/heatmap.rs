@@ -29,6 +29,7 @@ mod target;
 use ndarray::{Array1, Array3, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
+use crate::codecs::Codec;
 use crate::error::{Error, Result};
 use crate::pose::Keypoint;
 
@@ -260,7 +261,7 @@ impl HeatmapCodec {
 
     fn decode_map(&self, map: ArrayView2<f32>) -> Keypoint {
         let peak = maximum::heatmap_maximum(map);
-        let (mut x, mut y) = (peak.x, peak.y);
+        let (mut x, mut y) = (peak.x as f32, peak.y as f32);
         if peak.score > 0.0 {
             (x, y) = match (self.refinement, self.variant) {
                 (Refinement::None, _) => (x, y),
@@ -332,6 +333,24 @@ impl HeatmapCodec {
             )));
         }
         Ok(())
+    }
+}
+
+impl Codec for HeatmapCodec {
+    /// `[K, 3]`: x, y in input (crop) pixels and a visibility.
+    type Annotation<'a> = ArrayView2<'a, f32>;
+    type Targets = HeatmapTarget;
+    /// `[K, H, W]` heatmaps of one instance.
+    type Outputs<'a> = ArrayView3<'a, f32>;
+    /// K keypoints in heatmap pixels.
+    type Decoded = Vec<Keypoint>;
+
+    fn encode(&self, joints: Self::Annotation<'_>) -> Result<HeatmapTarget> {
+        HeatmapCodec::encode(self, joints)
+    }
+
+    fn decode(&self, heatmaps: Self::Outputs<'_>) -> Result<Vec<Keypoint>> {
+        HeatmapCodec::decode(self, heatmaps)
     }
 }
 

@@ -3,16 +3,18 @@
 //! candidates, scores each candidate limb by how well the field along it agrees with its
 //! direction, keeps the best non-conflicting limbs, and chains limbs that share joints into people.
 //!
+//! [`PafCodec`] holds the limb table and the parameters of both halves:
 //! * [`PafLimbs`]: the limb table (joints and PAF channels), CMU-18 built in or from a layout.
-//! * [`encode()`]: training targets (PAFs, Gaussian heatmaps with background, weights).
-//! * [`decode`]: one implementation of the grouping, parameterised by [`PafDecodeParams`]:
-//!   [`PafDecodeParams::tf_pose`] reproduces tf-pose-estimation's post-processing exactly
-//!   (`TfPoseEstimator` + `pafprocess`), [`PafDecodeParams::cmu`] follows CMU's original Python
-//!   demo.
+//! * [`PafCodec::encode`] ([`encode`], [`PafEncodeParams`]): training targets (PAFs, Gaussian
+//!   heatmaps with background, weights).
+//! * [`PafCodec::decode`]: one implementation of the grouping, parameterised by
+//!   [`PafDecodeParams`]: [`PafDecodeParams::tf_pose`] reproduces tf-pose-estimation's
+//!   post-processing exactly (`TfPoseEstimator` + `pafprocess`), [`PafDecodeParams::cmu`]
+//!   follows CMU's original Python demo.
 //!
-//! Decoding stages, all in [`decode`]: optional integer upsampling of the heatmaps and Gaussian
-//! smoothing ([`smoothing`]), peak finding ([`peaks`]), limb scoring and greedy matching
-//! ([`connect`]), assembly and filtering ([`assemble`]).
+//! Decoding stages, all in [`PafCodec::decode`]: optional integer upsampling of the heatmaps and
+//! Gaussian smoothing ([`smoothing`]), peak finding ([`peaks`]), limb scoring and greedy
+//! matching ([`connect`]), assembly and filtering ([`assemble`]).
 
 pub mod assemble;
 pub mod connect;
@@ -21,20 +23,85 @@ pub mod limbs;
 pub mod peaks;
 pub mod smoothing;
 
-use ndarray::{Array3, ArrayView3, CowArray, Ix3};
+use ndarray::{Array3, ArrayView2, ArrayView3, CowArray, Ix3};
 use serde::{Deserialize, Serialize};
 
 pub use assemble::PersonRecord;
 pub use connect::Connection;
-pub use encode::{encode, PafEncodeParams, PafTargets};
+pub use encode::{PafEncodeParams, PafTargets};
 pub use limbs::{Limb, PafLimbs};
-pub use peaks::{Peak, PeakSet};
+pub use peaks::PeakSet;
 pub use smoothing::HeatmapSmoothing;
 
+use crate::codecs::Codec;
 use crate::error::{Error, Result};
 use crate::pose::{Keypoint, Pose};
 
-/// Parameters of [`decode`]. The defaults are tf-pose's (`pafprocess.h` and `estimator.py`).
+/// The PAF codec (OpenPose): the limb table with the parameters of training targets and of
+/// grouping. [`PafEncodeParams::heatmap_size`] sizes the targets only; decoding takes maps of
+/// any size, as the network's output follows the picture's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PafCodec {
+    /// Which joints each limb joins and where its field lives.
+    pub limbs: PafLimbs,
+    /// How annotations become targets (OpenPose's training data layer).
+    pub encoding: PafEncodeParams,
+    /// How one image's heatmaps and PAFs become people (tf-pose's or CMU's post-processing).
+    pub decoding: PafDecodeParams,
+}
+
+impl PafCodec {
+    pub fn new(limbs: PafLimbs, encoding: PafEncodeParams, decoding: PafDecodeParams) -> Self {
+        PafCodec {
+            limbs,
+            encoding,
+            decoding,
+        }
+    }
+
+    /// Builds heatmap and PAF targets for `keypoints` `[N, K, 2]` (input pixels) with `visible`
+    /// `[N, K]` (> 0 means labelled, COCO's v = 1 or 2); see [`encode`].
+    pub fn encode(
+        &self,
+        keypoints: ArrayView3<f32>,
+        visible: ArrayView2<f32>,
+    ) -> Result<PafTargets> {
+        encode::encode(&self.encoding, &self.limbs, keypoints, visible)
+    }
+
+    /// Groups joints into people from `heatmaps` `[>= K, H, W]` (extra channels such as the
+    /// background are ignored) and `pafs` `[>= limbs.num_paf_channels(), H, W]`.
+    ///
+    /// With `upsample = r > 1`, only the joint heatmaps are materialised at `r` times the size
+    /// (and smoothed); PAFs and peak scores are read from the input at `(y / r, x / r)`, which
+    /// is exactly what pixel replication would give, without allocating the 38 upsampled PAF
+    /// channels. Candidates of equal score keep their generation order (tf-pose's `std::sort`
+    /// leaves such ties unspecified; with float scores from different pixels they practically
+    /// never occur).
+    pub fn decode(&self, heatmaps: ArrayView3<f32>, pafs: ArrayView3<f32>) -> Result<PafDecoding> {
+        decode(heatmaps, pafs, &self.limbs, &self.decoding)
+    }
+}
+
+impl Codec for PafCodec {
+    /// `(keypoints [N, K, 2] in input pixels, visibility [N, K])`.
+    type Annotation<'a> = (ArrayView3<'a, f32>, ArrayView2<'a, f32>);
+    type Targets = PafTargets;
+    /// `(heatmaps [>= K, H, W], PAFs [>= 2 * limbs, H, W])`.
+    type Outputs<'a> = (ArrayView3<'a, f32>, ArrayView3<'a, f32>);
+    type Decoded = PafDecoding;
+
+    fn encode(&self, (keypoints, visible): Self::Annotation<'_>) -> Result<PafTargets> {
+        PafCodec::encode(self, keypoints, visible)
+    }
+
+    fn decode(&self, (heatmaps, pafs): Self::Outputs<'_>) -> Result<PafDecoding> {
+        PafCodec::decode(self, heatmaps, pafs)
+    }
+}
+
+/// Parameters of [`PafCodec::decode`]. The defaults are tf-pose's (`pafprocess.h` and `estimator.py`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PafDecodeParams {
@@ -160,7 +227,7 @@ impl PafDecodeParams {
     }
 }
 
-/// Everything [`decode`] found.
+/// Everything [`PafCodec::decode`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PafDecoding {
     /// All joint candidates, in the frame of the (upsampled) peak map.
@@ -210,15 +277,8 @@ pub fn normalize_poses(poses: &mut [Pose], width: usize, height: usize) {
     }
 }
 
-/// Groups joints into people from `heatmaps` `[>= K, H, W]` (extra channels such as the
-/// background are ignored) and `pafs` `[>= limbs.num_paf_channels(), H, W]`.
-///
-/// With `upsample = r > 1`, only the joint heatmaps are materialised at `r` times the size (and
-/// smoothed); PAFs and peak scores are read from the input at `(y / r, x / r)`, which is exactly
-/// what pixel replication would give, without allocating the 38 upsampled PAF channels.
-/// Candidates of equal score keep their generation order (tf-pose's `std::sort` leaves such ties
-/// unspecified; with float scores from different pixels they practically never occur).
-pub fn decode(
+/// [`PafCodec::decode`]: the stages listed in the module documentation.
+fn decode(
     heatmaps: ArrayView3<f32>,
     pafs: ArrayView3<f32>,
     limbs: &PafLimbs,

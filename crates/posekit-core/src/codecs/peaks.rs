@@ -1,9 +1,11 @@
-//! Peak picking on heatmaps the way the bottom-up PyTorch code bases do it: max-pool NMS
-//! (`MaxPool2d(k, stride 1, padding (k-1)/2)` and keep the pixels equal to the pooled value)
-//! followed by `topk` over the flattened map.
+//! The one [`Peak`] type of every codec, and peak picking on heatmaps the way the bottom-up
+//! PyTorch code bases do it: max-pool NMS (`MaxPool2d(k, stride 1, padding (k-1)/2)` and keep
+//! the pixels equal to the pooled value) followed by `topk` over the flattened map.
 //!
-//! Used by associative-embedding grouping and the SPM decoder. (The PAF decoder has its own
-//! peak rules, after OpenPose.)
+//! The picking is used by associative-embedding grouping and the SPM decoder. The PAF decoder
+//! has its own peak rules, after OpenPose ([`super::paf::peaks`]), and the top-down heatmap
+//! decoder takes each map's single maximum ([`super::heatmap::maximum`]); both report the same
+//! [`Peak`].
 //!
 //! Ties. `torch.topk` on CPU orders exactly equal values by libstdc++'s heap/introsort, which
 //! is not index order; when ties straddle the k-th place it keeps the lowest flat indices.
@@ -18,12 +20,16 @@ use ndarray::{Array3, ArrayView2, ArrayView3};
 
 use crate::error::{Error, Result};
 
-/// One surviving local maximum of a heatmap, in integer heatmap pixels.
+/// A joint candidate: a local maximum (or the maximum) of a heatmap at an integer pixel of the
+/// map it was found on, and its score. Which joint it belongs to is known to the caller (one
+/// map per joint) or to the collection holding it (the PAF decoder's
+/// [`PeakSet`](super::paf::PeakSet)).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Peak {
     pub x: usize,
     pub y: usize,
-    pub value: f32,
+    /// The heatmap value at the peak (for the PAF decoder: on the unsmoothed map).
+    pub score: f32,
 }
 
 fn check_kernel(kernel: usize) -> Result<()> {
@@ -112,10 +118,10 @@ pub fn top_k(map: ArrayView2<f32>, k: usize) -> Vec<Peak> {
     sort_descending(&mut all);
     all.truncate(k);
     all.into_iter()
-        .map(|(value, i)| Peak {
+        .map(|(score, i)| Peak {
             x: i % w,
             y: i / w,
-            value,
+            score,
         })
         .collect()
 }
@@ -123,7 +129,7 @@ pub fn top_k(map: ArrayView2<f32>, k: usize) -> Vec<Peak> {
 /// NMS and top-k fused for the common case where only peaks above a threshold matter.
 ///
 /// Returns the same peaks, in the same order, as `top_k(max_pool_nms(map), k)` filtered to
-/// `value > threshold`, for any `threshold >= 0` (suppressed pixels are 0 there, so they can
+/// `score > threshold`, for any `threshold >= 0` (suppressed pixels are 0 there, so they can
 /// never pass). Only pixels above the threshold are window-tested, which makes this cheap on
 /// real heatmaps where nearly everything is background.
 pub fn local_maxima_above(
@@ -167,10 +173,10 @@ pub fn local_maxima_above(
     found.truncate(k);
     Ok(found
         .into_iter()
-        .map(|(value, i)| Peak {
+        .map(|(score, i)| Peak {
             x: i % w,
             y: i / w,
-            value,
+            score,
         })
         .collect())
 }
@@ -214,7 +220,7 @@ mod tests {
     fn top_k_sorts_descending_with_index_ties() {
         let map = array![[0.5f32, 0.1, 0.7], [0.5, 0.9, 0.5]];
         let p = top_k(map.view(), 4);
-        let got: Vec<(usize, usize, f32)> = p.iter().map(|p| (p.x, p.y, p.value)).collect();
+        let got: Vec<(usize, usize, f32)> = p.iter().map(|p| (p.x, p.y, p.score)).collect();
         assert_eq!(
             got,
             vec![(1, 1, 0.9), (2, 0, 0.7), (0, 0, 0.5), (0, 1, 0.5)]
@@ -233,7 +239,7 @@ mod tests {
             let nms = max_pool_nms(map.view().insert_axis(ndarray::Axis(0)), kernel).unwrap();
             let reference: Vec<Peak> = top_k(nms.index_axis(ndarray::Axis(0), 0), 20)
                 .into_iter()
-                .filter(|p| p.value > 0.3)
+                .filter(|p| p.score > 0.3)
                 .collect();
             let fused = local_maxima_above(map.view(), kernel, 0.3, 20).unwrap();
             assert_eq!(fused, reference, "kernel {kernel}");
@@ -242,7 +248,7 @@ mod tests {
             let nms = max_pool_nms(t.insert_axis(ndarray::Axis(0)), kernel).unwrap();
             let reference: Vec<Peak> = top_k(nms.index_axis(ndarray::Axis(0), 0), 20)
                 .into_iter()
-                .filter(|p| p.value > 0.3)
+                .filter(|p| p.score > 0.3)
                 .collect();
             let strided = local_maxima_above(t, kernel, 0.3, 20).unwrap();
             assert_eq!(strided, reference, "kernel {kernel}, transposed");

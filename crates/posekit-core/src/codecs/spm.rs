@@ -27,15 +27,16 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
 use crate::codecs::peaks::local_maxima_above;
+use crate::codecs::Codec;
 use crate::error::{Error, Result};
 use crate::layout::KeypointLayout;
 use crate::pose::{Keypoint, Pose};
 
-/// Configuration shared by encoding and decoding (they must agree on the hierarchy, `Z` and
-/// the map size).
+/// The SPM codec. One configuration serves both halves because they must agree on the
+/// hierarchy, `Z` and the map size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SpmConfig {
+pub struct SpmCodec {
     /// Heatmap size `[W, H]`.
     pub heatmap_size: [usize; 2],
     /// Anchor of each joint: `None` is the root, `Some(p)` joint `p`. All `None` is flat SPR.
@@ -143,9 +144,9 @@ pub fn hierarchical_parents(layout: &KeypointLayout) -> Vec<Option<usize>> {
         .collect()
 }
 
-impl SpmConfig {
+impl SpmCodec {
     fn with_parents(heatmap_size: [usize; 2], parents: Vec<Option<usize>>) -> Self {
-        SpmConfig {
+        SpmCodec {
             heatmap_size,
             parents,
             root_joints: Vec::new(),
@@ -416,12 +417,29 @@ impl SpmConfig {
                 }
                 let keypoints = pos
                     .iter()
-                    .map(|&(x, y)| Keypoint::new(x as f32, y as f32, root.value))
+                    .map(|&(x, y)| Keypoint::new(x as f32, y as f32, root.score))
                     .collect();
-                Pose::new(keypoints, root.value)
+                Pose::new(keypoints, root.score)
             })
             .collect();
         Ok(poses)
+    }
+}
+
+impl Codec for SpmCodec {
+    /// `[N, K, 3]` people: x, y in heatmap pixels and a visibility.
+    type Annotation<'a> = ArrayView3<'a, f32>;
+    type Targets = SpmTargets;
+    /// `(root heatmap [H, W], displacements [2K, H, W])`.
+    type Outputs<'a> = (ArrayView2<'a, f32>, ArrayView3<'a, f32>);
+    type Decoded = Vec<Pose>;
+
+    fn encode(&self, people: Self::Annotation<'_>) -> Result<SpmTargets> {
+        SpmCodec::encode(self, people)
+    }
+
+    fn decode(&self, (root_heatmap, displacements): Self::Outputs<'_>) -> Result<Vec<Pose>> {
+        SpmCodec::decode(self, root_heatmap, displacements)
     }
 }
 
@@ -506,7 +524,7 @@ mod tests {
         a
     }
 
-    fn round_trip(cfg: &SpmConfig, people: &[Vec<(f32, f32)>]) -> Vec<Pose> {
+    fn round_trip(cfg: &SpmCodec, people: &[Vec<(f32, f32)>]) -> Vec<Pose> {
         let a = people_array(people, &[]);
         let t = cfg.encode(a.view()).unwrap();
         cfg.decode(t.root_heatmap.view(), t.displacements.view())
@@ -559,9 +577,9 @@ mod tests {
             person(60.3, 34.7, 44.0),
             person(44.6, 60.2, 30.0),
         ];
-        let flat = SpmConfig::flat([96, 80], 17);
+        let flat = SpmCodec::flat([96, 80], 17);
         assert_recovered(&round_trip(&flat, &people), &people, 1e-3);
-        let hier = SpmConfig::hierarchical([96, 80], &coco_layout());
+        let hier = SpmCodec::hierarchical([96, 80], &coco_layout());
         assert_recovered(&round_trip(&hier, &people), &people, 1e-3);
     }
 
@@ -570,7 +588,7 @@ mod tests {
         // Roots 6 px apart: the disks (radius 3) overlap at one column, yet each root pixel
         // still reads its own person's displacements.
         let people = vec![person(30.0, 30.0, 40.0), person(36.0, 30.0, 40.0)];
-        let cfg = SpmConfig::flat([64, 64], 17);
+        let cfg = SpmCodec::flat([64, 64], 17);
         assert_recovered(&round_trip(&cfg, &people), &people, 1e-3);
     }
 
@@ -578,7 +596,7 @@ mod tests {
     fn missing_joints_have_no_target_and_orphans_are_masked() {
         let people = vec![person(30.0, 30.0, 40.0)];
         let a = people_array(&people, &[(0, 7)]); // left elbow missing
-        let cfg = SpmConfig::hierarchical([64, 64], &coco_layout());
+        let cfg = SpmCodec::hierarchical([64, 64], &coco_layout());
         let t = cfg.encode(a.view()).unwrap();
         assert_eq!(t.weights.index_axis(ndarray::Axis(0), 7).sum(), 0.0);
         // The left wrist hangs from the missing elbow: no anchor, so no target either.
@@ -598,7 +616,7 @@ mod tests {
         // Root near the corner: targets are clipped to the map but the root pixel keeps its own.
         let people = vec![person(3.0, 20.5, 30.0)];
         let mut a = people_array(&people, &[]);
-        let cfg = SpmConfig::flat([48, 48], 17);
+        let cfg = SpmCodec::flat([48, 48], 17);
         assert_recovered(&round_trip(&cfg, &people), &people, 1e-3);
         // A person with nothing labelled adds nothing.
         a.slice_mut(ndarray::s![0, .., 2]).fill(0.0);
@@ -613,7 +631,7 @@ mod tests {
     #[test]
     fn targets_are_normalised_by_the_diagonal() {
         let people = vec![person(30.0, 30.0, 40.0)];
-        let cfg = SpmConfig::flat([40, 30], 17);
+        let cfg = SpmCodec::flat([40, 30], 17);
         let t = cfg.encode(people_array(&people, &[]).view()).unwrap();
         let (ry, rx) = {
             let mut best = (0, 0);
@@ -630,13 +648,13 @@ mod tests {
 
     #[test]
     fn bad_configs_and_shapes_are_errors() {
-        let mut cfg = SpmConfig::flat([32, 32], 3);
+        let mut cfg = SpmCodec::flat([32, 32], 3);
         cfg.parents = vec![Some(1), Some(2), Some(0)];
         assert!(
             cfg.encode(Array3::<f32>::zeros((1, 3, 3)).view()).is_err(),
             "cycle"
         );
-        let cfg = SpmConfig::flat([32, 32], 3);
+        let cfg = SpmCodec::flat([32, 32], 3);
         assert!(cfg.encode(Array3::<f32>::zeros((1, 4, 3)).view()).is_err());
         let root = Array2::<f32>::zeros((32, 31));
         let disp = Array3::<f32>::zeros((6, 32, 32));

@@ -609,6 +609,7 @@ mod tests {
                 0.107, 0.087, 0.087, 0.089, 0.089,
             ]),
             upper_body: vec![],
+            mappings: Default::default(),
         };
         let e = CocoEvaluator::for_layout(&gt, &layout).unwrap();
         assert_eq!(e.oks, Oks::coco17());

@@ -17,7 +17,7 @@
 //! y at 2k + 1, in the units of `posekit_core::codecs::spm`, i.e. heatmap pixels divided by its
 //! normaliser Z), `i` indexing the backbone's outputs.
 //!
-//! The config is called [`SpmNetConfig`] to keep it apart from the codec's `SpmConfig`.
+//! The config is called [`SpmNetConfig`] to keep it apart from the codec, `SpmCodec`.
 
 use std::path::Path;
 

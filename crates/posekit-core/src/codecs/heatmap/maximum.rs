@@ -3,15 +3,10 @@
 
 use ndarray::ArrayView2;
 
-/// A map's maximum: its position in heatmap pixels and its value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Peak {
-    pub x: f32,
-    pub y: f32,
-    pub score: f32,
-}
+use crate::codecs::peaks::Peak;
 
-/// HRNet's `get_max_preds` for one map: the first maximum in row-major order (NumPy's `argmax`
+/// HRNet's `get_max_preds` for one map (its position in heatmap pixels and its value): the
+/// first maximum in row-major order (NumPy's `argmax`
 /// tie rule) and its value; the position is masked to `(0, 0)` unless the value is positive,
 /// which is how the reference marks a joint it did not find.
 ///
@@ -31,18 +26,14 @@ pub fn heatmap_maximum(map: ArrayView2<f32>) -> Peak {
     }
     match best {
         Some((i, score)) if score > 0.0 => Peak {
-            x: (i % width) as f32,
-            y: (i / width) as f32,
+            x: i % width,
+            y: i / width,
             score,
         },
-        Some((_, score)) => Peak {
-            x: 0.0,
-            y: 0.0,
-            score,
-        },
+        Some((_, score)) => Peak { x: 0, y: 0, score },
         None => Peak {
-            x: 0.0,
-            y: 0.0,
+            x: 0,
+            y: 0,
             score: f32::NAN,
         },
     }
@@ -87,8 +78,8 @@ mod tests {
         assert_eq!(
             heatmap_maximum(map.view()),
             Peak {
-                x: 1.0,
-                y: 0.0,
+                x: 1,
+                y: 0,
                 score: 0.5
             }
         );
@@ -100,14 +91,14 @@ mod tests {
         assert_eq!(
             heatmap_maximum(map.view()),
             Peak {
-                x: 0.0,
-                y: 1.0,
+                x: 0,
+                y: 1,
                 score: 0.7
             }
         );
         let all_nan = Array2::from_elem((2, 2), f32::NAN);
         let peak = heatmap_maximum(all_nan.view());
-        assert!(peak.score.is_nan() && peak.x == 0.0 && peak.y == 0.0);
+        assert!(peak.score.is_nan() && peak.x == 0 && peak.y == 0);
     }
 
     #[test]

@@ -123,16 +123,11 @@ pub(crate) fn connect_limb(
 
 #[cfg(test)]
 mod tests {
-    use super::super::peaks::Peak;
     use super::*;
+    use crate::codecs::peaks::Peak;
 
-    fn peak(part: usize, x: usize, y: usize) -> Peak {
-        Peak {
-            part,
-            x,
-            y,
-            score: 0.5,
-        }
+    fn peak(x: usize, y: usize) -> Peak {
+        Peak { x, y, score: 0.5 }
     }
 
     /// Two people side by side, each with a horizontal limb: the field points right along both
@@ -148,7 +143,7 @@ mod tests {
             }
         }
         let peaks = PeakSet {
-            peaks: vec![peak(0, 2, 2), peak(0, 2, 7), peak(1, 12, 2), peak(1, 12, 7)],
+            peaks: vec![peak(2, 2), peak(2, 7), peak(12, 2), peak(12, 7)],
             part_start: vec![0, 2, 4],
         };
         let rule = ScoringRule {

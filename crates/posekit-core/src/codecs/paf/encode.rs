@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::limbs::PafLimbs;
 use crate::error::{Error, Result};
 
-/// Parameters of [`encode`].
+/// Parameters of [`PafCodec::encode`](super::PafCodec::encode).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PafEncodeParams {
@@ -69,7 +69,7 @@ impl PafEncodeParams {
     }
 }
 
-/// What [`encode`] produces.
+/// What [`PafCodec::encode`](super::PafCodec::encode) produces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PafTargets {
     /// `[K (+1 background), H, W]`.
@@ -87,9 +87,9 @@ pub struct PafTargets {
 /// a faint floor under everyone's heatmap.
 const GAUSSIAN_CUTOFF: f32 = 4.6052;
 
-/// Builds heatmap and PAF targets for `keypoints` `[N, K, 2]` (input pixels) with `visible`
-/// `[N, K]` (> 0 means labelled, COCO's v = 1 or 2).
-pub fn encode(
+/// [`PafCodec::encode`](super::PafCodec::encode): heatmap and PAF targets for `keypoints`
+/// `[N, K, 2]` (input pixels) with `visible` `[N, K]` (> 0 means labelled, COCO's v = 1 or 2).
+pub(super) fn encode(
     params: &PafEncodeParams,
     limbs: &PafLimbs,
     keypoints: ArrayView3<f32>,

