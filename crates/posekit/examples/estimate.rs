@@ -23,7 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let people = est.estimate(&image, None)?;
     for (i, person) in people.iter().enumerate() {
         let found = person.keypoints.iter().filter(|k| k.score > 0.0).count();
-        println!("person {i}: score {:.3}, {found} of {} joints", person.score, person.keypoints.len());
+        println!(
+            "person {i}: score {:.3}, {found} of {} joints",
+            person.score,
+            person.keypoints.len()
+        );
     }
     posekit::draw(&mut image, &people, est.layout(), &Default::default());
     posekit::write_image(output, &image)?;

@@ -75,12 +75,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter(|a| a.image_id == image.id && !a.iscrowd)
             .collect();
         let all: Vec<[f64; 4]> = anns.iter().map(|a| a.bbox).collect();
-        let with_kps: Vec<[f64; 4]> = anns.iter().filter(|a| a.num_keypoints > 0).map(|a| a.bbox).collect();
+        let with_kps: Vec<[f64; 4]> = anns
+            .iter()
+            .filter(|a| a.num_keypoints > 0)
+            .map(|a| a.bbox)
+            .collect();
         people += all.len();
         keypointed += with_kps.len();
         proposals += boxes_with_margin(&poses, w, h, PROPOSAL_MARGIN).len();
         for (k, &m) in margins.iter().enumerate() {
-            let boxes: Vec<[f64; 4]> = boxes_with_margin(&poses, w, h, m).iter().map(|b| b.bbox).collect();
+            let boxes: Vec<[f64; 4]> = boxes_with_margin(&poses, w, h, m)
+                .iter()
+                .map(|b| b.bbox)
+                .collect();
             found[k].0 += matched(&with_kps, &boxes);
             found[k].1 += matched(&all, &boxes);
         }

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayD};
 use posekit_core::codecs::heatmap::Refinement;
-use posekit_core::layout::KeypointLayout;
+use posekit_core::layout::{JointMapping, KeypointLayout};
 use posekit_core::pose::Pose;
 use posekit_nn::models::{Paradigm, Preset, PRESETS};
 use tch::Device;
@@ -96,8 +96,8 @@ pub struct PoseEstimator {
     engine: Engine,
     /// The layout of the returned poses.
     layout: KeypointLayout,
-    /// `output[i] = network[map[i]]` when the network's layout is mapped (CMU-18 -> COCO-17).
-    to_output: Option<Vec<usize>>,
+    /// The network's layout to [`Self::layout`] when they differ (CMU-18 -> COCO-17).
+    to_output: Option<JointMapping>,
     proposals: Proposals,
     /// The bundled model, for top-down proposals (loaded once, when first needed).
     proposer: std::sync::OnceLock<Result<Box<PoseEstimator>, String>>,
@@ -220,10 +220,9 @@ impl PoseEstimator {
                     all.push(person_boxes);
                 }
                 let outs = engine.predict_many(images, &all, false)?;
-                Ok(outs
-                    .into_iter()
+                outs.into_iter()
                     .map(|o| self.to_output_layout(o.poses))
-                    .collect())
+                    .collect()
             }
             Engine::BottomUp(_) => images
                 .iter()
@@ -250,7 +249,7 @@ impl PoseEstimator {
                     .predict_many(std::slice::from_ref(image), &[person_boxes], keep_maps)?
                     .pop()
                     .ok_or_else(|| invalid!("the top-down engine returned no picture"))?;
-                out.poses = self.to_output_layout(out.poses);
+                out.poses = self.to_output_layout(out.poses)?;
                 out.box_source = Some(source);
                 Ok(out)
             }
@@ -263,7 +262,7 @@ impl PoseEstimator {
                     );
                 }
                 let out = engine.predict(image, keep_maps)?;
-                let poses = self.to_output_layout(out.poses);
+                let poses = self.to_output_layout(out.poses)?;
                 let boxes = poses.iter().map(|p| joint_extent(p, w, h)).collect();
                 Ok(Estimate {
                     poses,
@@ -311,19 +310,13 @@ impl PoseEstimator {
         }
     }
 
-    fn to_output_layout(&self, poses: Vec<Pose>) -> Vec<Pose> {
+    fn to_output_layout(&self, poses: Vec<Pose>) -> Result<Vec<Pose>> {
         match &self.to_output {
-            None => poses,
-            Some(map) => poses
-                .into_iter()
-                .map(|p| {
-                    let keypoints = map
-                        .iter()
-                        .map(|&i| p.keypoints.get(i).copied().unwrap_or_default())
-                        .collect();
-                    Pose::new(keypoints, p.score)
-                })
-                .collect(),
+            None => Ok(poses),
+            Some(mapping) => Ok(poses
+                .iter()
+                .map(|p| mapping.apply(p))
+                .collect::<posekit_core::Result<_>>()?),
         }
     }
 }
@@ -442,7 +435,7 @@ impl PoseEstimatorBuilder {
         };
         let (layout, to_output) = match &engine {
             Engine::TopDown(e) => (e.layout.clone(), None),
-            Engine::BottomUp(_) => output_layout(&network_layout),
+            Engine::BottomUp(_) => output_layout(&network_layout)?,
         };
         Ok(PoseEstimator {
             preset,
@@ -535,17 +528,19 @@ impl PoseEstimatorBuilder {
     }
 }
 
-/// The layout a bottom-up network answers in: its own, or COCO-17 when its layout declares a
-/// mapping there (see the module documentation), with that mapping.
-fn output_layout(network: &KeypointLayout) -> (KeypointLayout, Option<Vec<usize>>) {
-    match (network.name.as_str(), KeypointLayout::builtin("coco17")) {
-        ("cmu18", Some(coco)) => (coco, Some(CMU18_TO_COCO17.to_vec())),
-        _ => (network.clone(), None),
+/// The layout results are reported in: a network whose layout declares a mapping to COCO-17
+/// (CMU-18: its models are trained on COCO) answers in COCO-17 through that mapping, so that
+/// every COCO model's results compare and evaluate alike; any other network in its own.
+fn output_layout(network: &KeypointLayout) -> Result<(KeypointLayout, Option<JointMapping>)> {
+    const COCO17: &str = "coco17";
+    if network.name == COCO17 || !network.mappings.contains_key(COCO17) {
+        return Ok((network.clone(), None));
     }
+    let coco = KeypointLayout::builtin(COCO17)
+        .ok_or_else(|| invalid!("the built-in {COCO17} layout is missing"))?;
+    let mapping = network.mapping_to(&coco)?;
+    Ok((coco, Some(mapping)))
 }
-
-/// `COCO17[i] = CMU18[CMU18_TO_COCO17[i]]` (the neck has no COCO joint).
-const CMU18_TO_COCO17: [usize; 17] = [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10];
 
 /// `[x, y, w, h]` around a pose's found joints, clipped to the picture; a zero-size box for a
 /// pose with none.

@@ -26,7 +26,12 @@ pub fn boxes_of(people: &[Pose], width: usize, height: usize) -> Vec<PersonBox> 
 }
 
 /// [`boxes_of`] with another margin (for measuring which margin to ship).
-pub fn boxes_with_margin(people: &[Pose], width: usize, height: usize, margin: f64) -> Vec<PersonBox> {
+pub fn boxes_with_margin(
+    people: &[Pose],
+    width: usize,
+    height: usize,
+    margin: f64,
+) -> Vec<PersonBox> {
     let (w, h) = (width as f64, height as f64);
     people
         .iter()
