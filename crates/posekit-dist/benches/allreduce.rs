@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use posekit_dist::{
-    spawn_local, DistEnv, GlooDevice, GradAverager, GroupOptions, ProcessGroup, SpawnOptions,
-    DEFAULT_BUCKET_BYTES,
+    plan_buckets, spawn_local, DistEnv, GlooDevice, GradAverager, GroupOptions, ProcessGroup,
+    SpawnOptions, DEFAULT_BUCKET_BYTES,
 };
 use posekit_nn::models::Preset;
 use tch::nn::VarStore;
@@ -84,6 +84,9 @@ fn main() {
         );
     (total * 0.5).backward();
 
+    if env.rank == 0 {
+        time_local_copies(&args, &vs);
+    }
     for (label, bucket_bytes) in [
         ("25 MiB buckets", DEFAULT_BUCKET_BYTES),
         ("one flat buffer", usize::MAX),
@@ -117,6 +120,33 @@ fn main() {
         group.barrier().expect("barrier");
         group.shutdown();
     }
+}
+
+/// The part of `average` that is not communication: gather the gradients into 25 MiB buckets,
+/// divide, copy back. Rank 0 alone, before the group forms.
+fn time_local_copies(args: &Args, vs: &VarStore) {
+    let grads: Vec<tch::Tensor> = vs.trainable_variables().iter().map(|p| p.grad()).collect();
+    let buckets = plan_buckets(&grads, DEFAULT_BUCKET_BYTES).expect("buckets");
+    let mut times = Vec::new();
+    for i in 0..args.warmup + args.iters {
+        let start = Instant::now();
+        for bucket in &buckets {
+            let flat = bucket.flatten(&grads);
+            let _ = flat.detach().g_div_scalar_(1.0);
+            bucket.unflatten(&flat, &grads);
+        }
+        if i >= args.warmup {
+            times.push(start.elapsed());
+        }
+    }
+    times.sort();
+    println!(
+        "{}: local copies only (flatten, divide, unflatten; {} buckets): median {:.1} ms, best {:.1} ms",
+        args.model,
+        buckets.len(),
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3
+    );
 }
 
 fn report(

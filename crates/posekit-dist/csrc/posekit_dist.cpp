@@ -316,14 +316,15 @@ void pk_work_free(PkWork* work) {
 
 // --- Tensors ---
 
-char* pk_tensor_ensure_grad(void* tensor) {
+char* pk_tensor_set_grad(void* tensor, void* grad) {
   return guarded([&] {
     at::Tensor& variable = tensor_ref(tensor);
+    const at::Tensor& view = tensor_ref(grad);
     TORCH_CHECK(variable.requires_grad(), "the tensor does not require a gradient");
-    if (!variable.grad().defined()) {
-      at::NoGradGuard no_grad;
-      variable.mutable_grad() = at::zeros_like(variable);
-    }
+    TORCH_CHECK(view.sizes() == variable.sizes() && view.scalar_type() == variable.scalar_type() &&
+                    view.device() == variable.device(),
+                "the gradient does not match its tensor's shape, dtype or device");
+    variable.mutable_grad() = view;
   });
 }
 

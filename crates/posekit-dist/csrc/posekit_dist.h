@@ -71,9 +71,10 @@ void pk_work_free(PkWork* work);
 
 // --- Tensors ---
 
-// Gives `tensor` a zero gradient when it has none yet, so that every rank all-reduces the same
-// list of gradients even when a parameter took no part in this rank's loss.
-char* pk_tensor_ensure_grad(void* tensor);
+// Makes `grad` the gradient of `tensor` (same shape, dtype and device), so that backward
+// accumulates into it: GradAverager points every gradient into its bucket buffers, as
+// DistributedDataParallel does with gradient_as_bucket_view=True.
+char* pk_tensor_set_grad(void* tensor, void* grad);
 
 #ifdef __cplusplus
 }

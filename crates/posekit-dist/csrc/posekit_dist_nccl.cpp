@@ -28,7 +28,8 @@ char* pk_nccl_new(PkStore* store, const char* prefix, int32_t rank, int32_t size
                   int64_t timeout_ms, int32_t device, PkGroup** out) {
   return guarded([&] {
     TORCH_CHECK(prefix != nullptr && out != nullptr, "null argument");
-    auto count = c10::cuda::device_count();
+    // DeviceIndex is a char-sized integer: widen it so that messages print a number.
+    int count = static_cast<int>(c10::cuda::device_count());
     TORCH_CHECK(device >= 0 && device < count, "CUDA device ", device,
                 " does not exist (this machine has ", count, ")");
     // One process per GPU: make this rank's device the current one before NCCL creates its

@@ -102,7 +102,7 @@ extern "C" {
     pub fn pk_work_wait(work: *mut PkWork) -> *mut c_char;
     pub fn pk_work_free(work: *mut PkWork);
 
-    pub fn pk_tensor_ensure_grad(tensor: *mut c_void) -> *mut c_char;
+    pub fn pk_tensor_set_grad(tensor: *mut c_void, grad: *mut c_void) -> *mut c_char;
 }
 
 /// Turns a shim return value into `Ok(())` or the error message it carries (and frees it).

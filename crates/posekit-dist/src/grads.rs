@@ -10,6 +10,7 @@
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use crate::bucket;
 use crate::error::{DistError, Result};
 use crate::ffi;
 use crate::group::{ProcessGroup, ReduceOp};
@@ -89,32 +90,82 @@ pub fn broadcast_var_store(group: &ProcessGroup, vs: &VarStore, root: usize) -> 
 }
 
 /// Averages the gradients of a VarStore's trainable variables across the ranks.
+///
+/// The gradients are copied into a few persistent flat buffers (one per bucket), each buffer
+/// is all-reduced in place, and the means are copied back. DistributedDataParallel can skip
+/// the two copies by making the gradients views into its buckets (`gradient_as_bucket_view`),
+/// but then nothing may `detach_()` a gradient, and tch's `Tensor::zero_grad` does; so the
+/// copies stay until the optimizers zero gradients without detaching them.
 pub struct GradAverager {
     params: Vec<Tensor>,
+    /// One flat buffer per bucket, allocated once.
+    buffers: Vec<Tensor>,
+    /// Each parameter's slot in its buffer, shaped like the parameter.
+    slots: Vec<Tensor>,
 }
 
 impl GradAverager {
-    /// Takes the trainable variables of `vs` (sorted by name) and checks that every rank has
-    /// the same ones. A collective: every rank constructs it at the same point.
+    /// Takes the trainable variables of `vs` (sorted by name), checks that every rank has the
+    /// same ones, and allocates bucket buffers of the group's bucket size. A collective: every
+    /// rank constructs it at the same point.
     pub fn new(group: &ProcessGroup, vs: &VarStore) -> Result<GradAverager> {
         let named = sorted(vs, true);
         verify_same_variables(group, &named, "trainable variables")?;
+        let params: Vec<Tensor> = named.into_iter().map(|(_, t)| t).collect();
+        let buckets = bucket::plan(&params, group.bucket_bytes())?;
+        let mut slots: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
+        let mut buffers = Vec::with_capacity(buckets.len());
+        for b in &buckets {
+            let buffer = Tensor::zeros([b.numel], (b.kind, b.device));
+            let mut offset = 0;
+            for &i in &b.members {
+                let n = params[i].numel() as i64;
+                slots[i] = Some(
+                    buffer
+                        .narrow(0, offset, n)
+                        .view(params[i].size().as_slice()),
+                );
+                offset += n;
+            }
+            buffers.push(buffer);
+        }
+        let slots = slots.into_iter().flatten().collect();
         Ok(GradAverager {
-            params: named.into_iter().map(|(_, t)| t).collect(),
+            params,
+            buffers,
+            slots,
         })
     }
 
-    /// Replaces every gradient by its mean over the ranks (bucketed all-reduce, sum then
-    /// divide). A parameter that took no part in this rank's loss counts as a zero gradient,
-    /// so that every rank reduces the same list.
+    /// Replaces every gradient by its mean over the ranks (all-reduce sum, then divide). A
+    /// parameter that took no part in this rank's loss (no gradient) contributes zeros, and
+    /// gets the mean as its gradient.
     pub fn average(&self, group: &ProcessGroup) -> Result<()> {
-        for param in &self.params {
-            // SAFETY: param is a live tensor; the shim only reads and sets its gradient.
-            ffi::check(unsafe { ffi::pk_tensor_ensure_grad(ffi::tensor_ptr(param)) })
-                .map_err(DistError::Invalid)?;
-        }
         let grads: Vec<Tensor> = self.params.iter().map(Tensor::grad).collect();
-        group.all_reduce(&grads, ReduceOp::Mean)
+        tch::no_grad(|| {
+            for (grad, slot) in grads.iter().zip(&self.slots) {
+                let mut slot = slot.shallow_clone();
+                if grad.defined() {
+                    slot.copy_(grad);
+                } else {
+                    let _ = slot.zero_();
+                }
+            }
+        });
+        group.all_reduce(&self.buffers, ReduceOp::Mean)?;
+        for ((param, grad), slot) in self.params.iter().zip(&grads).zip(&self.slots) {
+            if grad.defined() {
+                tch::no_grad(|| grad.shallow_clone().copy_(slot));
+            } else {
+                let mean = slot.copy();
+                // SAFETY: both are live tensors; the shim checks shape, dtype and device.
+                ffi::check(unsafe {
+                    ffi::pk_tensor_set_grad(ffi::tensor_ptr(param), ffi::tensor_ptr(&mean))
+                })
+                .map_err(DistError::Invalid)?;
+            }
+        }
+        Ok(())
     }
 
     /// Number of parameter tensors averaged.
@@ -128,17 +179,92 @@ impl GradAverager {
 
     /// Bytes that one `average` all-reduces.
     pub fn bytes(&self) -> usize {
-        self.params
+        self.buffers
             .iter()
-            .map(|p| p.numel() * p.kind().elt_size_in_bytes())
+            .map(|b| b.numel() * b.kind().elt_size_in_bytes())
             .sum()
+    }
+
+    /// Number of flat buffers (collectives per `average`).
+    pub fn buckets(&self) -> usize {
+        self.buffers.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{free_port, DistEnv, GlooDevice, GroupOptions};
     use tch::{Device, Kind};
+
+    /// A group of one rank in this process (its own store on a free port).
+    fn single_rank_group(bucket_bytes: usize) -> ProcessGroup {
+        let options = GroupOptions {
+            bucket_bytes,
+            gloo_device: GlooDevice::Hostname("127.0.0.1".into()),
+            ..GroupOptions::default()
+        };
+        ProcessGroup::init(&DistEnv::single(free_port().unwrap()), &options).unwrap()
+    }
+
+    #[test]
+    fn gradients_are_averaged_through_persistent_bucket_buffers() {
+        let group = single_rank_group(64);
+        let vs = VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let a = root.randn("a", &[4, 5], 0.0, 1.0); // 80 bytes: a bucket of its own
+        let b = root.randn("b", &[3], 0.0, 1.0);
+        let c = root.randn("c", &[2, 2], 0.0, 1.0);
+        let _frozen = root.zeros_no_train("frozen", &[7]);
+        let averager = GradAverager::new(&group, &vs).unwrap();
+        let expected = (averager.len(), averager.buckets(), averager.bytes());
+        assert_eq!(expected, (3, 2, (20 + 3 + 4) * 4));
+
+        // b takes no part in the loss: it has no gradient, and gets the mean of zeros.
+        ((&a * 3.0).sum(Kind::Float) + (&c * &c).sum(Kind::Float)).backward();
+        assert!(!b.grad().defined());
+        let (want_a, want_c) = (a.grad().copy(), c.grad().copy());
+        averager.average(&group).unwrap();
+        assert!(a.grad().equal(&want_a) && c.grad().equal(&want_c));
+        assert!(b
+            .grad()
+            .equal(&Tensor::zeros([3], (Kind::Float, Device::Cpu))));
+        // b and c share the second buffer, in name order; the gradients are not views of it.
+        assert!(averager.buffers[1]
+            .narrow(0, 3, 4)
+            .equal(&c.grad().view([-1])));
+        assert_ne!(averager.slots[2].data_ptr(), c.grad().data_ptr());
+        // tch's zero_grad (which detaches the gradient in place) still works on them.
+        for mut p in [a.shallow_clone(), b.shallow_clone(), c.shallow_clone()] {
+            p.zero_grad();
+        }
+        group.shutdown();
+    }
+
+    #[test]
+    fn a_single_rank_group_broadcasts_and_gathers_to_itself() {
+        let group = single_rank_group(1 << 20);
+        let t = vec![
+            Tensor::from_slice(&[1.5f32, 2.5]),
+            Tensor::from_slice(&[7i64]),
+        ];
+        group.broadcast(&t, 0).unwrap();
+        group.all_reduce(&t[..1], ReduceOp::Mean).unwrap();
+        assert!(t[0].equal(&Tensor::from_slice(&[1.5f32, 2.5])));
+        assert_eq!(group.all_gather_i64(&[4, 2]).unwrap(), vec![vec![4, 2]]);
+        let err = group
+            .all_reduce(&t[1..], ReduceOp::Mean)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs floating-point tensors"), "{err}");
+        let err = group.broadcast(&t, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("broadcast from rank 1, but the group has 1 ranks"),
+            "{err}"
+        );
+        group.barrier().unwrap();
+        group.shutdown();
+    }
 
     #[test]
     fn fingerprint_sees_names_shapes_and_dtypes() {

@@ -311,6 +311,11 @@ impl ProcessGroup {
         self.backend
     }
 
+    /// The size of the flat buffers of bucketed collectives (`GroupOptions::bucket_bytes`).
+    pub fn bucket_bytes(&self) -> usize {
+        self.options.bucket_bytes
+    }
+
     /// Sums (or averages, ...) `tensors` across ranks, in place, in buckets of
     /// `GroupOptions::bucket_bytes`. Every rank passes tensors of the same shapes and dtypes
     /// in the same order. The buckets' collectives are all started before the first is
