@@ -4,15 +4,15 @@
 //!     cargo bench -p posekit-dist --bench allreduce -- [--nproc 2] [--model hrnet-w32] [--iters 10]
 //!
 //! Without RANK in its environment the bench is its own launcher (`spawn_local`); each rank
-//! builds the model, and rank 0 prints the timings: the whole `average` call (flatten, Gloo
-//! all-reduce, divide, copy back) in DDP's 25 MiB buckets and as one flat buffer, and the
+//! builds the model, and rank 0 prints the timings: the whole `average` call (copy into the
+//! persistent bucket buffers, Gloo all-reduce, divide, copy back) in DDP's 25 MiB buckets and as one flat buffer, and the
 //! bus bandwidth (algorithm bandwidth x 2(N-1)/N, the bytes a ring moves per rank).
 
 use std::time::{Duration, Instant};
 
 use posekit_dist::{
-    plan_buckets, spawn_local, DistEnv, GlooDevice, GradAverager, GroupOptions, ProcessGroup,
-    SpawnOptions, DEFAULT_BUCKET_BYTES,
+    spawn_local, DistEnv, GlooDevice, GradAverager, GroupOptions, ProcessGroup, SpawnOptions,
+    DEFAULT_BUCKET_BYTES,
 };
 use posekit_nn::models::Preset;
 use tch::nn::VarStore;
@@ -84,9 +84,6 @@ fn main() {
         );
     (total * 0.5).backward();
 
-    if env.rank == 0 {
-        time_local_copies(&args, &vs);
-    }
     for (label, bucket_bytes) in [
         ("25 MiB buckets", DEFAULT_BUCKET_BYTES),
         ("one flat buffer", usize::MAX),
@@ -120,33 +117,6 @@ fn main() {
         group.barrier().expect("barrier");
         group.shutdown();
     }
-}
-
-/// The part of `average` that is not communication: gather the gradients into 25 MiB buckets,
-/// divide, copy back. Rank 0 alone, before the group forms.
-fn time_local_copies(args: &Args, vs: &VarStore) {
-    let grads: Vec<tch::Tensor> = vs.trainable_variables().iter().map(|p| p.grad()).collect();
-    let buckets = plan_buckets(&grads, DEFAULT_BUCKET_BYTES).expect("buckets");
-    let mut times = Vec::new();
-    for i in 0..args.warmup + args.iters {
-        let start = Instant::now();
-        for bucket in &buckets {
-            let flat = bucket.flatten(&grads);
-            let _ = flat.detach().g_div_scalar_(1.0);
-            bucket.unflatten(&flat, &grads);
-        }
-        if i >= args.warmup {
-            times.push(start.elapsed());
-        }
-    }
-    times.sort();
-    println!(
-        "{}: local copies only (flatten, divide, unflatten; {} buckets): median {:.1} ms, best {:.1} ms",
-        args.model,
-        buckets.len(),
-        times[times.len() / 2].as_secs_f64() * 1e3,
-        times[0].as_secs_f64() * 1e3
-    );
 }
 
 fn report(
