@@ -194,9 +194,12 @@ impl ProcessGroup {
         .map_err(rendezvous_error)?;
         let control = store.try_clone().map_err(rendezvous_error)?;
         let heartbeat_store = store.try_clone().map_err(rendezvous_error)?;
-        // The diagnosis must not wait long on a store that no longer answers.
-        control
-            .set_timeout(options.heartbeat_interval * 5 + Duration::from_secs(5))
+        // Neither the diagnosis nor a heartbeat tick (which Drop waits for) may wait long on a
+        // store that no longer answers.
+        let short = options.heartbeat_interval * 5 + Duration::from_secs(5);
+        control.set_timeout(short).map_err(rendezvous_error)?;
+        heartbeat_store
+            .set_timeout(short)
             .map_err(rendezvous_error)?;
         let prefix = env.key_prefix();
         let heartbeat = Heartbeat::start(
