@@ -74,6 +74,9 @@ fn main() {
                     .define("USE_C10D_NCCL", None)
                     .define("POSEKIT_DIST_WITH_NCCL", None);
                 build.includes(dirs).file("csrc/posekit_dist_nccl.cpp");
+                // ProcessGroupNCCL is in libtorch_cuda (which torch-sys links); the shim also
+                // calls c10::cuda's device functions, which torch-sys does not link.
+                println!("cargo:rustc-link-lib=dylib=c10_cuda");
             }
             Err(missing) if nccl == "1" => {
                 panic!("posekit-dist: POSEKIT_DIST_NCCL=1 but {missing}")
@@ -85,9 +88,12 @@ fn main() {
     build.compile("posekit_dist_shim");
 }
 
-/// The torch package directory (holding `include/` and `lib/`).
+/// The torch package directory (holding `include/` and `lib/`), with links resolved: the
+/// wheel's `nvidia/` packages are beside the real one (`.venv/libtorch` is a link into
+/// site-packages).
 fn torch_dir() -> Option<PathBuf> {
-    torch_lib_dir().and_then(|lib| lib.parent().map(Path::to_path_buf))
+    let dir = torch_lib_dir().and_then(|lib| lib.parent().map(Path::to_path_buf))?;
+    Some(std::fs::canonicalize(&dir).unwrap_or(dir))
 }
 
 fn gloo_include_dir() -> Option<PathBuf> {
