@@ -3,6 +3,10 @@
 #   * libtorch, from the PyTorch wheel (torch==2.11.0, the version tch 0.24 is built against),
 #     into the repo's own virtualenv `.venv`, linked to `.venv/libtorch` for the build;
 #   * ffmpeg, for reading and writing videos (`posekit infer video.mp4`);
+#   * Gloo's headers (Debian's libgloo-dev), which posekit-dist's c10d shim compiles against:
+#     the wheel has Gloo inside libtorch_cpu.so but ships none of its headers;
+#   * with a CUDA wheel, the CUDA runtime's crt/ and libcu++ headers (nvidia-cuda-crt,
+#     nvidia-cuda-cccl, same CUDA version) that c10d's NCCL header needs beyond the wheel;
 #   * `target/release/posekit`.
 # Safe to run again: every step is skipped when already done.
 set -euo pipefail
@@ -22,14 +26,30 @@ fi
 torch_dir=$(.venv/bin/python -c "import os, torch; print(os.path.dirname(torch.__file__))" 2>/dev/null)
 ln -sfn "$torch_dir" .venv/libtorch
 
-if ! command -v ffmpeg >/dev/null 2>&1; then
+# apt_install PACKAGE WHAT-IS-LOST-WITHOUT-IT
+apt_install() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing ffmpeg"
-        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+        echo "setup: installing $1"
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
     elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-        sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+        sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
     else
-        echo "setup: warning: ffmpeg not found and cannot be installed here; video input will be unavailable" >&2
+        echo "setup: warning: $1 not found and cannot be installed here; $2" >&2
+    fi
+}
+
+if ! command -v ffmpeg >/dev/null 2>&1; then
+    apt_install ffmpeg "video input will be unavailable"
+fi
+if [ ! -f /usr/include/gloo/algorithm.h ] && [ -z "${GLOO_INCLUDE_DIR:-}" ]; then
+    apt_install libgloo-dev "distributed training on the CPU (Gloo) will be unavailable"
+fi
+if [ -f .venv/libtorch/lib/libtorch_cuda.so ]; then
+    cuda=$(.venv/bin/python -c "import torch; print(torch.version.cuda or '')" 2>/dev/null)
+    if [ -n "$cuda" ] && ! .venv/bin/python -m pip show --quiet nvidia-cuda-crt nvidia-cuda-cccl >/dev/null 2>&1; then
+        echo "setup: installing CUDA $cuda headers for the NCCL process group into .venv"
+        .venv/bin/pip install --quiet --disable-pip-version-check \
+            "nvidia-cuda-crt==$cuda.*" "nvidia-cuda-cccl==$cuda.*"
     fi
 fi
 
