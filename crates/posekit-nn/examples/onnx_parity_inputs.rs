@@ -1,7 +1,8 @@
 //! Writes what `tools/fixtures/make_onnx_fixtures.py` checks with the `onnx` and `onnxruntime`
 //! PyPI packages: for every preset, its ONNX export (float32 and `--half`) of random calibrated
-//! weights (`posekit_nn::export::random_weights`) and libtorch's eval-mode outputs on a random
-//! picture; and the shipped OpenPose-MobileNetV2 exported with its real weights.
+//! weights (`posekit_nn::export::random_weights`; the shipped weights for
+//! `openpose-mobilenetv2`) and libtorch's eval-mode outputs on a random picture; and the
+//! shipped OpenPose-MobileNetV2 exported for the TensorFlow comparison.
 //!
 //! ```sh
 //! cargo run -p posekit-nn --example onnx_parity_inputs -- OUT_DIR [PRESET ...]
@@ -32,7 +33,10 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let out = PathBuf::from(args.next().ok_or("usage: onnx_parity_inputs OUT_DIR [PRESET ...]")?);
+    let out = PathBuf::from(
+        args.next()
+            .ok_or("usage: onnx_parity_inputs OUT_DIR [PRESET ...]")?,
+    );
     let only: Vec<String> = args.collect();
     std::fs::create_dir_all(&out)?;
     let mut written = Vec::new();
@@ -56,22 +60,55 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if only.is_empty() || only.iter().any(|n| n == "openpose-mobilenetv2") {
         export_shipped_mobilenet(&out)?;
     }
+    // Re-running some presets keeps the others' entries.
+    if !only.is_empty() {
+        if let Ok(text) = std::fs::read_to_string(out.join("manifest.json")) {
+            let old: serde_json::Value = serde_json::from_str(&text)?;
+            let redone = |e: &serde_json::Value| only.iter().any(|n| e["preset"] == n.as_str());
+            for e in old["exported"].as_array().into_iter().flatten() {
+                if !redone(e) {
+                    written.push(e.clone());
+                }
+            }
+            for (k, v) in old["unsupported"].as_object().into_iter().flatten() {
+                if !only.contains(k) {
+                    unsupported.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
     let manifest = json!({"seed": SEED, "exported": written, "unsupported": unsupported});
-    std::fs::write(out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?)?;
+    std::fs::write(
+        out.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
     Ok(())
 }
 
 /// The preset with random calibrated weights: both exports and the libtorch reference.
 fn export_preset(preset: &Preset, out: &Path) -> Result<(i64, i64), Box<dyn std::error::Error>> {
-    let vs = nn::VarStore::new(Device::Cpu);
+    let mut vs = nn::VarStore::new(Device::Cpu);
     let net = preset.build(&vs.root())?;
     let info = ExportInfo::for_preset(preset)?;
     let size = preset.default_input_size();
     // Export first: an unsupported network fails before the costly calibration.
     export_network(net.as_ref(), &info, &ExportOptions::new(size))?;
-    random_weights::randomize(&vs, net.as_ref(), &info.normalization, SEED)?;
-    for (precision, suffix) in [(Precision::Float32, "onnx"), (Precision::Float16, "half.onnx")] {
-        let options = ExportOptions { precision, ..ExportOptions::new(size) };
+    if preset.name == "openpose-mobilenetv2" {
+        // The one preset with real weights is checked with them: through six refinement
+        // stages of random weights, rounding differences grow past 1e-4 by the last stage
+        // (measured 3.5e-5 at stage 1, 1.3e-4 at stage 6), which says nothing of the export.
+        load_weights(&mut vs, &OpenPoseMobileNet::bundled_weights())?;
+    } else {
+        random_weights::randomize(&vs, net.as_ref(), &info.normalization, SEED)?;
+    }
+    for (precision, suffix) in [
+        (Precision::Float32, "onnx"),
+        (Precision::Float16, "half.onnx"),
+    ] {
+        let options = ExportOptions {
+            precision,
+            ..ExportOptions::new(size)
+        };
         export_network(net.as_ref(), &info, &options)?
             .write(&out.join(format!("{}.{suffix}", preset.name)))?;
     }
@@ -100,8 +137,12 @@ fn export_shipped_mobilenet(out: &Path) -> Result<(), Box<dyn std::error::Error>
     let net = preset.build(&vs.root())?;
     load_weights(&mut vs, &OpenPoseMobileNet::bundled_weights())?;
     let info = ExportInfo::for_preset(preset)?;
-    export_network(net.as_ref(), &info, &ExportOptions::new(preset.default_input_size()))?
-        .write(&out.join("openpose-mobilenetv2-shipped.onnx"))?;
+    export_network(
+        net.as_ref(),
+        &info,
+        &ExportOptions::new(preset.default_input_size()),
+    )?
+    .write(&out.join("openpose-mobilenetv2-shipped.onnx"))?;
     println!("openpose-mobilenetv2: shipped weights exported");
     Ok(())
 }

@@ -181,8 +181,7 @@ impl OnnxGraph {
 
     /// Declares the float32 graph input `name` and returns it in the body's precision.
     pub fn input(&mut self, name: &str, dims: &[Dim]) -> Value {
-        self.inputs
-            .push(value_info(name, DataType::FLOAT, dims));
+        self.inputs.push(value_info(name, DataType::FLOAT, dims));
         let input = Value(name.to_string());
         match self.precision {
             Precision::Float32 => input,
@@ -279,7 +278,12 @@ impl OnnxGraph {
 
     /// A stride-1 convolution with "same" padding `k / 2` for an odd kernel `k`: every head
     /// and plain conv layer of posekit's networks (`blocks::conv2d_bias`, OpenPose's VGG).
-    pub fn conv_same(&mut self, x: &Value, weight: &Tensor, bias: Option<&Tensor>) -> Result<Value> {
+    pub fn conv_same(
+        &mut self,
+        x: &Value,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Value> {
         let k = weight.size().get(2).copied().unwrap_or(1);
         self.conv(x, weight, bias, 1, same_pads(k / 2), 1)
     }
@@ -381,7 +385,11 @@ impl OnnxGraph {
     /// `x.index_select(axis, indices)` with constant indices.
     pub fn gather(&mut self, x: &Value, axis: i64, indices: &[i64]) -> Value {
         let idx = self.constant_i64(indices, &[indices.len() as i64]);
-        self.node("Gather", &[x.name(), idx.name()], vec![attr_int("axis", axis)])
+        self.node(
+            "Gather",
+            &[x.name(), idx.name()],
+            vec![attr_int("axis", axis)],
+        )
     }
 
     /// `x.narrow(axis, start, len)`.
@@ -401,7 +409,11 @@ impl OnnxGraph {
     pub fn reduce_mean(&mut self, x: &Value, axes: &[i64]) -> Value {
         let keep = attr_int("keepdims", 1);
         if self.opset < 18 {
-            self.node("ReduceMean", &[x.name()], vec![attr_ints("axes", axes), keep])
+            self.node(
+                "ReduceMean",
+                &[x.name()],
+                vec![attr_ints("axes", axes), keep],
+            )
         } else {
             let a = self.constant_i64(axes, &[axes.len() as i64]);
             self.node("ReduceMean", &[x.name(), a.name()], vec![keep])
@@ -449,7 +461,12 @@ impl OnnxGraph {
 
     /// The finished model: IR version for the opset, the default-domain opset import, the
     /// producer, a doc string and `metadata` as `metadata_props`.
-    pub fn finish(self, graph_name: &str, doc: &str, metadata: Vec<(String, String)>) -> ModelProto {
+    pub fn finish(
+        self,
+        graph_name: &str,
+        doc: &str,
+        metadata: Vec<(String, String)>,
+    ) -> ModelProto {
         let graph = GraphProto {
             name: graph_name.to_string(),
             node: self.nodes,
@@ -588,7 +605,9 @@ mod tests {
     #[test]
     fn opsets_outside_the_range_are_refused() {
         assert!(OnnxGraph::new(DEFAULT_OPSET, Precision::Float32).is_ok());
-        let err = OnnxGraph::new(9, Precision::Float32).unwrap_err().to_string();
+        let err = OnnxGraph::new(9, Precision::Float32)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("opset 9") && err.contains("13 to 21"), "{err}");
         assert!(check_opset(22).is_err());
         assert_eq!(ir_version_for_opset(13), 7);
@@ -609,7 +628,9 @@ mod tests {
         assert_eq!(&h.raw_data[2..4], &[0x00, 0xC1]);
         assert_eq!(&h.raw_data[4..6], &[0xFF, 0x7B]);
         let big = Tensor::from_slice(&[1e6f32]);
-        let err = tensor_proto("w", &big, Precision::Float16).unwrap_err().to_string();
+        let err = tensor_proto("w", &big, Precision::Float16)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("float16 range"), "{err}");
     }
 
@@ -621,7 +642,11 @@ mod tests {
             g.reduce_mean(&x, &[0, 2, 3]);
             let node = g.nodes.last().unwrap();
             assert_eq!(node.op_type, "ReduceMean");
-            assert_eq!((node.input.len(), node.attribute.len()), (inputs, attrs), "opset {opset}");
+            assert_eq!(
+                (node.input.len(), node.attribute.len()),
+                (inputs, attrs),
+                "opset {opset}"
+            );
         }
     }
 
@@ -630,7 +655,11 @@ mod tests {
         let mut g = OnnxGraph::new(17, Precision::Float16).unwrap();
         let x = g.input("input", &[Dim::Symbolic("batch".into()), Dim::Fixed(3)]);
         let y = g.relu(&x);
-        g.output("heatmaps", &y, &[Dim::Symbolic("batch".into()), Dim::Fixed(3)]);
+        g.output(
+            "heatmaps",
+            &y,
+            &[Dim::Symbolic("batch".into()), Dim::Fixed(3)],
+        );
         let model = g.finish("net", "doc", vec![("k".into(), "v".into())]);
         let graph = model.graph.as_ref().unwrap();
         let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();

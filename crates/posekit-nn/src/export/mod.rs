@@ -27,7 +27,9 @@ use tch::{Device, Kind, Tensor};
 /// The ONNX protobuf messages (`onnx-protobuf`), for reading an exported model back.
 pub use onnx_protobuf as proto;
 
-pub use graph::{check_opset, Dim, OnnxGraph, Precision, Value, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET};
+pub use graph::{
+    check_opset, Dim, OnnxGraph, Precision, Value, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET,
+};
 pub use metadata::{ExportInfo, HeadInfo, INPUT_NAME};
 
 use crate::models::PoseNetwork;
@@ -91,11 +93,15 @@ pub fn export_network(
     check_opset(options.opset)?;
     let (h, w) = options.input_size;
     if h <= 0 || w <= 0 {
-        return Err(Error::Shape(format!("ONNX export: input size {h}x{w} must be positive")));
+        return Err(Error::Shape(format!(
+            "ONNX export: input size {h}x{w} must be positive"
+        )));
     }
     if let Some(b) = options.batch {
         if b <= 0 {
-            return Err(Error::Shape(format!("ONNX export: batch size {b} must be positive")));
+            return Err(Error::Shape(format!(
+                "ONNX export: batch size {b} must be positive"
+            )));
         }
     }
     let context = |e: Error| Error::Shape(format!("{}: {e}", info.preset));
@@ -230,7 +236,9 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"new contents");
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1);
-        let err = write_atomically(&dir.join("missing/m.onnx"), b"x").unwrap_err().to_string();
+        let err = write_atomically(&dir.join("missing/m.onnx"), b"x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing/m.onnx"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }

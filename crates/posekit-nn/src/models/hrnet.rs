@@ -719,7 +719,11 @@ impl PoseHrnet {
     /// [`Self::forward_named`] in eval mode as ONNX nodes (see [`crate::export`]).
     pub fn export_onnx(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<(String, Value)>> {
         let features = self.backbone.export_features(g, x)?;
-        let heatmaps = g.conv_same(&features[0], &self.final_layer.ws, self.final_layer.bs.as_ref())?;
+        let heatmaps = g.conv_same(
+            &features[0],
+            &self.final_layer.ws,
+            self.final_layer.bs.as_ref(),
+        )?;
         Ok(vec![("heatmaps".to_string(), heatmaps)])
     }
 }

@@ -87,7 +87,9 @@ mod tests {
         // ImageNet: 0.485 * 255 and 0.229 * 255.
         let n = Family::TopDownHeatmap.input_normalization();
         assert_eq!(n.channel_order, ChannelOrder::Rgb);
-        assert!((n.mean[0] - 0.485 * 255.0).abs() < 1e-3 && (n.std[0] - 0.229 * 255.0).abs() < 1e-3);
+        assert!(
+            (n.mean[0] - 0.485 * 255.0).abs() < 1e-3 && (n.std[0] - 0.229 * 255.0).abs() < 1e-3
+        );
         // CMU: (v - 128) / 256 == v / 256 - 0.5.
         let c = Family::PartAffinity(PafStyle::Cmu).input_normalization();
         assert_eq!(((200.0 - c.mean[0]) / c.std[0]), 200.0 / 256.0 - 0.5);

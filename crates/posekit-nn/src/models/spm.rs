@@ -254,7 +254,11 @@ impl Spm {
             .zip(self.root_head.iter().zip(&self.displacement_head))
             .enumerate()
         {
-            let prefix = if single { String::new() } else { format!("stack{i}.") };
+            let prefix = if single {
+                String::new()
+            } else {
+                format!("stack{i}.")
+            };
             let r = g.conv_same(f, &root.ws, root.bs.as_ref())?;
             let d = g.conv_same(f, &disp.ws, disp.bs.as_ref())?;
             named.push((format!("{prefix}root"), r));

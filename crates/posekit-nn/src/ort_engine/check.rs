@@ -51,13 +51,11 @@ impl ExpectedModel {
 pub fn check_session(session: &Session, expected: &ExpectedModel, origin: &str) -> Result<()> {
     let mut problems = Vec::new();
     let preset = &expected.preset;
-    if let Some(exported) = session
-        .metadata()
-        .ok()
-        .and_then(|m| m.custom(KEY_PRESET))
-    {
+    if let Some(exported) = session.metadata().ok().and_then(|m| m.custom(KEY_PRESET)) {
         if exported != *preset {
-            problems.push(format!("it was exported from preset {exported}, not {preset}"));
+            problems.push(format!(
+                "it was exported from preset {exported}, not {preset}"
+            ));
         }
     }
 
@@ -67,7 +65,9 @@ pub fn check_session(session: &Session, expected: &ExpectedModel, origin: &str) 
         [input] if input.name() == INPUT_NAME => {
             let want = [None, Some(3), Some(h), Some(w)];
             if let Some(p) = tensor_mismatch(input.dtype(), &want) {
-                problems.push(format!("input `{INPUT_NAME}` {p}; {preset} takes [N, 3, {h}, {w}] float32"));
+                problems.push(format!(
+                    "input `{INPUT_NAME}` {p}; {preset} takes [N, 3, {h}, {w}] float32"
+                ));
             }
         }
         _ => {
@@ -82,7 +82,9 @@ pub fn check_session(session: &Session, expected: &ExpectedModel, origin: &str) 
     for (name, shape) in &expected.heads {
         let Some(output) = outputs.iter().find(|o| o.name() == name) else {
             let names: Vec<&str> = outputs.iter().map(|o| o.name()).collect();
-            problems.push(format!("it has no output `{name}` (its outputs are {names:?})"));
+            problems.push(format!(
+                "it has no output `{name}` (its outputs are {names:?})"
+            ));
             continue;
         };
         let want: Vec<Option<i64>> = std::iter::once(None)
@@ -91,7 +93,11 @@ pub fn check_session(session: &Session, expected: &ExpectedModel, origin: &str) 
         if let Some(p) = tensor_mismatch(output.dtype(), &want) {
             problems.push(format!(
                 "output `{name}` {p}; {preset} at {h}x{w} gives [N, {}] float32",
-                shape[1..].iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                shape[1..]
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -128,7 +134,13 @@ fn tensor_mismatch(ty: &ValueType, want: &[Option<i64>]) -> Option<String> {
 /// A declared shape with symbolic dimensions as `?`.
 fn show(dims: &[i64]) -> String {
     dims.iter()
-        .map(|&d| if d < 0 { "?".to_string() } else { d.to_string() })
+        .map(|&d| {
+            if d < 0 {
+                "?".to_string()
+            } else {
+                d.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

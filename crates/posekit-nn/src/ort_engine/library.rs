@@ -40,9 +40,10 @@ pub fn environment() -> Result<&'static Environment> {
                     install_hint()
                 )
             })?;
-            builder.with_name("posekit").build().map_err(|e| {
-                format!("cannot start ONNX Runtime ({}): {e}", path.display())
-            })
+            builder
+                .with_name("posekit")
+                .build()
+                .map_err(|e| format!("cannot start ONNX Runtime ({}): {e}", path.display()))
         })
         .as_ref()
         .map_err(|message| Error::Shape(message.clone()))
@@ -121,9 +122,17 @@ fn library_in_venv(venv: &Path) -> Option<PathBuf> {
         .collect();
     let mut found: Vec<PathBuf> = site_dirs
         .iter()
-        .flat_map(|site| std::fs::read_dir(site.join("onnxruntime/capi")).into_iter().flatten().flatten())
+        .flat_map(|site| {
+            std::fs::read_dir(site.join("onnxruntime/capi"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| is_runtime_library(&n.to_string_lossy())))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| is_runtime_library(&n.to_string_lossy()))
+        })
         .collect();
     found.sort();
     found.pop()
@@ -158,14 +167,20 @@ mod tests {
         assert_eq!(library_in_venv(&root), None);
         std::fs::write(capi.join("libonnxruntime_providers_shared.so"), b"").unwrap();
         std::fs::write(capi.join("libonnxruntime.so.1.32.0"), b"").unwrap();
-        assert_eq!(library_in_venv(&root), Some(capi.join("libonnxruntime.so.1.32.0")));
+        assert_eq!(
+            library_in_venv(&root),
+            Some(capi.join("libonnxruntime.so.1.32.0"))
+        );
         std::fs::remove_dir_all(&root).ok();
     }
 
     #[test]
     fn the_hint_says_how_to_install() {
         let hint = install_hint();
-        assert!(hint.contains("scripts/setup.sh") && hint.contains("ORT_DYLIB_PATH"), "{hint}");
+        assert!(
+            hint.contains("scripts/setup.sh") && hint.contains("ORT_DYLIB_PATH"),
+            "{hint}"
+        );
         assert!(hint.contains(ONNXRUNTIME_VERSION));
     }
 }

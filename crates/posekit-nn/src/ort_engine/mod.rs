@@ -118,7 +118,11 @@ impl OrtNetwork {
             return Err(Error::Shape(format!(
                 "{}: takes an input [{batch}, 3, {h}, {w}], got {size:?}{}",
                 self.origin,
-                if batch_ok { "" } else { " (export with --dynamic-batch for other batch sizes)" }
+                if batch_ok {
+                    ""
+                } else {
+                    " (export with --dynamic-batch for other batch sizes)"
+                }
             )));
         }
         let device = input.device();
@@ -131,8 +135,10 @@ impl OrtNetwork {
                 .flatten(0, -1);
             Vec::try_from(&x).map_err(|e| Error::Shape(format!("{}: input: {e}", self.origin)))?
         };
-        let fail = |e: &dyn std::fmt::Display| Error::Shape(format!("{}: ONNX Runtime: {e}", self.origin));
-        let tensor = TensorRef::from_array_view((size.clone(), data.as_slice())).map_err(|e| fail(&e))?;
+        let fail =
+            |e: &dyn std::fmt::Display| Error::Shape(format!("{}: ONNX Runtime: {e}", self.origin));
+        let tensor =
+            TensorRef::from_array_view((size.clone(), data.as_slice())).map_err(|e| fail(&e))?;
         let mut session = self
             .session
             .lock()
@@ -155,7 +161,10 @@ impl OrtNetwork {
 
 /// Threads and optimisation level. Errors are strings: `ort`'s builder error carries the
 /// builder back, which is of no use here.
-fn configure(builder: SessionBuilder, options: OrtOptions) -> std::result::Result<SessionBuilder, String> {
+fn configure(
+    builder: SessionBuilder,
+    options: OrtOptions,
+) -> std::result::Result<SessionBuilder, String> {
     let mut b = builder
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| e.to_string())?

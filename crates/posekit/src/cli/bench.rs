@@ -96,6 +96,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         if device != Device::Cpu {
             anyhow::bail!("--backend ort runs on the CPU; leave out --device");
         }
+        // Before any work: a missing library is said at once, with how to install it.
+        posekit_nn::ort_engine::library::environment()?;
     }
     if args.threads.is_some_and(|t| t < 1) {
         anyhow::bail!("--threads must be at least 1");

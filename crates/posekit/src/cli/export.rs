@@ -13,8 +13,7 @@ use posekit::pipelines::infer::model::{bundled_openpose_weights, OPENPOSE_MOBILE
 use posekit::pipelines::model::LoadedModel;
 use posekit::pipelines::train::checkpoint;
 use posekit_nn::export::{
-    self, random_weights, ExportInfo, ExportOptions, Precision, DEFAULT_OPSET, MAX_OPSET,
-    MIN_OPSET,
+    self, random_weights, ExportInfo, ExportOptions, Precision, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET,
 };
 use posekit_nn::models::normalization::InputNormalization;
 use posekit_nn::models::openpose_mobilenet::OpenPoseMobileNet;
@@ -66,7 +65,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if args.batch < 1 {
         bail!("--batch must be at least 1");
     }
-    for input in [args.weights.as_deref(), args.config.as_deref()].into_iter().flatten() {
+    for input in [args.weights.as_deref(), args.config.as_deref()]
+        .into_iter()
+        .flatten()
+    {
         if same_file(input, &args.output) {
             bail!(
                 "-o {} is the input {}; choose another output file",
@@ -78,21 +80,34 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let (model, info, input_size) = match (&args.config, &args.model) {
         (Some(config), _) => from_config(config, &args)?,
         (None, Some(preset)) => from_preset(preset, &args)?,
-        (None, None) => bail!("give --model PRESET (see `posekit models`) or a training CONFIG.toml"),
+        (None, None) => {
+            bail!("give --model PRESET (see `posekit models`) or a training CONFIG.toml")
+        }
     };
     if args.random_weights {
-        random_weights::randomize(&model.vs, model.net.as_ref(), &info.normalization, args.seed)
-            .context("randomising the weights")?;
+        random_weights::randomize(
+            &model.vs,
+            model.net.as_ref(),
+            &info.normalization,
+            args.seed,
+        )
+        .context("randomising the weights")?;
     }
     let options = ExportOptions {
         opset: args.opset,
         input_size,
         batch: (!args.dynamic_batch).then_some(args.batch),
-        precision: if args.half { Precision::Float16 } else { Precision::Float32 },
+        precision: if args.half {
+            Precision::Float16
+        } else {
+            Precision::Float32
+        },
     };
     let exported = export::export_network(model.net.as_ref(), &info, &options)?;
     exported.write(&args.output)?;
-    let bytes = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    let bytes = std::fs::metadata(&args.output)
+        .map(|m| m.len())
+        .unwrap_or(0);
     let batch = options.batch.map_or("N".to_string(), |b| b.to_string());
     println!(
         "{}: {} at {}x{}, batch {batch}, opset {}, {}{} ({:.1} MB)",
@@ -102,17 +117,27 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         input_size.1,
         options.opset,
         options.precision.name(),
-        if args.random_weights { ", RANDOM weights" } else { "" },
+        if args.random_weights {
+            ", RANDOM weights"
+        } else {
+            ""
+        },
         bytes as f64 / 1e6
     );
     for (head, shape) in &exported.heads {
-        println!("  output {}: [{batch}, {}, {}, {}] (stride {})", head.name, shape[1], shape[2], shape[3], head.stride);
+        println!(
+            "  output {}: [{batch}, {}, {}, {}] (stride {})",
+            head.name, shape[1], shape[2], shape[3], head.stride
+        );
     }
     Ok(())
 }
 
 /// A preset with the user's weights (or the bundled ones, or random ones).
-fn from_preset(name: &str, args: &ExportArgs) -> anyhow::Result<(LoadedModel, ExportInfo, (i64, i64))> {
+fn from_preset(
+    name: &str,
+    args: &ExportArgs,
+) -> anyhow::Result<(LoadedModel, ExportInfo, (i64, i64))> {
     let mut model = LoadedModel::new(name, Device::Cpu)?;
     let preset = model.preset;
     match &args.weights {
@@ -121,7 +146,11 @@ fn from_preset(name: &str, args: &ExportArgs) -> anyhow::Result<(LoadedModel, Ex
         None if preset.name == OPENPOSE_MOBILENET => {
             let bundled = bundled_openpose_weights().or_else(|err| {
                 let checkout = OpenPoseMobileNet::bundled_weights();
-                if checkout.is_file() { Ok(checkout) } else { Err(err) }
+                if checkout.is_file() {
+                    Ok(checkout)
+                } else {
+                    Err(err)
+                }
             })?;
             load_weights(&mut model, &bundled)?;
         }
@@ -139,17 +168,26 @@ fn from_preset(name: &str, args: &ExportArgs) -> anyhow::Result<(LoadedModel, Ex
 }
 
 /// A trained top-down model: the config's network, layout, crop size and normalisation.
-fn from_config(path: &Path, args: &ExportArgs) -> anyhow::Result<(LoadedModel, ExportInfo, (i64, i64))> {
+fn from_config(
+    path: &Path,
+    args: &ExportArgs,
+) -> anyhow::Result<(LoadedModel, ExportInfo, (i64, i64))> {
     let cfg = ExperimentConfig::load(path)?.config;
     if args.input_size.is_some() {
-        bail!("--input-size: {} fixes the crop size (data.input_size)", path.display());
+        bail!(
+            "--input-size: {} fixes the crop size (data.input_size)",
+            path.display()
+        );
     }
     let layout = cfg.layout()?;
     let mut model = cfg.model.build(&layout, Device::Cpu)?;
     match &args.weights {
         Some(weights) => load_weights(&mut model, weights)?,
         None if args.random_weights => {}
-        None => bail!("--weights is required to export {} (or --random-weights for a benchmark)", path.display()),
+        None => bail!(
+            "--weights is required to export {} (or --random-weights for a benchmark)",
+            path.display()
+        ),
     }
     let [w, h] = cfg.data.input_size;
     let preset = model.preset;
