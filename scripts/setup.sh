@@ -2,6 +2,8 @@
 # Installs what posekit needs on a fresh Debian/Ubuntu machine and builds the release binary:
 #   * libtorch, from the PyTorch wheel (torch==2.11.0, the version tch 0.24 is built against),
 #     into the repo's own virtualenv `.venv`, linked to `.venv/libtorch` for the build;
+#   * ONNX Runtime, from the onnxruntime wheel (its libonnxruntime runs exported models:
+#     `--backend ort`), into the same `.venv`;
 #   * ffmpeg, for reading and writing videos (`posekit infer video.mp4`);
 #   * Gloo's headers (Debian's libgloo-dev), which posekit-dist's c10d shim compiles against:
 #     the wheel has Gloo inside libtorch_cpu.so but ships none of its headers;
@@ -13,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
+# Keep in step with ONNXRUNTIME_VERSION in crates/posekit-nn/src/ort_engine/library.rs.
+ONNXRUNTIME_VERSION=1.32.0
 PYTHON=${PYTHON:-python3}
 
 if [ ! -x .venv/bin/python ]; then
@@ -25,6 +29,11 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
 fi
 torch_dir=$(.venv/bin/python -c "import os, torch; print(os.path.dirname(torch.__file__))" 2>/dev/null)
 ln -sfn "$torch_dir" .venv/libtorch
+
+if ! .venv/bin/python -c "import onnxruntime, sys; sys.exit(onnxruntime.__version__ != '$ONNXRUNTIME_VERSION')" 2>/dev/null; then
+    echo "setup: installing onnxruntime==$ONNXRUNTIME_VERSION into .venv (libonnxruntime for --backend ort)"
+    .venv/bin/pip install --quiet --disable-pip-version-check "onnxruntime==$ONNXRUNTIME_VERSION"
+fi
 
 # apt_install PACKAGE WHAT-IS-LOST-WITHOUT-IT
 apt_install() {

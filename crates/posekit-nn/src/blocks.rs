@@ -8,9 +8,12 @@
 //! All blocks implement [`ModuleT`]: the `train` flag selects batch statistics (and updates the
 //! running statistics) in BatchNorm, exactly like `module.train()` / `module.eval()` in PyTorch.
 
+use posekit_core::Result;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
+
+use crate::export::{graph::same_pads, OnnxGraph, Value};
 
 /// BatchNorm epsilon of PyTorch's `nn.BatchNorm2d` default, used by every official HRNet layer.
 pub const BN_EPS: f64 = 1e-5;
@@ -107,6 +110,12 @@ impl ConvNorm {
     pub fn is_folded(&self) -> bool {
         self.folded.is_some()
     }
+
+    /// The eval-mode forward as one ONNX convolution with the BatchNorm folded in.
+    pub fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let (w, b) = fold_into(&self.conv.ws, self.conv.bs.as_ref(), &self.bn, 0);
+        g.conv(x, &w, Some(&b), self.stride, same_pads(self.padding), 1)
+    }
 }
 
 /// Folds eval-mode BatchNorm into a convolution weight whose output channels lie along
@@ -172,6 +181,11 @@ impl ConvBn {
 
     pub fn fold_batch_norm(&mut self) {
         self.inner.fold();
+    }
+
+    pub fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let y = self.inner.export(g, x)?;
+        Ok(if self.relu { g.relu(&y) } else { y })
     }
 }
 
@@ -247,6 +261,19 @@ impl BasicBlock {
             d.fold_batch_norm();
         }
     }
+
+    /// [`ModuleT::forward_t`] in eval mode, as ONNX nodes.
+    pub fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let y = self.first.export(g, x)?;
+        let y = g.relu(&y);
+        let y = self.second.export(g, &y)?;
+        let residual = match &self.downsample {
+            Some(d) => d.export(g, x)?,
+            None => x.clone(),
+        };
+        let sum = g.add(&y, &residual);
+        Ok(g.relu(&sum))
+    }
 }
 
 /// 1x1 reduce, 3x3 (carrying the stride, as in torchvision's ResNet v1.5 and HRNet), 1x1
@@ -297,6 +324,21 @@ impl Bottleneck {
             d.fold_batch_norm();
         }
     }
+
+    /// [`ModuleT::forward_t`] in eval mode, as ONNX nodes.
+    pub fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let y = self.reduce.export(g, x)?;
+        let y = g.relu(&y);
+        let y = self.spatial.export(g, &y)?;
+        let y = g.relu(&y);
+        let y = self.expand.export(g, &y)?;
+        let residual = match &self.downsample {
+            Some(d) => d.export(g, x)?,
+            None => x.clone(),
+        };
+        let sum = g.add(&y, &residual);
+        Ok(g.relu(&sum))
+    }
 }
 
 /// Either kind of residual block, so that a stage's block type can come from a config.
@@ -322,6 +364,13 @@ impl ResidualBlock {
         match self {
             ResidualBlock::Basic(b) => b.fold_batch_norm(),
             ResidualBlock::Bottleneck(b) => b.fold_batch_norm(),
+        }
+    }
+
+    pub fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        match self {
+            ResidualBlock::Basic(b) => b.export(g, x),
+            ResidualBlock::Bottleneck(b) => b.export(g, x),
         }
     }
 }
@@ -374,6 +423,12 @@ impl ResidualStack {
         self.blocks
             .iter_mut()
             .for_each(ResidualBlock::fold_batch_norm);
+    }
+
+    pub fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        self.blocks
+            .iter()
+            .try_fold(x.clone(), |y, b| b.export(g, &y))
     }
 }
 

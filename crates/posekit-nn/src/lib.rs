@@ -6,7 +6,9 @@
 
 pub mod blocks;
 pub mod device;
+pub mod export;
 pub mod loss;
 pub mod models;
 pub mod optim;
+pub mod ort_engine;
 pub mod weights;

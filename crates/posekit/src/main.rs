@@ -28,6 +28,8 @@ enum Command {
     Forward(cli::forward::ForwardArgs),
     /// Measure a network's speed (images/s, ms per batch).
     Bench(cli::bench::BenchArgs),
+    /// Write a network as an ONNX graph (BatchNorm folded, named heads, metadata).
+    Export(cli::export::ExportArgs),
     /// Find people in pictures, folders and videos; write results.json and drawn copies.
     Infer(cli::infer::InferArgs),
     /// Train a top-down model from an experiment config (TOML).
@@ -44,6 +46,7 @@ fn main() {
         Command::Convert(args) => cli::convert::run(args),
         Command::Forward(args) => cli::forward::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Export(args) => cli::export::run(args),
         Command::Infer(args) => cli::infer::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Test(args) => cli::test::run(args),

@@ -22,6 +22,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use crate::blocks::{batch_norm, conv2d_bias, fold_into, BasicBlock, CONV_INIT_STD};
+use crate::export::{OnnxGraph, Value};
 use crate::models::hrnet::{HrnetBackbone, HrnetConfig, COCO_JOINTS};
 
 /// `MODEL.EXTRA.DECONV` of the official YAML.
@@ -200,6 +201,15 @@ impl DeconvStage {
         ));
         self.blocks.iter_mut().for_each(BasicBlock::fold_batch_norm);
     }
+
+    /// The eval-mode forward as ONNX nodes: the BatchNorm folded into the transposed conv
+    /// (output channels along dim 1 of its weight), ReLU, the BasicBlocks.
+    fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let (w, b) = fold_into(&self.deconv.ws, self.deconv.bs.as_ref(), &self.bn, 1);
+        let y = g.conv_transpose(x, &w, Some(&b), 2, self.padding, self.output_padding)?;
+        let y = g.relu(&y);
+        self.blocks.iter().try_fold(y, |x, b| b.export(g, &x))
+    }
 }
 
 impl ModuleT for DeconvStage {
@@ -377,6 +387,38 @@ impl HigherHrnet {
             named.push((format!("heatmaps_s{}", out.stride), out.heatmaps));
             if let Some(tags) = out.tags {
                 named.push((format!("tags_s{}", out.stride), tags));
+            }
+        }
+        Ok(named)
+    }
+
+    /// [`Self::forward_named`] in eval mode as ONNX nodes: [`Self::forward_raw`]'s outputs,
+    /// each split into heatmaps and tags as [`Self::forward_outputs`] does.
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<(String, Value)>> {
+        let features = self.backbone.export_features(g, x)?;
+        let head = |g: &mut OnnxGraph, conv: &nn::Conv2D, x: &Value| {
+            g.conv_same(x, &conv.ws, conv.bs.as_ref())
+        };
+        let mut x = features[0].clone();
+        let mut y = head(g, &self.final_layers[0], &x)?;
+        let mut raw = Vec::with_capacity(self.final_layers.len());
+        for (stage, conv) in self.deconv_layers.iter().zip(&self.final_layers[1..]) {
+            if stage.cat_output {
+                x = g.concat(&[&x, &y], 1);
+            }
+            x = stage.export(g, &x)?;
+            raw.push(y);
+            y = head(g, conv, &x)?;
+        }
+        raw.push(y);
+        let k = self.config.num_joints();
+        let mut named = Vec::new();
+        for (i, out) in raw.iter().enumerate() {
+            let stride = self.config.output_stride(i);
+            let channels = self.config.output_channels(i);
+            named.push((format!("heatmaps_s{stride}"), g.narrow(out, 1, 0, k)));
+            if channels > k {
+                named.push((format!("tags_s{stride}"), g.narrow(out, 1, k, channels - k)));
             }
         }
         Ok(named)

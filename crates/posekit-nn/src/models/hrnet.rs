@@ -23,6 +23,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 use crate::blocks::{conv2d_bias, BlockKind, ConvBn, ConvNorm, ResidualStack};
+use crate::export::{OnnxGraph, Value};
 
 /// Channels leaving the stem and entering `layer1` (`STEM_INPLANES` in the official YAML).
 const STEM_CHANNELS: i64 = 64;
@@ -300,6 +301,22 @@ impl Transition {
             })
             .collect()
     }
+
+    /// [`Self::forward_t`] in eval mode, as ONNX nodes.
+    fn export(&self, g: &mut OnnxGraph, xs: &[Value]) -> Result<Vec<Value>> {
+        let last = &xs[xs.len() - 1];
+        self.branches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match b {
+                TransitionBranch::Keep => Ok(xs[i].clone()),
+                TransitionBranch::Adapt(c) => c.export(g, &xs[i]),
+                TransitionBranch::New(chain) => {
+                    chain.iter().try_fold(last.clone(), |x, c| c.export(g, &x))
+                }
+            })
+            .collect()
+    }
 }
 
 /// How branch `j` is brought to the resolution and width of branch `i` in a fuse layer.
@@ -329,6 +346,19 @@ impl FuseStep {
             FuseStep::Down(chain) => chain
                 .iter()
                 .fold(x.shallow_clone(), |y, c| c.forward_t(&y, train)),
+        }
+    }
+
+    /// [`Self::forward_t`] in eval mode, as ONNX nodes (nearest upsampling by an integer
+    /// factor, as `nn.Upsample` computes it).
+    fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        match self {
+            FuseStep::Identity => Ok(x.clone()),
+            FuseStep::Up { conv, factor } => {
+                let y = conv.export(g, x)?;
+                Ok(g.upsample_nearest(&y, *factor))
+            }
+            FuseStep::Down(chain) => chain.iter().try_fold(x.clone(), |y, c| c.export(g, &y)),
         }
     }
 
@@ -441,6 +471,30 @@ impl HighResolutionModule {
                     acc = acc + step.forward_t(y, train);
                 }
                 acc.relu()
+            })
+            .collect()
+    }
+
+    /// [`Self::forward_t`] in eval mode, as ONNX nodes.
+    pub fn export(&self, g: &mut OnnxGraph, xs: &[Value]) -> Result<Vec<Value>> {
+        let ys = self
+            .branches
+            .iter()
+            .zip(xs)
+            .map(|(b, x)| b.export(g, x))
+            .collect::<Result<Vec<Value>>>()?;
+        if self.fuse.is_empty() {
+            return Ok(ys);
+        }
+        self.fuse
+            .iter()
+            .map(|row| {
+                let mut acc = row[0].export(g, &ys[0])?;
+                for (step, y) in row.iter().zip(&ys).skip(1) {
+                    let term = step.export(g, y)?;
+                    acc = g.add(&acc, &term);
+                }
+                Ok(g.relu(&acc))
             })
             .collect()
     }
@@ -592,6 +646,23 @@ impl HrnetBackbone {
         }
         ys
     }
+
+    /// [`Self::forward_features`] in eval mode, as ONNX nodes.
+    pub fn export_features(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<Value>> {
+        let y = self.stem1.export(g, x)?;
+        let y = g.relu(&y);
+        let y = self.stem2.export(g, &y)?;
+        let y = g.relu(&y);
+        let mut ys = vec![self.layer1.export(g, &y)?];
+        for (transition, modules) in self.transitions.iter().zip(&self.stages) {
+            let mut branch_inputs = transition.export(g, &ys)?;
+            for module in modules {
+                branch_inputs = module.export(g, &branch_inputs)?;
+            }
+            ys = branch_inputs;
+        }
+        Ok(ys)
+    }
 }
 
 /// Top-down pose HRNet (`PoseHighResolutionNet`): backbone + 1x1 heatmap head at `final_layer`.
@@ -643,6 +714,17 @@ impl PoseHrnet {
     /// Every output head by name, for the `forward` command: here only `heatmaps`.
     pub fn forward_named(&self, xs: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         Ok(vec![("heatmaps".to_string(), self.heatmaps(xs, train)?)])
+    }
+
+    /// [`Self::forward_named`] in eval mode as ONNX nodes (see [`crate::export`]).
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<(String, Value)>> {
+        let features = self.backbone.export_features(g, x)?;
+        let heatmaps = g.conv_same(
+            &features[0],
+            &self.final_layer.ws,
+            self.final_layer.bs.as_ref(),
+        )?;
+        Ok(vec![("heatmaps".to_string(), heatmaps)])
     }
 }
 

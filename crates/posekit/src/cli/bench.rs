@@ -1,12 +1,31 @@
-//! `posekit bench`: images per second and milliseconds per batch of a preset, after warm-up.
-//! Benchmarks, not tests, carry the speed targets (BENCHMARKS.md records the figures).
+//! `posekit bench`: images per second and milliseconds per batch of a preset, after warm-up,
+//! on libtorch (`--backend torch`) or on ONNX Runtime (`--backend ort`, the preset exported in
+//! memory and run through `posekit_nn::ort_engine`). Benchmarks, not tests, carry the speed
+//! targets (BENCHMARKS.md records the figures).
+//!
+//! Inference benchmarks run random weights calibrated like trained ones
+//! (`posekit_nn::export::random_weights`): a fresh network's tiny activations would turn into
+//! denormal floats, whose arithmetic is many times slower on a CPU and would time the wrong
+//! thing.
 
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use posekit_nn::device::parse_device;
+use posekit_nn::export::{self, random_weights, ExportInfo, ExportOptions, Precision};
+use posekit_nn::models::PoseNetwork;
 use posekit_nn::optim::{Adam, AdamConfig};
+use posekit_nn::ort_engine::{ExpectedModel, OrtNetwork, OrtOptions};
 use tch::{Device, Kind, Tensor};
+
+/// The engine that runs the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// libtorch, through tch (CPU or CUDA).
+    Torch,
+    /// ONNX Runtime on the CPU, on the preset exported to ONNX in memory.
+    Ort,
+}
 
 use posekit::pipelines::model::LoadedModel;
 
@@ -35,9 +54,12 @@ pub struct BenchArgs {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     iters: usize,
-    /// CPU threads for libtorch (default: libtorch's choice).
+    /// CPU threads for libtorch and ONNX Runtime (default: each library's choice).
     #[arg(long)]
     threads: Option<i32>,
+    /// The engine: libtorch or ONNX Runtime (CPU, inference only).
+    #[arg(long, value_enum, default_value_t = Backend::Torch)]
+    backend: Backend,
 }
 
 pub fn parse_size(spec: &str) -> anyhow::Result<(i64, i64)> {
@@ -67,15 +89,36 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.batch < 1 {
         anyhow::bail!("--batch must be at least 1");
     }
-    let kind = if args.half {
-        Kind::BFloat16
-    } else {
-        Kind::Float
+    if args.backend == Backend::Ort {
+        if args.train {
+            anyhow::bail!("--backend ort runs inference only; time training with --backend torch");
+        }
+        if device != Device::Cpu {
+            anyhow::bail!("--backend ort runs on the CPU; leave out --device");
+        }
+        // Before any work: a missing library is said at once, with how to install it.
+        posekit_nn::ort_engine::library::environment()?;
+    }
+    if args.threads.is_some_and(|t| t < 1) {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    if !args.train {
+        let normalization = model.preset.family.input_normalization();
+        random_weights::randomize(&model.vs, model.net.as_ref(), &normalization, 0)?;
+    }
+    let ort_net = match args.backend {
+        Backend::Torch => None,
+        Backend::Ort => Some(ort_network(&model, (h, w), args.batch, args.half, args.threads)?),
     };
-    let folded = !args.train && !args.no_fold_bn && model.fold_batchnorm()?;
-    if args.half {
+    let kind = if args.half && ort_net.is_none() { Kind::BFloat16 } else { Kind::Float };
+    let folded = !args.train && !args.no_fold_bn && ort_net.is_none() && model.fold_batchnorm()?;
+    if args.half && ort_net.is_none() {
         model.vs.bfloat16();
     }
+    let net: &dyn PoseNetwork = match &ort_net {
+        Some(n) => n,
+        None => model.net.as_ref(),
+    };
     let input = Tensor::randn([args.batch, 3, h, w], (kind, device));
     let sync = || {
         if let Device::Cuda(i) = device {
@@ -110,12 +153,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         tch::no_grad(|| -> anyhow::Result<()> {
             for _ in 0..args.warmup {
-                model.net.forward_named(&input, false)?;
+                net.forward_named(&input, false)?;
             }
             sync();
             for _ in 0..args.iters {
                 let t0 = Instant::now();
-                let out = model.net.forward_named(&input, false)?;
+                let out = net.forward_named(&input, false)?;
                 sync();
                 times.push(t0.elapsed().as_secs_f64());
                 drop(out);
@@ -126,20 +169,44 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
     let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let (engine, precision, threads) = match args.backend {
+        Backend::Torch => ("libtorch", if args.half { "bf16" } else { "fp32" }, tch::get_num_threads().to_string()),
+        Backend::Ort => ("onnxruntime", if args.half { "fp16" } else { "fp32" }, args.threads.map_or("default".into(), |t| t.to_string())),
+    };
     println!(
-        "{} {} batch {} input {}x{} {} on {:?} (threads {}){}: median {:.2} ms/batch, mean {:.2} ms/batch, {:.1} images/s",
+        "{} {} {engine} batch {} input {}x{} {precision} on {:?} (threads {threads}){}: median {:.2} ms/batch, mean {:.2} ms/batch, {:.1} images/s",
         model.preset.name,
         if args.train { "train step" } else { "forward" },
         args.batch,
         h,
         w,
-        if args.half { "bf16" } else { "fp32" },
         device,
-        tch::get_num_threads(),
         if folded { ", BN folded" } else { "" },
         median * 1e3,
         mean * 1e3,
         args.batch as f64 / median
     );
     Ok(())
+}
+
+/// The preset exported to ONNX in memory (static batch, as a deployment would) and loaded into
+/// ONNX Runtime with `threads` intra-op threads.
+fn ort_network(
+    model: &LoadedModel,
+    input_size: (i64, i64),
+    batch: i64,
+    half: bool,
+    threads: Option<i32>,
+) -> anyhow::Result<OrtNetwork> {
+    let info = ExportInfo::for_preset(model.preset)?;
+    let options = ExportOptions {
+        batch: Some(batch),
+        precision: if half { Precision::Float16 } else { Precision::Float32 },
+        ..ExportOptions::new(input_size)
+    };
+    let exported = export::export_network(model.net.as_ref(), &info, &options)?;
+    let expected = ExpectedModel::probe(model.preset.name, model.net.as_ref(), input_size)?;
+    let origin = format!("{} (exported in memory)", model.preset.name);
+    let options = OrtOptions { threads: threads.map(|t| t as usize) };
+    Ok(OrtNetwork::from_bytes(&exported.to_bytes()?, &origin, expected, options)?)
 }

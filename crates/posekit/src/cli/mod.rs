@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod convert;
 pub mod eval;
+pub mod export;
 pub mod forward;
 pub mod infer;
 pub mod models;

@@ -3,7 +3,10 @@
 //! resize. Each is written out here so that the port computes what the trained weights expect
 //! rather than PyTorch's nearest equivalent, which shifts sampling grids or statistics.
 
+use posekit_core::Result;
 use tch::{Kind, Tensor};
+
+use crate::export::{OnnxGraph, Value};
 
 /// BatchNorm epsilon of every BN in the graph (slim's default, not PyTorch's 1e-5).
 pub const TF_BN_EPS: f64 = 1e-3;
@@ -123,6 +126,86 @@ pub fn is_float(kind: Kind) -> bool {
         kind,
         Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
     )
+}
+
+/// [`conv2d_same`] as one ONNX convolution of an input of spatial size `hw`: ONNX takes
+/// asymmetric `pads`, so TF's extra pixel after goes there directly. Returns the output and its
+/// spatial size (`ceil(in / stride)`).
+pub fn export_conv2d_same(
+    g: &mut OnnxGraph,
+    x: &Value,
+    hw: (i64, i64),
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: i64,
+    groups: i64,
+) -> Result<(Value, (i64, i64))> {
+    let wsize = weight.size();
+    let (top, bottom) = same_padding(hw.0, wsize[2], stride);
+    let (left, right) = same_padding(hw.1, wsize[3], stride);
+    let y = g.conv(x, weight, bias, stride, [top, left, bottom, right], groups)?;
+    let out = ((hw.0 + stride - 1) / stride, (hw.1 + stride - 1) / stride);
+    Ok((y, out))
+}
+
+/// [`batch_norm_batch_stats`] as ONNX nodes: the mean and biased variance over N, H and W
+/// (`ReduceMean`), then `(x - mean) * gamma / sqrt(var + eps) + beta`. The statistics are
+/// computed in float32 even in a float16 graph, where the squares of activations of 0..255
+/// pictures would overflow.
+pub fn export_batch_norm_batch_stats(
+    g: &mut OnnxGraph,
+    x: &Value,
+    gamma: &Tensor,
+    beta: &Tensor,
+) -> Result<Value> {
+    let x = g.to_float32(x);
+    let mean = g.reduce_mean(&x, &[0, 2, 3]);
+    let centred = g.sub(&x, &mean);
+    let squares = g.mul(&centred, &centred);
+    let var = g.reduce_mean(&squares, &[0, 2, 3]);
+    let eps = g.constant_float32(&[TF_BN_EPS as f32], &[]);
+    let var = g.add(&var, &eps);
+    let std = g.sqrt(&var);
+    let gamma = g.weight_float32(&gamma.reshape([1, -1, 1, 1]))?;
+    let beta = g.weight_float32(&beta.reshape([1, -1, 1, 1]))?;
+    let scale = g.div(&gamma, &std);
+    let scaled = g.mul(&centred, &scale);
+    let y = g.add(&scaled, &beta);
+    Ok(g.to_body(&y))
+}
+
+/// [`resize_bilinear_legacy`] of an input of spatial size `hw` as ONNX nodes: the same gathers
+/// and interpolations in the same order (x first, then y), so the export computes exactly what
+/// the port computes rather than ONNX `Resize`'s own rounding.
+pub fn export_resize_bilinear_legacy(
+    g: &mut OnnxGraph,
+    x: &Value,
+    hw: (i64, i64),
+    out_h: i64,
+    out_w: i64,
+) -> Result<Value> {
+    let (x0, x1, fx) = legacy_bilinear_taps(hw.1, out_w);
+    let (y0, y1, fy) = legacy_bilinear_taps(hw.0, out_h);
+    let left = g.gather(x, 3, &x0);
+    let right = g.gather(x, 3, &x1);
+    let fx = g.constant(&fx, &[1, 1, 1, out_w])?;
+    let rows = lerp(g, &left, &right, &fx);
+    let top = g.gather(&rows, 2, &y0);
+    let bottom = g.gather(&rows, 2, &y1);
+    let fy = g.constant(&fy, &[1, 1, out_h, 1])?;
+    Ok(lerp(g, &top, &bottom, &fy))
+}
+
+/// `a + (b - a) * t`.
+fn lerp(g: &mut OnnxGraph, a: &Value, b: &Value, t: &Value) -> Value {
+    let diff = g.sub(b, a);
+    let step = g.mul(&diff, t);
+    g.add(a, &step)
+}
+
+/// [`relu6`] as an ONNX `Clip`.
+pub fn export_relu6(g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+    g.clip(x, 0.0, 6.0)
 }
 
 #[cfg(test)]
