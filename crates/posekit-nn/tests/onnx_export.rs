@@ -24,14 +24,18 @@ use posekit_nn::export::{
 use posekit_nn::models::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
 use posekit_nn::models::hrnet::{HrnetConfig, PoseHrnet};
 use posekit_nn::models::openpose::{OpenPoseVgg, OpenPoseVggConfig};
-use posekit_nn::models::openpose_mobilenet::{
-    OpenPoseMobileNet, OpenPoseMobileNetConfig, OpenPoseMobileNetV2,
-};
+use posekit_nn::models::openpose_mobilenet::{OpenPoseMobileNetConfig, OpenPoseMobileNetV2};
 use posekit_nn::models::spm::{Spm, SpmBackboneConfig, SpmNetConfig};
 use posekit_nn::models::{PoseNetwork, Preset, PRESETS};
 use posekit_nn::ort_engine::{ExpectedModel, OrtNetwork, OrtOptions};
 use posekit_nn::weights::load_weights;
 use tch::{nn, Device, Kind, Tensor};
+
+/// The shipped OpenPose-MobileNetV2 weights in the checkout.
+const SHIPPED_WEIGHTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../models/openpose-mobilenetv2/openpose_mobilenetv2.safetensors"
+);
 
 /// Float32 bar: the graph computes the same arithmetic in another order (ONNX Runtime's
 /// kernels and fusions), which moves results by a few ulps.
@@ -226,7 +230,7 @@ fn shipped_mobilenet_vs_tensorflow(precision: Precision) -> f64 {
     let preset = Preset::find("openpose-mobilenetv2").unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = preset.build(&vs.root()).unwrap();
-    load_weights(&mut vs, &OpenPoseMobileNet::bundled_weights()).unwrap();
+    load_weights(&mut vs, std::path::Path::new(SHIPPED_WEIGHTS)).unwrap();
     let size = preset.default_input_size();
     let info = ExportInfo::for_preset(preset).unwrap();
     let options = ExportOptions {

@@ -224,7 +224,11 @@ impl BackboneConv {
     fn export(&self, g: &mut OnnxGraph, x: &Value, hw: (i64, i64)) -> Result<(Value, (i64, i64))> {
         let (ys, hw) = export_conv2d_same(g, x, hw, &self.weight, None, self.stride, self.groups)?;
         let ys = export_batch_norm_batch_stats(g, &ys, &self.gamma, &self.beta)?;
-        let ys = if self.relu6 { export_relu6(g, &ys)? } else { ys };
+        let ys = if self.relu6 {
+            export_relu6(g, &ys)?
+        } else {
+            ys
+        };
         Ok((ys, hw))
     }
 }

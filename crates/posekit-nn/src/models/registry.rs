@@ -6,12 +6,12 @@ use posekit_core::{Error, Result};
 use tch::{nn, Tensor};
 
 use super::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
-use crate::export::{OnnxGraph, Value};
 use super::hourglass::{HourglassConfig, HourglassNetConfig, PoseHourglass};
 use super::hrnet::{HrnetConfig, PoseHrnet};
 use super::openpose::{OpenPoseVgg, OpenPoseVggConfig};
 use super::openpose_mobilenet::{OpenPoseMobileNetConfig, OpenPoseMobileNetV2};
 use super::spm::{Spm, SpmNetConfig};
+use crate::export::{OnnxGraph, Value};
 
 /// Top-down models see one person crop; bottom-up models see the whole image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

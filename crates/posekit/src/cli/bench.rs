@@ -108,9 +108,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let ort_net = match args.backend {
         Backend::Torch => None,
-        Backend::Ort => Some(ort_network(&model, (h, w), args.batch, args.half, args.threads)?),
+        Backend::Ort => Some(ort_network(
+            &model,
+            (h, w),
+            args.batch,
+            args.half,
+            args.threads,
+        )?),
     };
-    let kind = if args.half && ort_net.is_none() { Kind::BFloat16 } else { Kind::Float };
+    let kind = if args.half && ort_net.is_none() {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    };
     let folded = !args.train && !args.no_fold_bn && ort_net.is_none() && model.fold_batchnorm()?;
     if args.half && ort_net.is_none() {
         model.vs.bfloat16();
@@ -170,8 +180,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let median = times[times.len() / 2];
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     let (engine, precision, threads) = match args.backend {
-        Backend::Torch => ("libtorch", if args.half { "bf16" } else { "fp32" }, tch::get_num_threads().to_string()),
-        Backend::Ort => ("onnxruntime", if args.half { "fp16" } else { "fp32" }, args.threads.map_or("default".into(), |t| t.to_string())),
+        Backend::Torch => (
+            "libtorch",
+            if args.half { "bf16" } else { "fp32" },
+            tch::get_num_threads().to_string(),
+        ),
+        Backend::Ort => (
+            "onnxruntime",
+            if args.half { "fp16" } else { "fp32" },
+            args.threads.map_or("default".into(), |t| t.to_string()),
+        ),
     };
     println!(
         "{} {} {engine} batch {} input {}x{} {precision} on {:?} (threads {threads}){}: median {:.2} ms/batch, mean {:.2} ms/batch, {:.1} images/s",
@@ -201,12 +219,23 @@ fn ort_network(
     let info = ExportInfo::for_preset(model.preset)?;
     let options = ExportOptions {
         batch: Some(batch),
-        precision: if half { Precision::Float16 } else { Precision::Float32 },
+        precision: if half {
+            Precision::Float16
+        } else {
+            Precision::Float32
+        },
         ..ExportOptions::new(input_size)
     };
     let exported = export::export_network(model.net.as_ref(), &info, &options)?;
     let expected = ExpectedModel::probe(model.preset.name, model.net.as_ref(), input_size)?;
     let origin = format!("{} (exported in memory)", model.preset.name);
-    let options = OrtOptions { threads: threads.map(|t| t as usize) };
-    Ok(OrtNetwork::from_bytes(&exported.to_bytes()?, &origin, expected, options)?)
+    let options = OrtOptions {
+        threads: threads.map(|t| t as usize),
+    };
+    Ok(OrtNetwork::from_bytes(
+        &exported.to_bytes()?,
+        &origin,
+        expected,
+        options,
+    )?)
 }

@@ -4,20 +4,12 @@
 //! `posekit forward`, metadata for a consumer that has nothing else); see
 //! `posekit_nn::export`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
-use posekit::pipelines::config::ExperimentConfig;
-use posekit::pipelines::infer::model::{bundled_openpose_weights, OPENPOSE_MOBILENET};
-use posekit::pipelines::model::LoadedModel;
-use posekit::pipelines::train::checkpoint;
-use posekit_nn::export::{
-    self, random_weights, ExportInfo, ExportOptions, Precision, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET,
-};
-use posekit_nn::models::normalization::InputNormalization;
-use posekit_nn::models::openpose_mobilenet::OpenPoseMobileNet;
-use tch::Device;
+use posekit::pipelines::export::{prepare_export, ExportSource, ExportWeights};
+use posekit_nn::export::{self, ExportOptions, Precision, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET};
 
 use super::bench::parse_size;
 
@@ -69,30 +61,28 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         .into_iter()
         .flatten()
     {
-        if same_file(input, &args.output) {
-            bail!(
-                "-o {} is the input {}; choose another output file",
-                args.output.display(),
-                input.display()
-            );
-        }
+        posekit::files::ensure_not_input(input, &args.output)?;
     }
-    let (model, info, input_size) = match (&args.config, &args.model) {
-        (Some(config), _) => from_config(config, &args)?,
-        (None, Some(preset)) => from_preset(preset, &args)?,
+    let source = match (&args.config, &args.model) {
+        (Some(config), _) => ExportSource::Config(config),
+        (None, Some(preset)) => ExportSource::Preset(preset),
         (None, None) => {
             bail!("give --model PRESET (see `posekit models`) or a training CONFIG.toml")
         }
     };
-    if args.random_weights {
-        random_weights::randomize(
-            &model.vs,
-            model.net.as_ref(),
-            &info.normalization,
-            args.seed,
-        )
-        .context("randomising the weights")?;
-    }
+    let weights = match (&args.weights, args.random_weights) {
+        (Some(path), _) => ExportWeights::File(path),
+        (None, true) => ExportWeights::Random(args.seed),
+        (None, false) => match source {
+            ExportSource::Preset(name) if is_bundled(name) => ExportWeights::Bundled,
+            _ => bail!(
+                "--weights is required (its official .pth, an MMPose checkpoint, a training \
+                 checkpoint or a .safetensors of that model), or --random-weights for a benchmark"
+            ),
+        },
+    };
+    let size = args.input_size.as_deref().map(parse_size).transpose()?;
+    let (model, info, input_size) = prepare_export(source, weights, size)?;
     let options = ExportOptions {
         opset: args.opset,
         input_size,
@@ -133,92 +123,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A preset with the user's weights (or the bundled ones, or random ones).
-fn from_preset(
-    name: &str,
-    args: &ExportArgs,
-) -> anyhow::Result<(LoadedModel, ExportInfo, (i64, i64))> {
-    let mut model = LoadedModel::new(name, Device::Cpu)?;
-    let preset = model.preset;
-    match &args.weights {
-        Some(weights) => load_weights(&mut model, weights)?,
-        None if args.random_weights => {}
-        None if preset.name == OPENPOSE_MOBILENET => {
-            let bundled = bundled_openpose_weights().or_else(|err| {
-                let checkout = OpenPoseMobileNet::bundled_weights();
-                if checkout.is_file() {
-                    Ok(checkout)
-                } else {
-                    Err(err)
-                }
-            })?;
-            load_weights(&mut model, &bundled)?;
-        }
-        None => bail!(
-            "--model {} needs --weights (its official .pth, an MMPose checkpoint, a training \
-             checkpoint or a .safetensors of that model), or --random-weights for a benchmark",
-            preset.name
-        ),
-    }
-    let input_size = match &args.input_size {
-        Some(s) => parse_size(s)?,
-        None => preset.default_input_size(),
-    };
-    Ok((model, ExportInfo::for_preset(preset)?, input_size))
-}
-
-/// A trained top-down model: the config's network, layout, crop size and normalisation.
-fn from_config(
-    path: &Path,
-    args: &ExportArgs,
-) -> anyhow::Result<(LoadedModel, ExportInfo, (i64, i64))> {
-    let cfg = ExperimentConfig::load(path)?.config;
-    if args.input_size.is_some() {
-        bail!(
-            "--input-size: {} fixes the crop size (data.input_size)",
-            path.display()
-        );
-    }
-    let layout = cfg.layout()?;
-    let mut model = cfg.model.build(&layout, Device::Cpu)?;
-    match &args.weights {
-        Some(weights) => load_weights(&mut model, weights)?,
-        None if args.random_weights => {}
-        None => bail!(
-            "--weights is required to export {} (or --random-weights for a benchmark)",
-            path.display()
-        ),
-    }
-    let [w, h] = cfg.data.input_size;
-    let preset = model.preset;
-    let info = ExportInfo {
-        preset: preset.name.to_string(),
-        family: preset.family,
-        layout,
-        normalization: InputNormalization::rgb_unit_scale(cfg.data.mean, cfg.data.std),
-        summary: format!("{}, trained with {}", preset.summary, path.display()),
-    };
-    Ok((model, info, (h as i64, w as i64)))
-}
-
-/// A training checkpoint or a weights file (safetensors, .pth).
-fn load_weights(model: &mut LoadedModel, weights: &Path) -> anyhow::Result<()> {
-    if !weights.is_file() {
-        bail!("{}: no such weights file", weights.display());
-    }
-    if checkpoint::is_checkpoint(weights) {
-        checkpoint::load(weights)?.restore_model(&model.vs)?;
-    } else {
-        posekit_nn::weights::load_weights(&mut model.vs, weights)
-            .with_context(|| format!("loading {} into {}", weights.display(), model.preset.name))?;
-    }
-    Ok(())
-}
-
-/// Whether two paths name the same existing file.
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
+/// Whether the preset ships with weights (only the bundled model does).
+fn is_bundled(name: &str) -> bool {
+    posekit_nn::models::Preset::find(name).is_ok_and(|p| p.bundled_weights().is_some())
 }

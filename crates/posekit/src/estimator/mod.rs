@@ -27,7 +27,7 @@
 pub mod bottomup;
 pub mod proposals;
 pub mod topdown;
-mod weights;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,7 @@
 pub mod bottomup_test;
 pub mod config;
 pub mod data;
+pub mod export;
 pub mod image_io;
 pub mod infer;
 pub mod model;
