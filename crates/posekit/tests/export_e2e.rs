@@ -231,7 +231,7 @@ fn what_cannot_be_exported_is_a_clear_error() {
         &[],
     );
     assert!(
-        !o.status.success() && text(&o).contains("choose another output file"),
+        !o.status.success() && text(&o).contains("choose another output"),
         "{}",
         text(&o)
     );

@@ -75,9 +75,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         (None, true) => ExportWeights::Random(args.seed),
         (None, false) => match source {
             ExportSource::Preset(name) if is_bundled(name) => ExportWeights::Bundled,
-            _ => bail!(
-                "--weights is required (its official .pth, an MMPose checkpoint, a training \
+            ExportSource::Preset(name) => bail!(
+                "{name} needs --weights (its official .pth, an MMPose checkpoint, a training \
                  checkpoint or a .safetensors of that model), or --random-weights for a benchmark"
+            ),
+            ExportSource::Config(path) => bail!(
+                "{} needs --weights (the run's final.safetensors or a checkpoint)",
+                path.display()
             ),
         },
     };
