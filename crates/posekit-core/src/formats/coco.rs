@@ -426,6 +426,18 @@ pub fn load_keypoint_results(
     Ok(results)
 }
 
+/// [`load_keypoint_results`] on a document held in memory; `path` only names it in errors.
+pub fn keypoint_results_from_slice(
+    path: impl AsRef<Path>,
+    bytes: &[u8],
+    gt: &CocoKeypointsGt,
+) -> Result<Vec<CocoKeypointResult>> {
+    let path = path.as_ref();
+    let results: Vec<CocoKeypointResult> = parse_json(path, bytes)?;
+    validate_keypoint_results(path, &results, gt)?;
+    Ok(results)
+}
+
 /// Checks keypoint results held in memory against a ground truth; `path` names them in errors.
 ///
 /// Beyond shapes and finiteness this enforces two things pycocotools enforces only by crashing:
