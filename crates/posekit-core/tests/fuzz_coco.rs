@@ -16,7 +16,9 @@ use posekit_core::formats::coco::{keypoint_results_from_slice, CocoKeypointsGt};
 use rand::Rng;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn read(name: &str) -> Vec<u8> {
