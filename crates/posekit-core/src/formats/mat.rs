@@ -312,7 +312,7 @@ impl MatFile {
                 MI_MATRIX => {
                     cursor.skip_padding(element.data.len());
                     let header = peek_header(element.data, big_endian, &unnamed)
-                        .map_err(|e| Error::invalid(path, e.at, e.message))?;
+                        .map_err(|e| located_error(path, e))?;
                     if is_wanted(&header.name) {
                         parse_matrix(element.data, big_endian, &mut Context::top(&unnamed))
                             .map(Some)
@@ -338,7 +338,7 @@ impl MatFile {
                     ),
                 }),
             }
-            .map_err(|e| Error::invalid(path, e.at, e.message))?;
+            .map_err(|e| located_error(path, e))?;
             if let Some((name, array)) = parsed {
                 names.push(name.clone());
                 variables.push((name, array));
@@ -381,7 +381,7 @@ impl MatFile {
                     if present.is_empty() {
                         "no variables".to_string()
                     } else {
-                        present.join(", ")
+                        printable(&present.join(", "))
                     }
                 ),
             )
@@ -988,6 +988,27 @@ fn parse_matrix(
     Ok((name, array))
 }
 
+/// A parse error of `path`. Names and text in it come from the file, so control characters
+/// are escaped: an error stays one line (issue 7, item 10: a variable name holding a newline
+/// split the message).
+fn located_error(path: &Path, e: Located) -> Error {
+    Error::invalid(path, printable(&e.at), printable(&e.message))
+}
+
+/// `s` with control characters written as escapes (`\n`, `\u{1b}`).
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// Reads the next sub-element of a matrix, naming what was expected in the error.
 fn next<'a>(
     c: &mut Cursor<'a>,
@@ -1465,6 +1486,20 @@ mod tests {
             err.contains("pos_gt_src") && err.contains("double"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn names_with_control_characters_stay_on_one_line_in_errors() {
+        let w = Writer { big: false };
+        let mut bytes = w.header();
+        bytes.extend(w.matrix(6, 0, &[1, 1], "a\nb", &[w.doubles(&[1.0])]));
+        let file = MatFile::from_bytes("n.mat", &bytes).unwrap();
+        let err = file.require("x").unwrap_err().to_string();
+        assert!(err.contains("a\\nb") && !err.contains('\n'), "{err}");
+        let mut bad = w.header();
+        bad.extend(w.matrix(6, 0, &[2, 2], "c\nd", &[w.doubles(&[1.0])]));
+        let err = MatFile::from_bytes("n.mat", &bad).unwrap_err().to_string();
+        assert!(err.contains("c\\nd") && !err.contains('\n'), "{err}");
     }
 
     #[test]

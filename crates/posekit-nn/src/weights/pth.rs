@@ -22,7 +22,7 @@ use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::error::WeightsError;
+use super::error::{printable, WeightsError};
 use super::pickle::{self, describe, PickleError, StorageRef, TensorRef, Value};
 use super::tensor::{checked_numel, RawTensor};
 
@@ -931,8 +931,8 @@ fn pickle_error(path: &Path, member: &str, e: PickleError) -> WeightsError {
     match e {
         PickleError::Forbidden { global, offset } => WeightsError::ForbiddenGlobal {
             path: path.to_path_buf(),
-            global,
-            member: member.to_string(),
+            global: printable(&global),
+            member: printable(member),
             offset,
         },
         PickleError::Malformed { message, offset } => WeightsError::format(
