@@ -243,12 +243,9 @@ impl CocoKeypointsGt {
                 ));
             }
             let k = cat.keypoints.len();
-            if k == 0 && !cat.skeleton.is_empty() {
-                return Err(Error::invalid(
-                    path,
-                    format!("categories[{i}].skeleton"),
-                    "a skeleton needs the category's keypoint names",
-                ));
+            // Without names the skeleton cannot be checked; pycocotools never reads it.
+            if k == 0 {
+                continue;
             }
             for (j, pair) in cat.skeleton.iter().enumerate() {
                 if pair.iter().any(|&p| p == 0 || p > k) {
