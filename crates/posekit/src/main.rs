@@ -52,7 +52,28 @@ fn main() {
         Command::Test(args) => cli::test::run(args),
     };
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", chain_text(&err));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes joined with `: ` (what `{:#}` prints), each said once. Several
+/// typed errors (core and weights `Io`, image and checkpoint errors) write their cause into
+/// their own message *and* return it as `source()`, so the plain chain printed the OS message
+/// twice (`No such file or directory (os error 2): No such file or directory (os error 2)`,
+/// issue 7); a cause whose text the previous message already contains is left out.
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !previous.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        previous = part;
+    }
+    text
 }

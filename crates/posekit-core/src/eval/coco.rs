@@ -148,12 +148,28 @@ impl<'a> CocoEvaluator<'a> {
     pub fn evaluate(&self, results: &[CocoKeypointResult]) -> Result<CocoStats> {
         let k = self.oks.num_keypoints();
         for (c, cat) in self.gt.categories.iter().enumerate() {
-            if cat.keypoints.len() != k {
+            // A category without keypoint names (pycocotools never reads them) is checked
+            // through its annotations below.
+            if !cat.keypoints.is_empty() && cat.keypoints.len() != k {
                 return Err(Error::Shape(format!(
                     "categories[{c}] has {} keypoints but the evaluator has {k} OKS sigmas",
                     cat.keypoints.len()
                 )));
             }
+        }
+        if let Some((a, ann)) = self
+            .gt
+            .annotations
+            .iter()
+            .enumerate()
+            .find(|(_, ann)| ann.keypoints.len() != 3 * k)
+        {
+            return Err(Error::Shape(format!(
+                "annotations[{a}] has {} keypoint values but the evaluator has {k} OKS sigmas \
+                 ({} values)",
+                ann.keypoints.len(),
+                3 * k
+            )));
         }
         let num_images = self.image_ids.len();
         let mut dt_cells = vec![Vec::new(); self.gt_cells.len()];
@@ -279,7 +295,7 @@ pub fn evaluate_coco_files(
     gt_path: impl AsRef<Path>,
     results_path: impl AsRef<Path>,
 ) -> Result<CocoStats> {
-    let gt = CocoKeypointsGt::load(gt_path)?;
+    let gt = CocoKeypointsGt::load_for_eval(gt_path)?;
     let results = load_keypoint_results(results_path, &gt)?;
     CocoEvaluator::new(&gt).evaluate(&results)
 }

@@ -36,6 +36,7 @@ pub struct CocoKeypointsGt {
 /// build crops and masks without decoding the image first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoImage {
+    #[serde(deserialize_with = "deserialize_id")]
     pub id: i64,
     pub file_name: String,
     pub width: u32,
@@ -45,8 +46,11 @@ pub struct CocoImage {
 /// One annotated person (or crowd region).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoPersonAnnotation {
+    #[serde(deserialize_with = "deserialize_id")]
     pub id: i64,
+    #[serde(deserialize_with = "deserialize_id")]
     pub image_id: i64,
+    #[serde(deserialize_with = "deserialize_id")]
     pub category_id: i64,
     /// `x, y, v` per keypoint of the category; `v` is 0 (not labelled), 1 (labelled, hidden) or
     /// 2 (labelled, visible).
@@ -75,11 +79,15 @@ pub struct CocoPersonAnnotation {
 /// result of the category carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoCategory {
+    #[serde(deserialize_with = "deserialize_id")]
     pub id: i64,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supercategory: Option<String>,
-    /// Keypoint names in array order.
+    /// Keypoint names in array order. Empty when the file has none: pycocotools' keypoint
+    /// evaluation never reads them (hand-made ground truth often omits them, and a second,
+    /// non-keypoint category has none), so the count then comes from the annotations.
+    #[serde(default)]
     pub keypoints: Vec<String>,
     /// Limbs as pairs of 1-based keypoint indices (COCO's convention).
     #[serde(default)]
@@ -89,7 +97,9 @@ pub struct CocoCategory {
 /// One person box from a detector, in the COCO detection results format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoDetection {
+    #[serde(deserialize_with = "deserialize_id")]
     pub image_id: i64,
+    #[serde(deserialize_with = "deserialize_id")]
     pub category_id: i64,
     /// `[x, y, width, height]` in pixels.
     pub bbox: [f64; 4],
@@ -102,7 +112,11 @@ pub struct CocoDetection {
 /// and not kept, except those listed here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoKeypointResult {
+    /// Python writes `1.0` for an id computed as a float; pycocotools matches it to image 1
+    /// (`1.0 == 1` in a set), so an integral float is accepted here, a fractional one is not.
+    #[serde(deserialize_with = "deserialize_id")]
     pub image_id: i64,
+    #[serde(deserialize_with = "deserialize_id")]
     pub category_id: i64,
     /// `x, y, score` per keypoint of the category.
     pub keypoints: Vec<f64>,
@@ -174,6 +188,38 @@ impl CocoKeypointsGt {
         Ok(gt)
     }
 
+    /// Reads a ground truth for keypoint evaluation only, accepting what pycocotools' `COCO`
+    /// and `COCOeval(iouType='keypoints')` accept: images need only an `id` (`file_name`,
+    /// `width` and `height`, which evaluation never reads, become `""` and 0), categories need
+    /// no `keypoints`/`skeleton`. Such a value must not be used to load images or build masks;
+    /// [`CocoKeypointsGt::load`] is the loader for that.
+    pub fn load_for_eval(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::from_slice_for_eval(path, &read_file(path)?)
+    }
+
+    /// [`CocoKeypointsGt::load_for_eval`] on a document held in memory.
+    pub fn from_slice_for_eval(path: impl AsRef<Path>, bytes: &[u8]) -> Result<Self> {
+        let path = path.as_ref();
+        let file: EvalGtFile = parse_json(path, bytes)?;
+        let gt = CocoKeypointsGt {
+            images: file
+                .images
+                .into_iter()
+                .map(|im| CocoImage {
+                    id: im.id,
+                    file_name: im.file_name,
+                    width: im.width,
+                    height: im.height,
+                })
+                .collect(),
+            annotations: file.annotations,
+            categories: file.categories,
+        };
+        gt.validate(path)?;
+        Ok(gt)
+    }
+
     /// Checks what serde cannot: unique ids, references between sections, array lengths that
     /// depend on the category, and value ranges.
     pub fn validate(&self, path: &Path) -> Result<()> {
@@ -187,22 +233,19 @@ impl CocoKeypointsGt {
                 ));
             }
         }
-        let mut num_keypoints = HashMap::with_capacity(self.categories.len());
+        let mut seen = HashSet::with_capacity(self.categories.len());
         for (i, cat) in self.categories.iter().enumerate() {
-            let k = cat.keypoints.len();
-            if num_keypoints.insert(cat.id, k).is_some() {
+            if !seen.insert(cat.id) {
                 return Err(Error::invalid(
                     path,
                     format!("categories[{i}].id"),
                     format!("duplicate category id {}", cat.id),
                 ));
             }
+            let k = cat.keypoints.len();
+            // Without names the skeleton cannot be checked; pycocotools never reads it.
             if k == 0 {
-                return Err(Error::invalid(
-                    path,
-                    format!("categories[{i}].keypoints"),
-                    "a keypoint category needs at least one keypoint name",
-                ));
+                continue;
             }
             for (j, pair) in cat.skeleton.iter().enumerate() {
                 if pair.iter().any(|&p| p == 0 || p > k) {
@@ -214,6 +257,7 @@ impl CocoKeypointsGt {
                 }
             }
         }
+        let num_keypoints = self.category_keypoints();
         let mut ann_ids = HashSet::with_capacity(self.annotations.len());
         for (i, ann) in self.annotations.iter().enumerate() {
             let field = |name: &str| format!("annotations[{i}].{name}");
@@ -241,6 +285,16 @@ impl CocoKeypointsGt {
                     ),
                 ));
             };
+            // A category without names has the count of its first annotation (not 0: that one
+            // has at least one annotation).
+            let k = k.unwrap_or(0);
+            if k == 0 {
+                return Err(Error::invalid(
+                    path,
+                    field("keypoints"),
+                    "a keypoint annotation needs at least one keypoint (x, y, v)",
+                ));
+            }
             check_keypoint_len(path, || field("keypoints"), &ann.keypoints, k)?;
             check_finite(path, || field("keypoints"), &ann.keypoints)?;
             for (j, v) in ann.keypoints.iter().skip(2).step_by(3).enumerate() {
@@ -274,13 +328,52 @@ impl CocoKeypointsGt {
         Ok(())
     }
 
-    /// Number of keypoints of each category, by category id.
+    /// Number of keypoints of each category whose count is known, by category id: the number
+    /// of its keypoint names, or for a category without names, of its first annotation's
+    /// keypoints (a category with neither is absent).
     pub fn keypoints_per_category(&self) -> HashMap<i64, usize> {
-        self.categories
-            .iter()
-            .map(|c| (c.id, c.keypoints.len()))
+        self.category_keypoints()
+            .into_iter()
+            .filter_map(|(id, k)| Some((id, k?)))
             .collect()
     }
+
+    /// Every category's keypoint count (see [`Self::keypoints_per_category`]), `None` where
+    /// neither names nor annotations tell it.
+    fn category_keypoints(&self) -> HashMap<i64, Option<usize>> {
+        let mut counts: HashMap<i64, Option<usize>> = self
+            .categories
+            .iter()
+            .map(|c| (c.id, (!c.keypoints.is_empty()).then_some(c.keypoints.len())))
+            .collect();
+        for ann in &self.annotations {
+            if let Some(k @ None) = counts.get_mut(&ann.category_id) {
+                *k = Some(ann.keypoints.len() / 3);
+            }
+        }
+        counts
+    }
+}
+
+/// The ground truth as [`CocoKeypointsGt::load_for_eval`] reads it.
+#[derive(Deserialize)]
+struct EvalGtFile {
+    images: Vec<EvalImage>,
+    annotations: Vec<CocoPersonAnnotation>,
+    categories: Vec<CocoCategory>,
+}
+
+/// An image entry of which evaluation reads only the id.
+#[derive(Deserialize)]
+struct EvalImage {
+    #[serde(deserialize_with = "deserialize_id")]
+    id: i64,
+    #[serde(default)]
+    file_name: String,
+    #[serde(default)]
+    width: u32,
+    #[serde(default)]
+    height: u32,
 }
 
 /// Reads a detection results file (a JSON array of `{image_id, category_id, bbox, score}`).
@@ -330,6 +423,18 @@ pub fn load_keypoint_results(
     Ok(results)
 }
 
+/// [`load_keypoint_results`] on a document held in memory; `path` only names it in errors.
+pub fn keypoint_results_from_slice(
+    path: impl AsRef<Path>,
+    bytes: &[u8],
+    gt: &CocoKeypointsGt,
+) -> Result<Vec<CocoKeypointResult>> {
+    let path = path.as_ref();
+    let results: Vec<CocoKeypointResult> = parse_json(path, bytes)?;
+    validate_keypoint_results(path, &results, gt)?;
+    Ok(results)
+}
+
 /// Checks keypoint results held in memory against a ground truth; `path` names them in errors.
 ///
 /// Beyond shapes and finiteness this enforces two things pycocotools enforces only by crashing:
@@ -341,7 +446,7 @@ pub fn validate_keypoint_results(
     gt: &CocoKeypointsGt,
 ) -> Result<()> {
     let images: HashSet<i64> = gt.images.iter().map(|im| im.id).collect();
-    let num_keypoints = gt.keypoints_per_category();
+    let num_keypoints = gt.category_keypoints();
     let boxed = results.first().is_some_and(has_box);
     for (i, r) in results.iter().enumerate() {
         if !images.contains(&r.image_id) {
@@ -358,7 +463,22 @@ pub fn validate_keypoint_results(
                 format!("{} is not a category of the ground truth", r.category_id),
             ));
         };
-        check_keypoint_len(path, || format!("[{i}].keypoints"), &r.keypoints, k)?;
+        match k {
+            Some(k) => check_keypoint_len(path, || format!("[{i}].keypoints"), &r.keypoints, k)?,
+            // A category with neither names nor annotations: the evaluator checks the count
+            // against its sigmas; pycocotools needs at least one (x, y, score) for the area.
+            None if r.keypoints.is_empty() || !r.keypoints.len().is_multiple_of(3) => {
+                return Err(Error::invalid(
+                    path,
+                    format!("[{i}].keypoints"),
+                    format!(
+                        "expected x, y, score triples, got {} numbers",
+                        r.keypoints.len()
+                    ),
+                ))
+            }
+            None => {}
+        }
         check_finite(path, || format!("[{i}].keypoints"), &r.keypoints)?;
         check_score(path, i, r.score)?;
         if let Some(b) = &r.bbox {
@@ -616,6 +736,35 @@ fn deserialize_flag<'de, D: Deserializer<'de>>(de: D) -> std::result::Result<boo
         }
     }
     de.deserialize_any(Flag)
+}
+
+/// An id: an integer, or a float with an integral value (`1.0`), which Python code writes when
+/// an id went through a float and pycocotools accepts (`1.0 == 1`). `1.5`, strings and
+/// integers beyond 64 bits are errors: pycocotools cannot match them to an image.
+fn deserialize_id<'de, D: Deserializer<'de>>(de: D) -> std::result::Result<i64, D::Error> {
+    struct Id;
+    impl serde::de::Visitor<'_> for Id {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer id")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<i64, E> {
+            i64::try_from(v)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<i64, E> {
+            // 2^63 is exactly representable; every integral f64 below it converts exactly.
+            if v.fract() == 0.0 && v >= -(2f64.powi(63)) && v < 2f64.powi(63) {
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    de.deserialize_any(Id)
 }
 
 fn serialize_flag<S: serde::Serializer>(v: &bool, s: S) -> std::result::Result<S::Ok, S::Error> {

@@ -245,7 +245,21 @@ pub struct MatFile {
     /// The 116-byte descriptive text of the header ("MATLAB 5.0 MAT-file, Platform: ...").
     pub description: String,
     variables: Vec<(String, MatArray)>,
+    /// Every variable name in file order, including the ones skipped by
+    /// [`MatFile::open_variables`], so that "missing variable" errors list what the file has.
+    names: Vec<String>,
 }
+
+/// The most bytes one variable may take once inflated or decoded (512 MiB). The largest MPII
+/// file (the full `mpii_human_pose_v1_u12_1.mat` annotation release) inflates to well under
+/// this; a variable above it is a corrupt or hostile file (issue 7: a 3 MB file with a deflated
+/// 20000x20000 double), refused before anything is inflated.
+pub const MAX_VARIABLE_BYTES: u64 = 512 << 20;
+
+/// How many inflated bytes of a compressed variable are read to learn its name, class and
+/// dimensions before deciding whether to inflate the rest. The array flags, a dimensions element
+/// of up to 32 dimensions and a 63-character name (MATLAB's limits) take under 256 bytes.
+const HEADER_PEEK: usize = 4096;
 
 impl MatFile {
     /// Reads and parses a file.
@@ -255,8 +269,28 @@ impl MatFile {
         Self::from_bytes(path, &bytes)
     }
 
+    /// Reads only the variables named in `wanted`. The others are skipped by their element's
+    /// byte count: an uncompressed one is not decoded, a compressed one is not inflated beyond
+    /// its first few hundred bytes (its name is inside the zlib stream; scipy's `loadmat` with
+    /// `variable_names` does the same). Their names still appear in "missing variable" errors.
+    pub fn open_variables(path: impl AsRef<Path>, wanted: &[&str]) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = crate::error::read_file(path)?;
+        Self::from_bytes_selected(path, &bytes, Some(wanted))
+    }
+
     /// Parses the bytes of a file; `path` is only used to name the file in errors.
     pub fn from_bytes(path: impl AsRef<Path>, bytes: &[u8]) -> Result<Self> {
+        Self::from_bytes_selected(path, bytes, None)
+    }
+
+    /// [`MatFile::from_bytes`] that parses only the variables in `wanted` (all when `None`); see
+    /// [`MatFile::open_variables`].
+    pub fn from_bytes_selected(
+        path: impl AsRef<Path>,
+        bytes: &[u8],
+        wanted: Option<&[&str]>,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let (description, big_endian) = parse_header(bytes).map_err(|m| Error::parse(path, m))?;
         let mut cursor = Cursor {
@@ -265,19 +299,36 @@ impl MatFile {
             big_endian,
         };
         let mut variables = Vec::new();
+        let mut names = Vec::new();
+        let is_wanted = |name: &str| wanted.is_none_or(|w| w.contains(&name));
         while cursor.pos < bytes.len() {
             let offset = cursor.pos;
             // Until its name is read a variable can only be named by its position.
-            let unnamed = format!("variable #{} (at byte {offset})", variables.len() + 1);
+            let unnamed = format!("variable #{} (at byte {offset})", names.len() + 1);
             let element = cursor
                 .element(false)
                 .map_err(|m| Error::invalid(path, &unnamed, m))?;
-            let (name, array) = match element.ty {
+            let parsed = match element.ty {
                 MI_MATRIX => {
                     cursor.skip_padding(element.data.len());
-                    parse_matrix(element.data, big_endian, &mut Context::top(&unnamed))
+                    let header = peek_header(element.data, big_endian, &unnamed)
+                        .map_err(|e| located_error(path, e))?;
+                    if is_wanted(&header.name) {
+                        parse_matrix(element.data, big_endian, &mut Context::top(&unnamed))
+                            .map(Some)
+                    } else {
+                        names.push(header.name);
+                        Ok(None)
+                    }
                 }
-                MI_COMPRESSED => parse_compressed(element.data, big_endian, &unnamed),
+                MI_COMPRESSED => parse_compressed(element.data, big_endian, &unnamed, &is_wanted)
+                    .map(|parsed| match parsed {
+                        Compressed::Parsed(name, array) => Some((name, array)),
+                        Compressed::Skipped(name) => {
+                            names.push(name);
+                            None
+                        }
+                    }),
                 other => Err(Located {
                     at: unnamed.clone(),
                     message: format!(
@@ -287,13 +338,17 @@ impl MatFile {
                     ),
                 }),
             }
-            .map_err(|e| Error::invalid(path, e.at, e.message))?;
-            variables.push((name, array));
+            .map_err(|e| located_error(path, e))?;
+            if let Some((name, array)) = parsed {
+                names.push(name.clone());
+                variables.push((name, array));
+            }
         }
         Ok(MatFile {
             path: path.to_path_buf(),
             description,
             variables,
+            names,
         })
     }
 
@@ -317,7 +372,7 @@ impl MatFile {
     /// The variable `name`, or an error that lists what the file does contain.
     pub fn require(&self, name: &str) -> Result<&MatArray> {
         self.get(name).ok_or_else(|| {
-            let present: Vec<&str> = self.variables.iter().map(|(n, _)| n.as_str()).collect();
+            let present: Vec<&str> = self.names.iter().map(String::as_str).collect();
             Error::invalid(
                 &self.path,
                 name,
@@ -326,7 +381,7 @@ impl MatFile {
                     if present.is_empty() {
                         "no variables".to_string()
                     } else {
-                        present.join(", ")
+                        printable(&present.join(", "))
                     }
                 ),
             )
@@ -592,25 +647,140 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// What [`parse_compressed`] did with a compressed variable.
+enum Compressed {
+    Parsed(String, MatArray),
+    /// Not wanted: only its header was inflated.
+    Skipped(String),
+}
+
+/// The start of a matrix: enough to name it and bound its size before decoding it.
+struct MatrixHeader {
+    name: String,
+    class: MatClass,
+    complex: bool,
+    numel: usize,
+    dims: Vec<usize>,
+}
+
+impl MatrixHeader {
+    /// An upper bound on the bytes this array's data can take, decoded (numbers become f64) or
+    /// stored (no numeric MAT type is wider than 8 bytes, no character type wider than 4);
+    /// `None` for cells, structs and other classes, whose size the header does not tell.
+    fn data_bound(&self) -> Option<u64> {
+        let numel = self.numel as u64;
+        if self.class.is_numeric() {
+            numel
+                .checked_mul(8)
+                .and_then(|b| b.checked_mul(if self.complex { 2 } else { 1 }))
+        } else if self.class == MatClass::Char {
+            numel.checked_mul(4)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads the array flags, dimensions and name at the start of a matrix payload (possibly only a
+/// prefix of it), the way [`parse_matrix`] reads them.
+fn peek_header(
+    payload: &[u8],
+    big_endian: bool,
+    unnamed: &str,
+) -> std::result::Result<MatrixHeader, Located> {
+    let ctx = Context::top(unnamed);
+    if payload.is_empty() {
+        return Ok(MatrixHeader {
+            name: String::new(),
+            class: MatClass::Double,
+            complex: false,
+            numel: 0,
+            dims: vec![0, 0],
+        });
+    }
+    let mut c = Cursor {
+        bytes: payload,
+        pos: 0,
+        big_endian,
+    };
+    let flags = next(&mut c, "array flags", &ctx)?;
+    if flags.ty != MI_UINT32 || flags.data.len() != 8 {
+        return ctx.fail(format!(
+            "bad array flags: expected 8 bytes of miUINT32, found {} bytes of {}",
+            flags.data.len(),
+            type_name(flags.ty)
+        ));
+    }
+    let flag_word = c.u32_at(&flags.data[..4]);
+    let dims = read_dims(&mut c, &ctx)?;
+    let numel = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .map_or_else(|| ctx.fail(format!("dimensions {dims:?} overflow")), Ok)?;
+    let name = read_name(&mut c, &ctx)?;
+    Ok(MatrixHeader {
+        name,
+        class: MatClass::from_code((flag_word & 0xff) as u8),
+        complex: (flag_word >> 8) & FLAG_COMPLEX != 0,
+        numel,
+        dims,
+    })
+}
+
+fn read_dims(c: &mut Cursor<'_>, ctx: &Context) -> std::result::Result<Vec<usize>, Located> {
+    let dims_el = next(c, "dimensions", ctx)?;
+    if dims_el.ty != MI_INT32 || dims_el.data.len() % 4 != 0 || dims_el.data.is_empty() {
+        return ctx.fail(format!(
+            "bad dimensions: expected miINT32 values, found {} bytes of {}",
+            dims_el.data.len(),
+            type_name(dims_el.ty)
+        ));
+    }
+    let mut dims = Vec::with_capacity(dims_el.data.len() / 4);
+    for chunk in dims_el.data.chunks_exact(4) {
+        let d = c.u32_at(chunk) as i32;
+        if d < 0 {
+            return ctx.fail(format!("negative dimension {d}"));
+        }
+        dims.push(d as usize);
+    }
+    Ok(dims)
+}
+
+fn read_name(c: &mut Cursor<'_>, ctx: &Context) -> std::result::Result<String, Located> {
+    let name_el = next(c, "array name", ctx)?;
+    if name_el.ty != MI_INT8 && name_el.ty != MI_UINT8 && name_el.ty != MI_UTF8 {
+        return ctx.fail(format!("bad array name: type {}", type_name(name_el.ty)));
+    }
+    Ok(String::from_utf8_lossy(name_el.data)
+        .trim_end_matches('\0')
+        .to_string())
+}
+
 /// Inflates an `miCOMPRESSED` element, which holds exactly one (uncompressed) `miMATRIX`
-/// element, and parses that. Only as many bytes as the inner tag announces are inflated, so a
-/// corrupt size cannot make us allocate more than the stream really holds.
+/// element, and parses that. The inflation is bounded three ways (issue 7, decompression
+/// bombs): only the first [`HEADER_PEEK`] bytes are inflated to learn the variable's name,
+/// class and dimensions, and a variable that is not wanted stops there; a wanted one may
+/// inflate to no more than its inner tag announces, which must fit what its dimensions and class
+/// can need and [`MAX_VARIABLE_BYTES`], all checked before the rest is inflated.
 fn parse_compressed(
     data: &[u8],
     big_endian: bool,
     unnamed: &str,
-) -> std::result::Result<(String, MatArray), Located> {
+    is_wanted: &dyn Fn(&str) -> bool,
+) -> std::result::Result<Compressed, Located> {
     let fail = |message: String| Located {
         at: unnamed.to_string(),
         message,
     };
-    let mut decoder = flate2::read::ZlibDecoder::new(data);
-    let mut tag = [0u8; 8];
-    decoder.read_exact(&mut tag).map_err(|e| {
+    let zlib_error = |e: std::io::Error| {
         fail(format!(
             "compressed variable: corrupt or truncated zlib stream ({e})"
         ))
-    })?;
+    };
+    let mut decoder = flate2::read::ZlibDecoder::new(data);
+    let mut tag = [0u8; 8];
+    decoder.read_exact(&mut tag).map_err(zlib_error)?;
     let cursor = Cursor {
         bytes: &tag,
         pos: 0,
@@ -624,23 +794,83 @@ fn parse_compressed(
         )));
     }
     let len = cursor.u32_at(&tag[4..]) as u64;
+    let peek_len = len.min(HEADER_PEEK as u64);
     let mut inner = Vec::new();
     (&mut decoder)
-        .take(len)
+        .take(peek_len)
         .read_to_end(&mut inner)
-        .map_err(|e| {
-            fail(format!(
-                "compressed variable: corrupt or truncated zlib stream ({e})"
-            ))
-        })?;
-    if (inner.len() as u64) < len {
-        return Err(fail(format!(
+        .map_err(zlib_error)?;
+    let truncated = |got: usize| {
+        fail(format!(
             "compressed variable: truncated, the matrix claims {len} bytes but the stream inflates \
-             to {}",
-            inner.len()
-        )));
+             to {got}"
+        ))
+    };
+    // A short stream is only an error if it does not even hold the header, or (below) if the
+    // variable is wanted.
+    let header = match peek_header(&inner, big_endian, unnamed) {
+        Ok(header) => header,
+        Err(_) if (inner.len() as u64) < peek_len => return Err(truncated(inner.len())),
+        Err(e) => return Err(e),
+    };
+    let at = if header.name.is_empty() {
+        unnamed.to_string()
+    } else {
+        header.name.clone()
+    };
+    if !is_wanted(&header.name) {
+        return Ok(Compressed::Skipped(header.name));
     }
-    parse_matrix(&inner, big_endian, &mut Context::top(unnamed))
+    if let Some(bound) = header.data_bound() {
+        // Flags (16 bytes), dimensions, name and one data tag per part, each padded to 8.
+        let overhead =
+            16 + 8 * 3 + 8 + 8 * header.dims.len() as u64 + 8 + header.name.len() as u64 + 8;
+        let parts = if header.complex { 2 } else { 1 };
+        if bound > MAX_VARIABLE_BYTES {
+            return Err(Located {
+                at,
+                message: format!(
+                    "a {:?} {} array of {} elements would take {bound} bytes, more than the \
+                     {MAX_VARIABLE_BYTES}-byte limit of one variable (corrupt or hostile file?)",
+                    header.dims,
+                    header.class.name(),
+                    header.numel
+                ),
+            });
+        }
+        if len > bound.saturating_add(overhead + 8 * parts) {
+            return Err(Located {
+                at,
+                message: format!(
+                    "compressed variable claims {len} bytes, more than a {:?} {} array can \
+                     take ({} bytes); not inflating it",
+                    header.dims,
+                    header.class.name(),
+                    bound + overhead + 8 * parts
+                ),
+            });
+        }
+    }
+    if len > MAX_VARIABLE_BYTES {
+        return Err(Located {
+            at,
+            message: format!(
+                "compressed variable claims {len} bytes, more than the {MAX_VARIABLE_BYTES}-byte \
+                 limit of one variable (corrupt or hostile file?); not inflating it"
+            ),
+        });
+    }
+    // `len` is now bounded, so reserving it up front cannot be used to exhaust memory.
+    inner.reserve_exact((len as usize).saturating_sub(inner.len()));
+    (&mut decoder)
+        .take(len - peek_len)
+        .read_to_end(&mut inner)
+        .map_err(zlib_error)?;
+    if (inner.len() as u64) < len {
+        return Err(truncated(inner.len()));
+    }
+    let (name, array) = parse_matrix(&inner, big_endian, &mut Context::top(unnamed))?;
+    Ok(Compressed::Parsed(name, array))
 }
 
 /// Parses the payload of an `miMATRIX` element into its name and array. `ctx.at` names the
@@ -688,34 +918,13 @@ fn parse_matrix(
     let complex = (flag_word >> 8) & FLAG_COMPLEX != 0;
     let logical = (flag_word >> 8) & FLAG_LOGICAL != 0;
 
-    let dims_el = next(&mut c, "dimensions", ctx)?;
-    if dims_el.ty != MI_INT32 || dims_el.data.len() % 4 != 0 || dims_el.data.is_empty() {
-        return ctx.fail(format!(
-            "bad dimensions: expected miINT32 values, found {} bytes of {}",
-            dims_el.data.len(),
-            type_name(dims_el.ty)
-        ));
-    }
-    let mut dims = Vec::with_capacity(dims_el.data.len() / 4);
-    for chunk in dims_el.data.chunks_exact(4) {
-        let d = c.u32_at(chunk) as i32;
-        if d < 0 {
-            return ctx.fail(format!("negative dimension {d}"));
-        }
-        dims.push(d as usize);
-    }
+    let dims = read_dims(&mut c, ctx)?;
     let numel = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .map_or_else(|| ctx.fail(format!("dimensions {dims:?} overflow")), Ok)?;
 
-    let name_el = next(&mut c, "array name", ctx)?;
-    if name_el.ty != MI_INT8 && name_el.ty != MI_UINT8 && name_el.ty != MI_UTF8 {
-        return ctx.fail(format!("bad array name: type {}", type_name(name_el.ty)));
-    }
-    let name = String::from_utf8_lossy(name_el.data)
-        .trim_end_matches('\0')
-        .to_string();
+    let name = read_name(&mut c, ctx)?;
     if ctx.depth == 0 && !name.is_empty() {
         ctx.at = name.clone();
     }
@@ -777,6 +986,27 @@ fn parse_matrix(
         ));
     }
     Ok((name, array))
+}
+
+/// A parse error of `path`. Names and text in it come from the file, so control characters
+/// are escaped: an error stays one line (issue 7, item 10: a variable name holding a newline
+/// split the message).
+fn located_error(path: &Path, e: Located) -> Error {
+    Error::invalid(path, printable(&e.at), printable(&e.message))
+}
+
+/// `s` with control characters written as escapes (`\n`, `\u{1b}`).
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Reads the next sub-element of a matrix, naming what was expected in the error.
@@ -1259,6 +1489,20 @@ mod tests {
     }
 
     #[test]
+    fn names_with_control_characters_stay_on_one_line_in_errors() {
+        let w = Writer { big: false };
+        let mut bytes = w.header();
+        bytes.extend(w.matrix(6, 0, &[1, 1], "a\nb", &[w.doubles(&[1.0])]));
+        let file = MatFile::from_bytes("n.mat", &bytes).unwrap();
+        let err = file.require("x").unwrap_err().to_string();
+        assert!(err.contains("a\\nb") && !err.contains('\n'), "{err}");
+        let mut bad = w.header();
+        bad.extend(w.matrix(6, 0, &[2, 2], "c\nd", &[w.doubles(&[1.0])]));
+        let err = MatFile::from_bytes("n.mat", &bad).unwrap_err().to_string();
+        assert!(err.contains("c\\nd") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
     fn rejects_files_that_are_not_mat_v5() {
         for (bytes, needle) in [
             (b"hello".to_vec(), "shorter than the 128-byte header"),
@@ -1380,5 +1624,101 @@ mod tests {
                 let _ = MatFile::from_bytes("t.mat", &garbled);
             }
         }
+    }
+
+    /// The first bytes of a `dims` double matrix named `name` whose tag claims the full data size,
+    /// without the data: what a bomb's zlib stream starts with. `filler` zero bytes follow.
+    fn bomb_stream(w: &Writer, name: &str, dims: &[i32], filler: usize) -> Vec<u8> {
+        let numel: u64 = dims.iter().map(|&d| d as u64).product();
+        let full = w.matrix(6, 0, dims, name, &[w.doubles(&[])]);
+        // The matrix tag says `payload + numel * 8` bytes; the data tag says `numel * 8` bytes.
+        let payload_len = (full.len() - 8) as u64 + numel * 8;
+        let mut out = w.u32(MI_MATRIX).to_vec();
+        out.extend_from_slice(&w.u32(payload_len as u32));
+        let mut payload = full[8..full.len() - 8].to_vec();
+        payload.extend_from_slice(&w.u32(MI_DOUBLE));
+        payload.extend_from_slice(&w.u32((numel * 8) as u32));
+        out.extend(payload);
+        out.resize(out.len() + filler, 0);
+        out
+    }
+
+    fn compress_raw(w: &Writer, stream: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(stream).unwrap();
+        let z = enc.finish().unwrap();
+        let mut out = w.u32(MI_COMPRESSED).to_vec();
+        out.extend_from_slice(&w.u32(z.len() as u32));
+        out.extend(z);
+        out
+    }
+
+    #[test]
+    fn variables_not_asked_for_are_skipped_without_inflating_them() {
+        let w = Writer { big: false };
+        let mut bytes = w.header();
+        // A 20000x20000 double (3.2 GB) whose stream stops after 1 KB: inflating it at all
+        // would end in a "truncated" error.
+        bytes.extend(compress_raw(
+            &w,
+            &bomb_stream(&w, "bomb", &[20000, 20000], 1024),
+        ));
+        bytes.extend(w.matrix(6, 0, &[1, 2], "wanted", &[w.doubles(&[1.0, 2.0])]));
+        bytes.extend(w.matrix(6, 0, &[1, 1], "other", &[w.doubles(&[3.0])]));
+        let file = MatFile::from_bytes_selected("b.mat", &bytes, Some(&["wanted"])).unwrap();
+        let (_, data) = file.require_numeric("wanted").unwrap();
+        assert_eq!(data.real, vec![1.0, 2.0]);
+        assert!(file.get("other").is_none());
+        let err = file.require("missing").unwrap_err().to_string();
+        assert!(
+            err.contains("bomb, wanted, other"),
+            "skipped variables are still listed: {err}"
+        );
+
+        // Asked for, the bomb is refused from its header, before the rest is inflated.
+        let err = MatFile::from_bytes("b.mat", &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("b.mat") && err.contains("bomb") && err.contains("limit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_compressed_variable_claiming_more_than_its_dimensions_need_is_refused() {
+        let w = Writer { big: false };
+        // A 2x2 double whose tag claims 10 MB.
+        let mut stream = w.matrix(6, 0, &[2, 2], "small", &[w.doubles(&[0.0; 4])]);
+        stream[4..8].copy_from_slice(&w.u32(10 << 20));
+        stream.resize(stream.len() + (10 << 20), 0);
+        let mut bytes = w.header();
+        bytes.extend(compress_raw(&w, &stream));
+        let err = MatFile::from_bytes("s.mat", &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.mat") && err.contains("small") && err.contains("claims 10485760 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_real_compressed_bomb_is_refused_before_it_is_inflated() {
+        let w = Writer { big: false };
+        // 200 MB of zeros behind a 20000x20000 header: ~200 KB compressed.
+        let stream = bomb_stream(&w, "pos_gt_src", &[20000, 20000], 200 << 20);
+        let mut bytes = w.header();
+        bytes.extend(compress_raw(&w, &stream));
+        drop(stream);
+        assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
+        let err = MatFile::from_bytes_selected("z.mat", &bytes, Some(&["pos_gt_src"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("z.mat: pos_gt_src:") && err.contains("limit"),
+            "{err}"
+        );
     }
 }

@@ -64,10 +64,20 @@ pub struct MpiiGroundTruth {
     pub persons: Vec<MpiiGtPerson>,
 }
 
+/// The variables of `gt_valid.mat` that [`MpiiGroundTruth::from_mat`] reads.
+const GT_VARIABLES: [&str; 4] = [
+    "dataset_joints",
+    "jnt_missing",
+    "pos_gt_src",
+    "headboxes_src",
+];
+
 impl MpiiGroundTruth {
     /// Reads a `gt_valid.mat`-layout file.
     pub fn from_mat_file(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_mat(&MatFile::open(path)?)
+        // Only the four variables the evaluation reads are parsed; anything else in the file is
+        // skipped without being inflated (issue 7: a deflated 20000x20000 double beside them).
+        Self::from_mat(&MatFile::open_variables(path, &GT_VARIABLES)?)
     }
 
     /// Interprets a parsed MAT file, checking every shape and value; errors name the variable.

@@ -64,7 +64,7 @@ impl WeightsError {
     pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
         WeightsError::Format {
             path: path.to_path_buf(),
-            message: message.into(),
+            message: printable(&message.into()),
         }
     }
 
@@ -85,6 +85,25 @@ impl WeightsError {
             | WeightsError::Torch { path, .. } => path,
         }
     }
+}
+
+/// `s` with control characters written as escapes (`\n`, `\u{1b}`). Member names, pickle
+/// globals and tensor names come from the file, and a newline in one split the error over
+/// several lines (found by the property tests, issue 7, item 10).
+pub(crate) fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// A checkpoint variable whose shape differs from the model's variable of the same name.
@@ -148,7 +167,7 @@ fn list(kind: &str, names: &[String]) -> String {
     let shown = names
         .iter()
         .take(LISTED_PER_KIND)
-        .cloned()
+        .map(|n| printable(n))
         .collect::<Vec<_>>()
         .join(", ");
     let rest = names.len().saturating_sub(LISTED_PER_KIND);
@@ -162,6 +181,17 @@ fn list(kind: &str, names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_the_file_cannot_split_an_error_over_lines() {
+        let err = WeightsError::format(Path::new("w.pth"), "missing member a\nb\u{1b}[2J");
+        assert_eq!(err.to_string(), "w.pth: missing member a\\nb\\u{1b}[2J");
+        let m = KeyMismatch {
+            unexpected: vec!["x\ny".into()],
+            ..KeyMismatch::default()
+        };
+        assert_eq!(m.to_string(), "1 unexpected key: x\\ny");
+    }
 
     #[test]
     fn mismatch_lists_a_few_of_each_kind_with_counts() {

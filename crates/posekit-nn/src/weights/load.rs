@@ -15,7 +15,7 @@ use tch::Tensor;
 
 use super::error::{KeyMismatch, ShapeMismatch, WeightsError};
 use super::keymap::{KeyMap, Mapped};
-use super::pth::{read_pth, PthFormat};
+use super::pth::{read_pth_selected, Item, PthFormat};
 use super::safetensors_io::{read_safetensors, write_safetensors};
 use super::tensor::RawTensor;
 
@@ -88,6 +88,24 @@ pub struct ConvertReport {
 /// Reads the tensors of a `.pth`/`.pt`/`.pth.tar` or `.safetensors` file, descending into the
 /// key map's containers.
 pub fn read_weights(path: &Path, key_map: &KeyMap) -> Result<WeightsFile, WeightsError> {
+    read_weights_checked(path, key_map, None)
+}
+
+/// The model a checkpoint is read for: its variables' shapes and whether missing and unexpected
+/// keys are fatal (see [`LoadOptions::strict`]).
+struct ModelCheck<'a> {
+    shapes: &'a HashMap<String, Vec<i64>>,
+    strict: bool,
+}
+
+/// [`read_weights`] that, given the model, compares the names and shapes a `.pth` declares
+/// against it *before* reading any storage (issue 7: a 2 MB file whose storage inflates to 2 GB
+/// failed only after inflating it), and reads only the selected container's storages.
+fn read_weights_checked(
+    path: &Path,
+    key_map: &KeyMap,
+    model: Option<ModelCheck<'_>>,
+) -> Result<WeightsFile, WeightsError> {
     let format = detect_format(path)?;
     match format {
         WeightsFormat::Safetensors => Ok(WeightsFile {
@@ -97,19 +115,41 @@ pub fn read_weights(path: &Path, key_map: &KeyMap) -> Result<WeightsFile, Weight
             tensors: read_safetensors(path)?,
         }),
         WeightsFormat::PthZip | WeightsFormat::PthLegacy => {
-            let ckpt = read_pth(path)?;
+            let mut select = |skeleton: &Item| -> Result<Vec<String>, WeightsError> {
+                let (weights, container) = key_map.select_weights(skeleton);
+                if let Some(model) = &model {
+                    let shapes: Vec<(String, Vec<i64>)> = weights
+                        .tensors()
+                        .into_iter()
+                        .map(|(name, t)| (name, t.shape_i64()))
+                        .collect();
+                    let mapped =
+                        map_names(shapes, path, key_map, |k| model.shapes.contains_key(k))?;
+                    let mismatch = compare(
+                        model.shapes,
+                        mapped.tensors.iter().map(|(k, s)| (k.as_str(), s.clone())),
+                    );
+                    let fatal = if model.strict {
+                        !mismatch.is_empty()
+                    } else {
+                        !mismatch.mis_shaped.is_empty()
+                    };
+                    if fatal {
+                        return Err(WeightsError::Mismatch {
+                            path: path.to_path_buf(),
+                            mismatch,
+                        });
+                    }
+                }
+                Ok(container)
+            };
+            let ckpt = read_pth_selected(path, &mut select)?;
             let format = match ckpt.format {
                 PthFormat::Zip => WeightsFormat::PthZip,
                 PthFormat::Legacy => WeightsFormat::PthLegacy,
             };
-            let (_, container) = key_map.select_weights(&ckpt.root);
-            let mut weights = ckpt.root;
-            for key in &container {
-                weights = weights.remove(key).ok_or_else(|| {
-                    WeightsError::format(path, format!("container {key} vanished"))
-                })?;
-            }
-            let tensors = weights.into_tensors();
+            let container = ckpt.container;
+            let tensors = ckpt.root.into_tensors();
             if tensors.is_empty() {
                 return Err(WeightsError::format(
                     path,
@@ -199,10 +239,15 @@ pub fn load_weights_with(
     path: &Path,
     options: &LoadOptions,
 ) -> Result<LoadReport, WeightsError> {
+    let variables = vs.variables();
+    let shapes = var_shapes(vs);
+    let model = ModelCheck {
+        shapes: &shapes,
+        strict: options.strict,
+    };
     let WeightsFile {
         tensors, container, ..
-    } = read_weights(path, &options.key_map)?;
-    let variables = vs.variables();
+    } = read_weights_checked(path, &options.key_map, Some(model))?;
     let mapped = map_names(tensors, path, &options.key_map, |k| {
         variables.contains_key(k)
     })?;
@@ -260,7 +305,14 @@ pub fn convert_checkpoint_with(
         container,
         tensors,
         ..
-    } = read_weights(input, key_map)?;
+    } = read_weights_checked(
+        input,
+        key_map,
+        Some(ModelCheck {
+            shapes: &var_shapes(vs),
+            strict: true,
+        }),
+    )?;
     let variables = vs.variables();
     let mut mapped = map_names(tensors, input, key_map, |k| variables.contains_key(k))?;
     let model_shapes = var_shapes(vs);
@@ -348,12 +400,12 @@ fn detect_format(path: &Path) -> Result<WeightsFormat, WeightsError> {
     })
 }
 
-fn map_names(
-    tensors: Vec<(String, RawTensor)>,
+fn map_names<T>(
+    tensors: Vec<(String, T)>,
     path: &Path,
     key_map: &KeyMap,
     is_model_key: impl Fn(&str) -> bool,
-) -> Result<Mapped<RawTensor>, WeightsError> {
+) -> Result<Mapped<T>, WeightsError> {
     key_map.apply(tensors, is_model_key).map_err(|collisions| {
         let described: Vec<String> = collisions
             .iter()

@@ -20,6 +20,9 @@ pub use load::{
     load_weights, load_weights_with, read_weights, save_safetensors, ConvertReport, LoadOptions,
     LoadReport, WeightsFile, WeightsFormat,
 };
-pub use pth::{parse_pth, read_pth, Checkpoint, Item, PthFormat};
+pub use pth::{
+    parse_pth, parse_pth_selected, read_pth, read_pth_selected, Checkpoint, Item, PthFormat,
+    Selector,
+};
 pub use safetensors_io::{read_safetensors, read_safetensors_tch, write_safetensors};
 pub use tensor::{DType, RawTensor};

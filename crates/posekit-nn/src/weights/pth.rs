@@ -22,7 +22,7 @@ use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::error::WeightsError;
+use super::error::{printable, WeightsError};
 use super::pickle::{self, describe, PickleError, StorageRef, TensorRef, Value};
 use super::tensor::{checked_numel, RawTensor};
 
@@ -34,6 +34,15 @@ const LEGACY_PROTOCOL: i64 = 1001;
 /// Containers nested deeper than this in a checkpoint are refused: real checkpoints nest 3 or 4
 /// levels (checkpoint / optimizer / state / param), and the limit also stops reference cycles.
 const MAX_DEPTH: usize = 64;
+/// Values visited when turning a pickle into items. A pickle can alias one memoised container
+/// many times (`l1 = [l2, l2]`, `l0 = [l1, l1]`, ...), so a tree of depth 64 may have 2^64
+/// nodes although the file is tiny; real checkpoints have tens of thousands of values.
+const MAX_VALUES: usize = 10_000_000;
+/// The largest `data.pkl` read: the pickle holds names and metadata, a few MB for the largest
+/// real checkpoints; storages are separate members.
+const MAX_PICKLE_BYTES: u64 = 256 << 20;
+/// The largest `byteorder` record read (it holds `little` or `big`).
+const MAX_BYTEORDER_BYTES: u64 = 16;
 
 /// Which container a `.pth` file used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,11 +171,33 @@ fn collect_owned(item: Item, prefix: String, out: &mut Vec<(String, RawTensor)>)
 pub struct Checkpoint {
     pub path: PathBuf,
     pub format: PthFormat,
+    /// The checkpoint's object, or with [`read_pth_selected`] the part of it that was selected.
     pub root: Item,
+    /// The dict keys [`read_pth_selected`]'s selector descended into (empty for [`read_pth`]).
+    pub container: Vec<String>,
 }
+
+/// Picks the part of a checkpoint to read. It is given the checkpoint's *skeleton*: the
+/// checkpoint's items where every tensor is a [`RawTensor`] with its dtype and shape but no data
+/// (`data` is empty), built from the pickle before any storage is read. It returns the dict keys
+/// to descend into (`["state_dict"]`), or an error, for instance when the shapes do not fit a
+/// model: then nothing is inflated at all.
+pub type Selector<'a> = &'a mut dyn FnMut(&Item) -> Result<Vec<String>, WeightsError>;
 
 /// Reads a `.pth`/`.pt`/`.pth.tar` file of either format (recognised by content, not by name).
 pub fn read_pth(path: &Path) -> Result<Checkpoint, WeightsError> {
+    read_pth_impl(path, None)
+}
+
+/// [`read_pth`] in two steps: the pickle first, then `select` looks at the declared tensors,
+/// and only then are the storages of the selected part read (issue 7, decompression bombs: a
+/// 2 MB file declaring a 2 GB tensor a model cannot hold is refused before it is inflated, and
+/// the optimizer state of a training checkpoint is never inflated at all).
+pub fn read_pth_selected(path: &Path, select: Selector<'_>) -> Result<Checkpoint, WeightsError> {
+    read_pth_impl(path, Some(select))
+}
+
+fn read_pth_impl(path: &Path, select: Option<Selector<'_>>) -> Result<Checkpoint, WeightsError> {
     let mut head = [0u8; 512];
     let mut f = File::open(path).map_err(|e| WeightsError::io(path, "cannot open", e))?;
     let n = read_up_to(&mut f, &mut head).map_err(|e| WeightsError::io(path, "cannot read", e))?;
@@ -175,21 +206,30 @@ pub fn read_pth(path: &Path) -> Result<Checkpoint, WeightsError> {
         PthFormat::Zip => {
             f.seek(SeekFrom::Start(0))
                 .map_err(|e| WeightsError::io(path, "cannot read", e))?;
-            read_zip(BufReader::new(f), path)
+            read_zip(BufReader::new(f), path, select)
         }
         PthFormat::Legacy => {
             drop(f);
             let data = std::fs::read(path).map_err(|e| WeightsError::io(path, "cannot read", e))?;
-            parse_legacy(&data, path)
+            parse_legacy(&data, path, select)
         }
     }
 }
 
 /// [`read_pth`] on bytes already in memory; `path` is only used in error messages.
 pub fn parse_pth(bytes: &[u8], path: &Path) -> Result<Checkpoint, WeightsError> {
+    parse_pth_selected(bytes, path, None)
+}
+
+/// [`read_pth_selected`] on bytes already in memory (`select` may be `None`: everything).
+pub fn parse_pth_selected(
+    bytes: &[u8],
+    path: &Path,
+    select: Option<Selector<'_>>,
+) -> Result<Checkpoint, WeightsError> {
     match sniff(&bytes[..bytes.len().min(512)], path)? {
-        PthFormat::Zip => read_zip(Cursor::new(bytes), path),
-        PthFormat::Legacy => parse_legacy(bytes, path),
+        PthFormat::Zip => read_zip(Cursor::new(bytes), path, select),
+        PthFormat::Legacy => parse_legacy(bytes, path, select),
     }
 }
 
@@ -226,7 +266,11 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 // ----- zip format -----
 
-fn read_zip<R: Read + Seek>(reader: R, path: &Path) -> Result<Checkpoint, WeightsError> {
+fn read_zip<R: Read + Seek>(
+    reader: R,
+    path: &Path,
+    select: Option<Selector<'_>>,
+) -> Result<Checkpoint, WeightsError> {
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| {
         WeightsError::format(
             path,
@@ -270,7 +314,8 @@ fn read_zip<R: Read + Seek>(reader: R, path: &Path) -> Result<Checkpoint, Weight
         ));
     }
 
-    let big_endian = match read_member(&mut archive, path, &format!("{prefix}byteorder")) {
+    let byteorder = format!("{prefix}byteorder");
+    let big_endian = match read_member(&mut archive, path, &byteorder, MAX_BYTEORDER_BYTES) {
         Ok(bytes) => match bytes.as_slice() {
             b"little" => false,
             b"big" => true,
@@ -285,48 +330,302 @@ fn read_zip<R: Read + Seek>(reader: R, path: &Path) -> Result<Checkpoint, Weight
         Err(_) => false,
     };
 
-    let pkl = read_member(&mut archive, path, &pickle_name)?;
+    let pkl = read_member(&mut archive, path, &pickle_name, MAX_PICKLE_BYTES)?;
     let mut storage_refs = BTreeMap::new();
     let (value, _) = pickle::unpickle(&pkl, 0, &mut storage_refs)
         .map_err(|e| pickle_error(path, &pickle_name, e))?;
+    drop(pkl);
+    let (value, container) = choose(value, path, select)?;
 
+    // Only the storages the chosen tensors use are read, and of each only the elements they
+    // reach; every size is checked against the pickle's declarations before inflating.
     let mut storages: HashMap<String, Cow<[u8]>> = HashMap::new();
-    for key in storage_refs.keys() {
+    for (key, (storage, needed)) in storage_needs(&value, path)? {
         let member = format!("{prefix}data/{key}");
-        let mut bytes = read_member(&mut archive, path, &member)?;
+        let mut bytes = read_storage(&mut archive, path, &member, &storage, needed)?;
         if big_endian {
-            let elt = storage_refs[key].dtype.size();
-            swap_bytes(&mut bytes, elt);
+            swap_bytes(&mut bytes, storage.dtype.size());
         }
-        storages.insert(key.clone(), Cow::Owned(bytes));
+        storages.insert(key, Cow::Owned(bytes));
     }
-    let root = materialise(&value, &storages, 0).map_err(|m| WeightsError::format(path, m))?;
+    let root = Walk::data(&storages)
+        .item(&value, 0)
+        .map_err(|m| WeightsError::format(path, m))?;
     Ok(Checkpoint {
         path: path.to_path_buf(),
         format: PthFormat::Zip,
         root,
+        container,
     })
 }
 
+/// Reads a whole archive member that may hold at most `limit` bytes. The member's declared
+/// size is checked before inflating and the inflation is bounded, so a member whose header lies
+/// cannot make us hold more than `limit + 1` bytes.
 fn read_member<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     path: &Path,
     name: &str,
+    limit: u64,
 ) -> Result<Vec<u8>, WeightsError> {
-    let mut entry = archive
+    let entry = archive
         .by_name(name)
         .map_err(|e| WeightsError::format(path, format!("missing archive member {name}: {e}")))?;
+    let declared = entry.size();
+    if declared > limit {
+        return Err(WeightsError::format(
+            path,
+            format!(
+                "archive member {name} declares {declared} bytes, more than the {limit} bytes \
+                 such a record can need; not inflating it"
+            ),
+        ));
+    }
+    inflate_bounded(entry, path, name, declared, declared)
+}
+
+/// Inflates the first `want` bytes of an archive member that declares `declared` bytes
+/// (`want <= declared`). When the whole member is wanted it is read to its end through a
+/// `take(declared + 1)`, which makes the zip crate verify the CRC (catching corrupted storages)
+/// and catches a member that inflates to more than its header says; otherwise the rest of the
+/// member is never inflated.
+fn inflate_bounded(
+    entry: impl Read,
+    path: &Path,
+    name: &str,
+    declared: u64,
+    want: u64,
+) -> Result<Vec<u8>, WeightsError> {
     let mut bytes = Vec::new();
-    // Reading to the end makes the zip crate verify the CRC, which catches corrupted storages.
-    entry.read_to_end(&mut bytes).map_err(|e| {
+    let capacity = usize::try_from(want).ok();
+    capacity
+        .and_then(|c| bytes.try_reserve_exact(c).ok())
+        .ok_or_else(|| {
+            WeightsError::format(
+                path,
+                format!("cannot allocate {want} bytes for archive member {name}"),
+            )
+        })?;
+    let whole = want == declared;
+    let cap = if whole {
+        declared.saturating_add(1)
+    } else {
+        want
+    };
+    entry.take(cap).read_to_end(&mut bytes).map_err(|e| {
         WeightsError::format(path, format!("cannot read archive member {name}: {e}"))
     })?;
+    let got = bytes.len() as u64;
+    if got > declared {
+        return Err(WeightsError::format(
+            path,
+            format!(
+                "archive member {name} inflates to more than the {declared} bytes its header \
+                 declares (corrupt or hostile file); stopped"
+            ),
+        ));
+    }
+    if got < want {
+        return Err(WeightsError::format(
+            path,
+            format!(
+                "archive member {name} ends after {got} of its {declared} declared bytes \
+                 (truncated?)"
+            ),
+        ));
+    }
     Ok(bytes)
+}
+
+/// Reads the bytes of one storage that the chosen tensors reach (`needed` elements from its
+/// start). `torch.save` writes exactly `numel x element size` bytes per storage, so a member
+/// declaring more than the pickle's storage record is refused before anything is inflated, and
+/// only the reached prefix is inflated: a storage larger than its views need (a bomb hiding
+/// behind a one-element tensor) costs nothing.
+fn read_storage<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    path: &Path,
+    member: &str,
+    storage: &StorageRef,
+    needed: u64,
+) -> Result<Vec<u8>, WeightsError> {
+    let elt = storage.dtype.size() as u64;
+    let dtype = storage.dtype;
+    let numel = storage.numel;
+    let declared_by_pickle = numel.checked_mul(elt).ok_or_else(|| {
+        WeightsError::format(
+            path,
+            format!("storage {} of {numel} elements overflows", storage.key),
+        )
+    })?;
+    let entry = archive
+        .by_name(member)
+        .map_err(|e| WeightsError::format(path, format!("missing archive member {member}: {e}")))?;
+    let declared = entry.size();
+    if declared > declared_by_pickle {
+        return Err(WeightsError::format(
+            path,
+            format!(
+                "archive member {member} declares {declared} bytes, more than the \
+                 {declared_by_pickle} bytes of the {numel}-element {dtype:?} storage the pickle \
+                 describes; not inflating it"
+            ),
+        ));
+    }
+    // `needed <= numel` was checked by `storage_needs`, so this does not overflow.
+    let needed_bytes = needed * elt;
+    if declared < needed_bytes {
+        return Err(WeightsError::format(
+            path,
+            format!(
+                "archive member {member} holds {declared} bytes, but the tensors over its \
+                 storage reach {needed_bytes} bytes"
+            ),
+        ));
+    }
+    inflate_bounded(entry, path, member, declared, needed_bytes)
+}
+
+/// Narrows the checkpoint to what `select` asks for, looking only at its skeleton.
+fn choose(
+    value: Value,
+    path: &Path,
+    select: Option<Selector<'_>>,
+) -> Result<(Value, Vec<String>), WeightsError> {
+    let Some(select) = select else {
+        return Ok((value, Vec::new()));
+    };
+    let skeleton = Walk::skeleton()
+        .item(&value, 0)
+        .map_err(|m| WeightsError::format(path, m))?;
+    let container = select(&skeleton)?;
+    drop(skeleton);
+    let mut value = value;
+    for key in &container {
+        let inner = match &value {
+            Value::Dict(pairs) => pairs
+                .borrow()
+                .0
+                .iter()
+                .find(|(k, _)| key_string(k) == *key)
+                .map(|(_, v)| v.clone()),
+            _ => None,
+        };
+        value = inner.ok_or_else(|| {
+            WeightsError::format(path, format!("the checkpoint has no container {key}"))
+        })?;
+    }
+    Ok((value, container))
+}
+
+/// For every storage the tensors under `value` use, the number of elements from its start that
+/// they reach (the furthest element + 1), checked against the storage's declared size.
+fn storage_needs(
+    value: &Value,
+    path: &Path,
+) -> Result<BTreeMap<String, (Rc<StorageRef>, u64)>, WeightsError> {
+    let mut tensors = Vec::new();
+    let mut visits = 0;
+    collect_tensor_refs(value, 0, &mut visits, &mut tensors)
+        .map_err(|m| WeightsError::format(path, m))?;
+    let mut needs: BTreeMap<String, (Rc<StorageRef>, u64)> = BTreeMap::new();
+    for t in tensors {
+        let end = view_end(&t).map_err(|m| WeightsError::format(path, m))?;
+        let storage = &t.storage;
+        if storage.view.is_some() {
+            // Pre-1.0 storage views only occur in legacy files, which are not read here.
+            continue;
+        }
+        if end > storage.numel {
+            return Err(WeightsError::format(
+                path,
+                format!(
+                    "tensor view (offset {}, size {:?}, stride {:?}) reaches element {} of \
+                     storage {}, which the pickle declares with {} elements",
+                    t.offset,
+                    t.size,
+                    t.stride,
+                    end - 1,
+                    storage.key,
+                    storage.numel
+                ),
+            ));
+        }
+        let entry = needs
+            .entry(storage.key.clone())
+            .or_insert_with(|| (storage.clone(), 0));
+        entry.1 = entry.1.max(end);
+    }
+    Ok(needs)
+}
+
+/// One past the furthest storage element a tensor view touches (0 for an empty tensor).
+fn view_end(t: &TensorRef) -> Result<u64, String> {
+    if t.size.contains(&0) {
+        return Ok(0);
+    }
+    t.size
+        .iter()
+        .zip(&t.stride)
+        .try_fold(t.offset, |acc, (&n, &s)| {
+            (n - 1).checked_mul(s).and_then(|x| acc.checked_add(x))
+        })
+        .and_then(|last| last.checked_add(1))
+        .ok_or_else(|| "tensor view overflows".to_string())
+}
+
+fn collect_tensor_refs(
+    value: &Value,
+    depth: usize,
+    visits: &mut usize,
+    out: &mut Vec<Rc<TensorRef>>,
+) -> Result<(), String> {
+    visit(depth, visits)?;
+    match value {
+        Value::Tensor(t) => out.push(t.clone()),
+        Value::Tuple(items) => {
+            for v in items.0.iter() {
+                collect_tensor_refs(v, depth + 1, visits, out)?;
+            }
+        }
+        Value::List(items) => {
+            for v in items.borrow().0.iter() {
+                collect_tensor_refs(v, depth + 1, visits, out)?;
+            }
+        }
+        Value::Dict(pairs) => {
+            for (_, v) in pairs.borrow().0.iter() {
+                collect_tensor_refs(v, depth + 1, visits, out)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Counts one visited value, refusing too deep or too many (see [`MAX_DEPTH`], [`MAX_VALUES`]).
+fn visit(depth: usize, visits: &mut usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "containers nested deeper than {MAX_DEPTH} levels (or a reference cycle)"
+        ));
+    }
+    *visits += 1;
+    if *visits > MAX_VALUES {
+        return Err(format!(
+            "more than {MAX_VALUES} values (containers aliased many times over?)"
+        ));
+    }
+    Ok(())
 }
 
 // ----- legacy format -----
 
-fn parse_legacy(data: &[u8], path: &Path) -> Result<Checkpoint, WeightsError> {
+fn parse_legacy(
+    data: &[u8],
+    path: &Path,
+    select: Option<Selector<'_>>,
+) -> Result<Checkpoint, WeightsError> {
     let mut refs = BTreeMap::new();
     let run = |start: usize, what: &str, refs: &mut BTreeMap<String, Rc<StorageRef>>| {
         pickle::unpickle(data, start, refs).map_err(|e| pickle_error(path, what, e))
@@ -430,62 +729,100 @@ fn parse_legacy(data: &[u8], path: &Path) -> Result<Checkpoint, WeightsError> {
         }
     }
 
-    let root = materialise(&value, &storages, 0).map_err(|m| WeightsError::format(path, m))?;
+    // Storages are slices of the file, so choosing first only saves the copies of the views.
+    let (value, container) = choose(value, path, select)?;
+    let root = Walk::data(&storages)
+        .item(&value, 0)
+        .map_err(|m| WeightsError::format(path, m))?;
     Ok(Checkpoint {
         path: path.to_path_buf(),
         format: PthFormat::Legacy,
         root,
+        container,
     })
 }
 
 // ----- values to items -----
 
-fn materialise(
-    value: &Value,
-    storages: &HashMap<String, Cow<[u8]>>,
-    depth: usize,
-) -> Result<Item, String> {
-    if depth > MAX_DEPTH {
-        return Err(format!(
-            "containers nested deeper than {MAX_DEPTH} levels (or a reference cycle)"
-        ));
-    }
-    Ok(match value {
-        Value::None => Item::None,
-        Value::Bool(b) => Item::Bool(*b),
-        Value::Int(i) => Item::Int(*i),
-        Value::BigInt(b) => Item::Other(format!("{}-byte integer", b.len())),
-        Value::Float(f) => Item::Float(*f),
-        Value::Str(s) => Item::Str(s.clone()),
-        Value::Bytes(b) => Item::Bytes(b.clone()),
-        Value::Tuple(items) => Item::List(
-            items
-                .0
-                .iter()
-                .map(|v| materialise(v, storages, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::List(items) => Item::List(
-            items
-                .borrow()
-                .0
-                .iter()
-                .map(|v| materialise(v, storages, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Dict(pairs) => {
-            let pairs = pairs.borrow();
-            let mut entries = Vec::with_capacity(pairs.0.len());
-            for (k, v) in &pairs.0 {
-                entries.push((key_string(k), materialise(v, storages, depth + 1)?));
-            }
-            Item::Dict(entries)
+/// Turns pickle values into items: with storage bytes (tensors materialised), or as a skeleton
+/// (tensors with dtype and shape but no data, for [`Selector`]s).
+struct Walk<'a> {
+    storages: Option<&'a HashMap<String, Cow<'a, [u8]>>>,
+    visits: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn data(storages: &'a HashMap<String, Cow<'a, [u8]>>) -> Self {
+        Walk {
+            storages: Some(storages),
+            visits: 0,
         }
-        Value::Tensor(t) => Item::Tensor(tensor_from_storage(t, storages)?),
-        Value::Storage(s) => Item::Other(format!("bare {:?} storage {}", s.dtype, s.key)),
-        Value::Global(super::pickle::Global::Inert(name)) => Item::Other(name.to_string()),
-        Value::Global(g) => Item::Other(format!("{g:?}")),
-        Value::Opaque(name) => Item::Other(name.to_string()),
+    }
+
+    fn skeleton() -> Self {
+        Walk {
+            storages: None,
+            visits: 0,
+        }
+    }
+
+    fn item(&mut self, value: &Value, depth: usize) -> Result<Item, String> {
+        visit(depth, &mut self.visits)?;
+        Ok(match value {
+            Value::None => Item::None,
+            Value::Bool(b) => Item::Bool(*b),
+            Value::Int(i) => Item::Int(*i),
+            Value::BigInt(b) => Item::Other(format!("{}-byte integer", b.len())),
+            Value::Float(f) => Item::Float(*f),
+            Value::Str(s) => Item::Str(s.clone()),
+            Value::Bytes(b) => Item::Bytes(b.clone()),
+            Value::Tuple(items) => Item::List(
+                items
+                    .0
+                    .iter()
+                    .map(|v| self.item(v, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::List(items) => Item::List(
+                items
+                    .borrow()
+                    .0
+                    .iter()
+                    .map(|v| self.item(v, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Dict(pairs) => {
+                let pairs = pairs.borrow();
+                let mut entries = Vec::with_capacity(pairs.0.len());
+                for (k, v) in &pairs.0 {
+                    entries.push((key_string(k), self.item(v, depth + 1)?));
+                }
+                Item::Dict(entries)
+            }
+            Value::Tensor(t) => Item::Tensor(match self.storages {
+                Some(storages) => tensor_from_storage(t, storages)?,
+                None => tensor_skeleton(t)?,
+            }),
+            Value::Storage(s) => Item::Other(format!("bare {:?} storage {}", s.dtype, s.key)),
+            Value::Global(super::pickle::Global::Inert(name)) => Item::Other(name.to_string()),
+            Value::Global(g) => Item::Other(format!("{g:?}")),
+            Value::Opaque(name) => Item::Other(name.to_string()),
+        })
+    }
+}
+
+/// A tensor's dtype and shape with no data (see [`Selector`]).
+fn tensor_skeleton(t: &TensorRef) -> Result<RawTensor, String> {
+    let shape: Vec<usize> = t
+        .size
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| "tensor size overflows".to_string()))
+        .collect::<Result<_, _>>()?;
+    checked_numel(&shape).ok_or("tensor size overflows")?;
+    Ok(RawTensor {
+        dtype: t.storage.dtype,
+        shape,
+        data: Vec::new(),
     })
 }
 
@@ -594,8 +931,8 @@ fn pickle_error(path: &Path, member: &str, e: PickleError) -> WeightsError {
     match e {
         PickleError::Forbidden { global, offset } => WeightsError::ForbiddenGlobal {
             path: path.to_path_buf(),
-            global,
-            member: member.to_string(),
+            global: printable(&global),
+            member: printable(member),
             offset,
         },
         PickleError::Malformed { message, offset } => WeightsError::format(

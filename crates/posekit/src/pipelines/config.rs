@@ -190,8 +190,13 @@ impl ExperimentConfig {
     /// Parses TOML text; relative paths are resolved against `base_dir`; `origin` names the
     /// file in errors (serde's messages name the offending key and line).
     pub fn from_toml_str(text: &str, origin: &Path, base_dir: &Path) -> anyhow::Result<Self> {
-        let mut cfg: ExperimentConfig = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: invalid config: {e}", origin.display()))?;
+        let mut cfg: ExperimentConfig = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: invalid config: {}",
+                origin.display(),
+                one_line_toml_error(text, &e)
+            )
+        })?;
         cfg.resolve_paths(base_dir);
         cfg.validate()
             .with_context(|| format!("{}: invalid config", origin.display()))?;
@@ -343,6 +348,25 @@ impl ExperimentConfig {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "experiment".into());
         Path::new("runs").join(stem)
+    }
+}
+
+/// toml's message with its position as `line L, column C`: its own `Display` draws the
+/// offending line with a caret over several lines, and posekit's errors are one line.
+fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let mut start = span.start.min(text.len());
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let before = &text[..start];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message,
     }
 }
 

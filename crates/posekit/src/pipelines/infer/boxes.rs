@@ -97,8 +97,18 @@ impl BoxIndex {
         score_threshold: f64,
     ) -> posekit_core::Result<Self> {
         let bytes = posekit_core::error::read_file(path)?;
+        Self::from_slice(path, &bytes, gt, score_threshold)
+    }
+
+    /// [`BoxIndex::load`] on the bytes of a file held in memory; `path` names it in errors.
+    pub fn from_slice(
+        path: &Path,
+        bytes: &[u8],
+        gt: Option<&CocoKeypointsGt>,
+        score_threshold: f64,
+    ) -> posekit_core::Result<Self> {
         let entries: Vec<BoxEntry> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::json(path, e))?;
+            serde_json::from_slice(bytes).map_err(|e| Error::json(path, e))?;
         let names: Option<HashMap<i64, &str>> = gt.map(|gt| {
             gt.images
                 .iter()
