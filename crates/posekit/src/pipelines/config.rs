@@ -38,7 +38,7 @@ use anyhow::{bail, Context};
 use posekit_core::layout::KeypointLayout;
 use posekit_nn::models::hrnet::{HrnetConfig, PoseHrnet};
 use posekit_nn::models::{Paradigm, Preset};
-use posekit_nn::optim::AdamConfig;
+use posekit_nn::optim::{AdamConfig, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
 
@@ -133,7 +133,9 @@ pub struct TrainConfig {
     /// Seeds the weight initialisation and every augmentation and shuffle.
     pub seed: u64,
     pub schedule: ScheduleConfig,
-    pub optimizer: AdamConfig,
+    /// Adam (default) or RMSprop: `[train.optimizer]` with `type = "rmsprop"` and its
+    /// arguments, or `optimizer = "rmsprop"` (see [`OptimizerConfig`]).
+    pub optimizer: OptimizerConfig,
 }
 
 impl Default for TrainConfig {
@@ -145,7 +147,7 @@ impl Default for TrainConfig {
             val_interval: 10,
             seed: 0,
             schedule: ScheduleConfig::hrnet_official(),
-            optimizer: AdamConfig::default(),
+            optimizer: OptimizerConfig::default(),
         }
     }
 }
@@ -256,18 +258,11 @@ impl ExperimentConfig {
         t.schedule
             .validate()
             .map_err(|m| anyhow::anyhow!("train.{m}"))?;
-        let o = &t.optimizer;
-        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
-            bail!(
-                "train.optimizer: beta1 and beta2 must be in [0, 1), got {} and {}",
-                o.beta1,
-                o.beta2
-            );
-        }
-        let eps_ok = o.eps.is_finite() && o.eps > 0.0;
-        let decay_ok = o.weight_decay.is_finite() && o.weight_decay >= 0.0;
-        if !(eps_ok && decay_ok) {
-            bail!("train.optimizer: eps must be positive and weight_decay >= 0");
+        match &t.optimizer {
+            OptimizerConfig::Adam(o) => check_adam(o)?,
+            OptimizerConfig::Rmsprop(o) => o
+                .check()
+                .map_err(|m| anyhow::anyhow!("train.optimizer (rmsprop): {m}"))?,
         }
         if !(self.test.oks_threshold.is_finite() && self.test.oks_threshold > 0.0) {
             bail!(
@@ -411,6 +406,23 @@ impl ModelConfig {
     }
 }
 
+/// `torch.optim.Adam`'s argument checks, for `train.optimizer`.
+fn check_adam(o: &AdamConfig) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+        bail!(
+            "train.optimizer: beta1 and beta2 must be in [0, 1), got {} and {}",
+            o.beta1,
+            o.beta2
+        );
+    }
+    let eps_ok = o.eps.is_finite() && o.eps > 0.0;
+    let decay_ok = o.weight_decay.is_finite() && o.weight_decay >= 0.0;
+    if !(eps_ok && decay_ok) {
+        bail!("train.optimizer: eps must be positive and weight_decay >= 0");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,6 +514,35 @@ heatmap_size = [48, 64]
             }
         }
         assert!(n >= 8, "{n} configs");
+    }
+
+    /// RMSprop in both spellings, through the checkpoint's TOML form, and its checks.
+    #[test]
+    fn rmsprop_configs_read_and_round_trip() {
+        use posekit_nn::optim::RmsPropConfig;
+        let parse = |extra: &str| {
+            let text = format!("{MINIMAL}{extra}");
+            ExperimentConfig::from_toml_str(&text, Path::new("x.toml"), Path::new("."))
+        };
+        let short = parse("[train]\noptimizer = \"rmsprop\"\n").unwrap();
+        assert_eq!(
+            short.train.optimizer,
+            OptimizerConfig::Rmsprop(RmsPropConfig::default())
+        );
+        let table =
+            parse("[train.optimizer]\ntype = \"rmsprop\"\nmomentum = 0.9\ncentered = true\n")
+                .unwrap();
+        let text = table.to_toml().unwrap();
+        let again = ExperimentConfig::from_toml_str(&text, Path::new("y"), Path::new(".")).unwrap();
+        assert_eq!(again.train.optimizer, table.train.optimizer);
+        assert_eq!(
+            short.training_differences(&table).unwrap(),
+            ["train.optimizer.centered", "train.optimizer.momentum"]
+        );
+        let err = parse("[train.optimizer]\ntype = \"rmsprop\"\nalpha = -1.0\n").unwrap_err();
+        assert!(format!("{err:#}").contains("alpha"), "{err:#}");
+        let err = parse("[train.optimizer]\ntype = \"rmsprop\"\nbeta1 = 0.9\n").unwrap_err();
+        assert!(format!("{err:#}").contains("beta1"), "{err:#}");
     }
 
     #[test]
