@@ -398,7 +398,7 @@ impl ModelConfig {
         let net: Box<dyn posekit_nn::models::PoseNetwork> = match (&self.hrnet, &self.hourglass) {
             (Some(_), Some(_)) => bail!("model.hrnet and model.hourglass exclude each other"),
             (None, Some(h)) => {
-                if StackedHourglassConfig::preset(&preset.name).is_err() {
+                if StackedHourglassConfig::preset(preset.name).is_err() {
                     bail!(
                         "model.hourglass overrides a Stacked Hourglass preset (hourglass-1/-2/-4/-8), \
                          but the preset is `{}`",
