@@ -1,7 +1,14 @@
 //! Adam, written out on tensors instead of tch's wrapped C++ optimizer, because a checkpoint that
 //! survives a crash must hold the optimizer's moments and step count, and tch does not expose
 //! those of its own optimizers. The update is torch.optim.Adam's (bias-corrected, `eps` added
-//! after the square root), so training matches PyTorch step for step.
+//! after the square root), so training matches PyTorch step for step. RMSprop
+//! ([`rmsprop`]) is written the same way, and [`Optimizer`] is the one a config chooses.
+
+mod choice;
+pub mod rmsprop;
+
+pub use choice::{Optimizer, OptimizerConfig};
+pub use rmsprop::{RmsProp, RmsPropConfig};
 
 use std::collections::BTreeMap;
 

@@ -17,17 +17,14 @@
 //! `downsample.{0,1}`); `out_convs.{s}.{conv,bn}`, `conv1x1s.{s}.{conv,bn}`,
 //! `remap_convs.{s}.{conv,bn}`, `inters.{s}.*`; `multi_final_layers.{s}.{weight,bias}`.
 //!
-//! Which architecture the presets are: MMPose's only hourglass configs
+//! Which architecture the preset is: MMPose's only hourglass configs
 //! (`hourglass52_{coco,mpii}_{256x256,384x384}`) build `HourglassNet(num_stacks=1)` with its
 //! defaults, the CornerNet-style hourglass: order 5, widths 256-256-384-384-384-512, 2
 //! BasicBlocks per level (4 at the bottom), stride-2 convolutions to go down; 94.85M
-//! parameters. `hourglass-1` is exactly that (it loads `hourglass52_coco_256x256-4ec713ba`),
-//! `hourglass-2` is the same with two stacks (MMPose's "Hourglass-104"). Eight stacks of that
-//! module would be some 750M parameters and nobody trains them; `hourglass-8` is instead
-//! Newell et al.'s 8-stack MPII table (order 4, 256 features at every level, one residual per
-//! level, 2x2 max-pooling to go down) built from the same MMPose modules and key names (its
-//! residuals are MMPose's BasicBlocks, not the paper's pre-activation bottlenecks, because
-//! the key names must be MMPose's). [`HourglassDownsample`] selects the two ways down.
+//! parameters. The preset `hourglass52` is exactly that (it loads
+//! `hourglass52_coco_256x256-4ec713ba`). Newell et al.'s own network (pre-activation
+//! bottlenecks, the `hourglass-1/-2/-4/-8` presets) is [`crate::models::stacked_hourglass`];
+//! the max-pool variant here ([`HourglassDownsample::MaxPool`]) remains as SPM's backbone.
 
 use std::path::Path;
 
@@ -37,7 +34,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use crate::blocks::{batch_norm, conv2d_bias, conv2d_no_bias, BasicBlock};
-use crate::models::hrnet::{COCO_JOINTS, MPII_JOINTS};
+use crate::models::hrnet::COCO_JOINTS;
 
 /// How an hourglass goes down one resolution.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,7 +154,7 @@ impl HourglassNetConfig {
 }
 
 impl HourglassConfig {
-    /// `hourglass-1`: MMPose's `hourglass52_coco` (17 joints, 256x256 or 384x384 input).
+    /// `hourglass52`: MMPose's `hourglass52_coco` (17 joints, 256x256 or 384x384 input).
     pub fn hourglass52() -> Self {
         HourglassConfig {
             backbone: HourglassNetConfig::mmpose(1),
@@ -165,31 +162,12 @@ impl HourglassConfig {
         }
     }
 
-    /// `hourglass-2`: MMPose's HourglassNet with two stacks (Hourglass-104), 17 joints.
-    pub fn hourglass104() -> Self {
-        HourglassConfig {
-            backbone: HourglassNetConfig::mmpose(2),
-            num_joints: COCO_JOINTS,
-        }
-    }
-
-    /// `hourglass-8`: Newell et al.'s 8-stack MPII model (16 joints, 256x256 input).
-    pub fn newell8_mpii() -> Self {
-        HourglassConfig {
-            backbone: HourglassNetConfig::newell(8),
-            num_joints: MPII_JOINTS,
-        }
-    }
-
-    /// The configs behind the command-line presets `hourglass-1`, `hourglass-2`,
-    /// `hourglass-8`.
+    /// The config behind the command-line preset `hourglass52`.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
-            "hourglass-1" => Ok(Self::hourglass52()),
-            "hourglass-2" => Ok(Self::hourglass104()),
-            "hourglass-8" => Ok(Self::newell8_mpii()),
+            "hourglass52" => Ok(Self::hourglass52()),
             other => Err(Error::Shape(format!(
-                "unknown Hourglass preset '{other}' (hourglass-1, hourglass-2, hourglass-8)"
+                "unknown MMPose Hourglass preset '{other}' (hourglass52)"
             ))),
         }
     }
@@ -598,12 +576,16 @@ mod tests {
         assert!(err.contains("stage_blocks"), "{err}");
         let vs = nn::VarStore::new(Device::Cpu);
         assert!(PoseHourglass::new(&vs.root(), &cfg).is_err());
-        assert!(HourglassConfig::preset("hourglass-3").is_err());
+        assert!(HourglassConfig::preset("hourglass-8").is_err());
+        assert!(HourglassConfig::preset("hourglass52").is_ok());
     }
 
     #[test]
     fn config_round_trips_and_file_errors_name_the_field() {
-        let cfg = HourglassConfig::newell8_mpii();
+        let cfg = HourglassConfig {
+            backbone: HourglassNetConfig::newell(8),
+            num_joints: crate::models::hrnet::MPII_JOINTS,
+        };
         let json = serde_json::to_string(&cfg).unwrap();
         assert!(json.contains("\"downsample\":\"max_pool\""), "{json}");
         let back: HourglassConfig = serde_json::from_str(&json).unwrap();

@@ -8,5 +8,6 @@ pub mod openpose;
 pub mod openpose_mobilenet;
 pub mod registry;
 pub mod spm;
+pub mod stacked_hourglass;
 
 pub use registry::{Family, PafStyle, Paradigm, PoseNetwork, Preset, BUNDLED_PRESET, PRESETS};

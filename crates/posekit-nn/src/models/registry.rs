@@ -6,11 +6,12 @@ use posekit_core::{Error, Result};
 use tch::{nn, Tensor};
 
 use super::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
-use super::hourglass::{HourglassConfig, HourglassNetConfig, PoseHourglass};
+use super::hourglass::{HourglassConfig, PoseHourglass};
 use super::hrnet::{HrnetConfig, PoseHrnet};
 use super::openpose::{OpenPoseVgg, OpenPoseVggConfig};
 use super::openpose_mobilenet::{OpenPoseMobileNetConfig, OpenPoseMobileNetV2};
 use super::spm::{Spm, SpmNetConfig};
+use super::stacked_hourglass::{StackedHourglass, StackedHourglassConfig};
 use crate::export::{OnnxGraph, Value};
 
 /// Top-down models see one person crop; bottom-up models see the whole image.
@@ -117,6 +118,12 @@ impl PoseNetwork for PoseHrnet {
 impl PoseNetwork for PoseHourglass {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         PoseHourglass::forward_named(self, input, train)
+    }
+}
+
+impl PoseNetwork for StackedHourglass {
+    fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
+        StackedHourglass::forward_named(self, input, train)
     }
 }
 
@@ -242,22 +249,32 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "hourglass-1",
         family: Family::TopDownHeatmap,
-        layout: "coco17",
-        num_joints: 17,
-        input_sizes: &[(256, 256), (256, 192)],
-        summary: "Stacked Hourglass, 1 stack, order 4, max-pool down (Newell et al. 2016), COCO",
-        parameters: 18_062_225,
-        builder: |p| Ok(Box::new(PoseHourglass::new(p, &newell_coco(1))?)),
+        layout: "mpii16",
+        num_joints: 16,
+        input_sizes: &[(256, 256)],
+        summary: "Stacked Hourglass, 1 stack of 8-bottleneck residuals (bearpaw/pytorch-pose hg1), MPII",
+        parameters: 24_610_704,
+        builder: |p| Ok(Box::new(StackedHourglass::new(p, &StackedHourglassConfig::preset("hourglass-1")?)?)),
     },
     Preset {
         name: "hourglass-2",
         family: Family::TopDownHeatmap,
-        layout: "coco17",
-        num_joints: 17,
-        input_sizes: &[(256, 256), (256, 192)],
-        summary: "Stacked Hourglass, 2 stacks, order 4, intermediate supervision, COCO",
-        parameters: 34_137_762,
-        builder: |p| Ok(Box::new(PoseHourglass::new(p, &newell_coco(2))?)),
+        layout: "mpii16",
+        num_joints: 16,
+        input_sizes: &[(256, 256)],
+        summary: "Stacked Hourglass, 2 stacks, 4 bottlenecks per residual (bearpaw hg2), MPII",
+        parameters: 24_751_264,
+        builder: |p| Ok(Box::new(StackedHourglass::new(p, &StackedHourglassConfig::preset("hourglass-2")?)?)),
+    },
+    Preset {
+        name: "hourglass-4",
+        family: Family::TopDownHeatmap,
+        layout: "mpii16",
+        num_joints: 16,
+        input_sizes: &[(256, 256)],
+        summary: "Stacked Hourglass, 4 stacks, 2 bottlenecks per residual (bearpaw hg4), MPII",
+        parameters: 25_032_384,
+        builder: |p| Ok(Box::new(StackedHourglass::new(p, &StackedHourglassConfig::preset("hourglass-4")?)?)),
     },
     Preset {
         name: "hourglass-8",
@@ -265,9 +282,9 @@ pub const PRESETS: &[Preset] = &[
         layout: "mpii16",
         num_joints: 16,
         input_sizes: &[(256, 256)],
-        summary: "Stacked Hourglass, 8 stacks (Newell's MPII model)",
-        parameters: 137_672_960,
-        builder: |p| Ok(Box::new(PoseHourglass::new(p, &HourglassConfig::newell8_mpii())?)),
+        summary: "Stacked Hourglass, 8 stacks (Newell et al. 2016; bearpaw hg8), MPII",
+        parameters: 25_594_624,
+        builder: |p| Ok(Box::new(StackedHourglass::new(p, &StackedHourglassConfig::preset("hourglass-8")?)?)),
     },
     Preset {
         name: "hourglass52",
@@ -380,15 +397,6 @@ impl Preset {
 
     pub fn paradigm(&self) -> Paradigm {
         self.family.paradigm()
-    }
-}
-
-/// The Stacked Hourglass (order 4, 256 features, max-pool down, nearest up) with
-/// `stacks` stacks and COCO's 17 joints, in MMPose's key names.
-fn newell_coco(stacks: usize) -> HourglassConfig {
-    HourglassConfig {
-        backbone: HourglassNetConfig::newell(stacks),
-        num_joints: 17,
     }
 }
 

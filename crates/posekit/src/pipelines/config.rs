@@ -37,8 +37,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use posekit_core::layout::KeypointLayout;
 use posekit_nn::models::hrnet::{HrnetConfig, PoseHrnet};
+use posekit_nn::models::stacked_hourglass::{StackedHourglass, StackedHourglassConfig};
 use posekit_nn::models::{Paradigm, Preset};
-use posekit_nn::optim::AdamConfig;
+use posekit_nn::optim::{AdamConfig, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
 
@@ -74,6 +75,22 @@ pub struct ModelConfig {
     /// a model built from the same table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hrnet: Option<HrnetOverride>,
+    /// Replaces a Stacked Hourglass preset's (`hourglass-N`) sizes, e.g. a narrow two-stack
+    /// model for tests; the joints come from `data.layout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourglass: Option<HourglassOverride>,
+}
+
+/// The sizes of a Stacked Hourglass (`StackedHourglassConfig`; bearpaw's network has stem
+/// width 64, 128 bottleneck features and order 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HourglassOverride {
+    pub num_stacks: usize,
+    pub num_blocks: usize,
+    pub stem_planes: i64,
+    pub num_feats: i64,
+    pub depth: usize,
 }
 
 /// A uniform HRNet stage table (`HrnetConfig::uniform`): branch widths `width * 2^i`, the
@@ -133,7 +150,9 @@ pub struct TrainConfig {
     /// Seeds the weight initialisation and every augmentation and shuffle.
     pub seed: u64,
     pub schedule: ScheduleConfig,
-    pub optimizer: AdamConfig,
+    /// Adam (default) or RMSprop: `[train.optimizer]` with `type = "rmsprop"` and its
+    /// arguments, or `optimizer = "rmsprop"` (see [`OptimizerConfig`]).
+    pub optimizer: OptimizerConfig,
 }
 
 impl Default for TrainConfig {
@@ -145,7 +164,7 @@ impl Default for TrainConfig {
             val_interval: 10,
             seed: 0,
             schedule: ScheduleConfig::hrnet_official(),
-            optimizer: AdamConfig::default(),
+            optimizer: OptimizerConfig::default(),
         }
     }
 }
@@ -261,18 +280,11 @@ impl ExperimentConfig {
         t.schedule
             .validate()
             .map_err(|m| anyhow::anyhow!("train.{m}"))?;
-        let o = &t.optimizer;
-        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
-            bail!(
-                "train.optimizer: beta1 and beta2 must be in [0, 1), got {} and {}",
-                o.beta1,
-                o.beta2
-            );
-        }
-        let eps_ok = o.eps.is_finite() && o.eps > 0.0;
-        let decay_ok = o.weight_decay.is_finite() && o.weight_decay >= 0.0;
-        if !(eps_ok && decay_ok) {
-            bail!("train.optimizer: eps must be positive and weight_decay >= 0");
+        match &t.optimizer {
+            OptimizerConfig::Adam(o) => check_adam(o)?,
+            OptimizerConfig::Rmsprop(o) => o
+                .check()
+                .map_err(|m| anyhow::anyhow!("train.optimizer (rmsprop): {m}"))?,
         }
         if !(self.test.oks_threshold.is_finite() && self.test.oks_threshold > 0.0) {
             bail!(
@@ -407,8 +419,27 @@ impl ModelConfig {
         }
         let k = layout.num_keypoints() as i64;
         let vs = nn::VarStore::new(device);
-        let net: Box<dyn posekit_nn::models::PoseNetwork> = match &self.hrnet {
-            Some(h) => {
+        let net: Box<dyn posekit_nn::models::PoseNetwork> = match (&self.hrnet, &self.hourglass) {
+            (Some(_), Some(_)) => bail!("model.hrnet and model.hourglass exclude each other"),
+            (None, Some(h)) => {
+                if StackedHourglassConfig::preset(preset.name).is_err() {
+                    bail!(
+                        "model.hourglass overrides a Stacked Hourglass preset (hourglass-1/-2/-4/-8), \
+                         but the preset is `{}`",
+                        preset.name
+                    );
+                }
+                let cfg = StackedHourglassConfig {
+                    num_stacks: h.num_stacks,
+                    num_blocks: h.num_blocks,
+                    num_joints: k,
+                    stem_planes: h.stem_planes,
+                    num_feats: h.num_feats,
+                    depth: h.depth,
+                };
+                Box::new(StackedHourglass::new(&vs.root(), &cfg)?)
+            }
+            (Some(h), None) => {
                 if !preset.name.starts_with("hrnet") {
                     bail!(
                         "model.hrnet overrides an HRNet preset, but the preset is `{}`",
@@ -418,7 +449,7 @@ impl ModelConfig {
                 let cfg = HrnetConfig::uniform(h.width, h.modules, h.blocks, k);
                 Box::new(PoseHrnet::new(&vs.root(), &cfg)?)
             }
-            None => {
+            (None, None) => {
                 if preset.num_joints != k {
                     bail!(
                         "model.preset `{}` outputs {} joints ({}), but data.layout `{}` has {k}",
@@ -433,6 +464,23 @@ impl ModelConfig {
         };
         Ok(LoadedModel { preset, vs, net })
     }
+}
+
+/// `torch.optim.Adam`'s argument checks, for `train.optimizer`.
+fn check_adam(o: &AdamConfig) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+        bail!(
+            "train.optimizer: beta1 and beta2 must be in [0, 1), got {} and {}",
+            o.beta1,
+            o.beta2
+        );
+    }
+    let eps_ok = o.eps.is_finite() && o.eps > 0.0;
+    let decay_ok = o.weight_decay.is_finite() && o.weight_decay >= 0.0;
+    if !(eps_ok && decay_ok) {
+        bail!("train.optimizer: eps must be positive and weight_decay >= 0");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -526,6 +574,64 @@ heatmap_size = [48, 64]
             }
         }
         assert!(n >= 8, "{n} configs");
+    }
+
+    /// `[model.hourglass]` sizes a Stacked Hourglass preset (joints from the layout) and is
+    /// refused on other presets.
+    #[test]
+    fn hourglass_override_builds_a_narrow_stacked_hourglass() {
+        let table = "[model.hourglass]\nnum_stacks = 2\nnum_blocks = 1\nstem_planes = 4\n\
+                     num_feats = 6\ndepth = 2\n";
+        let text = format!("{MINIMAL}{table}").replace("hrnet-w32", "hourglass-2");
+        let cfg = ExperimentConfig::from_toml_str(&text, Path::new("x"), Path::new(".")).unwrap();
+        let layout = cfg.layout().unwrap();
+        let model = cfg.model.build(&layout, Device::Cpu).unwrap();
+        let x = tch::Tensor::zeros([1, 3, 32, 32], (tch::Kind::Float, Device::Cpu));
+        let out = model.net.forward_named(&x, false).unwrap();
+        let sizes: Vec<Vec<i64>> = out.iter().map(|(_, t)| t.size()).collect();
+        assert_eq!(sizes, [vec![1, 17, 8, 8], vec![1, 17, 8, 8]]);
+
+        let text = format!("{MINIMAL}{table}");
+        let cfg = ExperimentConfig::from_toml_str(&text, Path::new("x"), Path::new(".")).unwrap();
+        let err = cfg
+            .model
+            .build(&layout, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("model.hourglass") && err.contains("hrnet-w32"),
+            "{err}"
+        );
+    }
+
+    /// RMSprop in both spellings, through the checkpoint's TOML form, and its checks.
+    #[test]
+    fn rmsprop_configs_read_and_round_trip() {
+        use posekit_nn::optim::RmsPropConfig;
+        let parse = |extra: &str| {
+            let text = format!("{MINIMAL}{extra}");
+            ExperimentConfig::from_toml_str(&text, Path::new("x.toml"), Path::new("."))
+        };
+        let short = parse("[train]\noptimizer = \"rmsprop\"\n").unwrap();
+        assert_eq!(
+            short.train.optimizer,
+            OptimizerConfig::Rmsprop(RmsPropConfig::default())
+        );
+        let table =
+            parse("[train.optimizer]\ntype = \"rmsprop\"\nmomentum = 0.9\ncentered = true\n")
+                .unwrap();
+        let text = table.to_toml().unwrap();
+        let again = ExperimentConfig::from_toml_str(&text, Path::new("y"), Path::new(".")).unwrap();
+        assert_eq!(again.train.optimizer, table.train.optimizer);
+        assert_eq!(
+            short.training_differences(&table).unwrap(),
+            ["train.optimizer.centered", "train.optimizer.momentum"]
+        );
+        let err = parse("[train.optimizer]\ntype = \"rmsprop\"\nalpha = -1.0\n").unwrap_err();
+        assert!(format!("{err:#}").contains("alpha"), "{err:#}");
+        let err = parse("[train.optimizer]\ntype = \"rmsprop\"\nbeta1 = 0.9\n").unwrap_err();
+        assert!(format!("{err:#}").contains("beta1"), "{err:#}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! safetensors file that is either complete and verified or refused.
 //!
 //! Contents: the model's variables as `model.<var>` (parameters and BatchNorm statistics),
-//! Adam's moments as `optim.exp_avg.<var>` / `optim.exp_avg_sq.<var>`, and string metadata:
-//! format and version, epochs completed, global iteration, Adam's step count, best AP so far
+//! the optimizer's state as `optim.<name>.<var>` (Adam: `exp_avg`, `exp_avg_sq`; RMSprop:
+//! `square_avg`, and `momentum_buffer` / `grad_avg` where configured), and string metadata:
+//! format and version, epochs completed, global iteration, the optimizer's step count (under
+//! the key `adam_step`, which checkpoints had before RMSprop), best AP so far
 //! (and its epoch), the seed and the config as TOML. There is no RNG state to save: every
 //! random draw of the data pipeline comes from a stream seeded by `(seed, epoch, index)`, and
 //! libtorch's generator is only used to initialise the weights, which the checkpoint holds.
@@ -22,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use posekit_nn::optim::Adam;
+use posekit_nn::optim::Optimizer;
 use posekit_nn::weights::RawTensor;
 use safetensors::SafeTensors;
 use tch::nn::VarStore;
@@ -61,6 +63,7 @@ pub struct CheckpointMeta {
     pub epoch: usize,
     /// Iterations completed since the start (what the warm-up counts).
     pub global_iter: u64,
+    /// The optimizer's step count (Adam's or RMSprop's; the name predates RMSprop).
     pub adam_step: i64,
     /// Best validation metric so far and the epoch (1-based count) it was reached after.
     pub best_metric: Option<f64>,
@@ -76,15 +79,15 @@ pub struct Checkpoint {
     pub meta: CheckpointMeta,
     /// Model variables by VarStore name (prefix removed), on the CPU.
     pub model: HashMap<String, Tensor>,
-    /// Optimizer moments by [`Adam::state`] name (prefix removed), on the CPU.
+    /// Optimizer state by [`Optimizer::state`] name (prefix removed), on the CPU.
     pub optim: BTreeMap<String, Tensor>,
 }
 
-/// Writes a checkpoint of `vs` and `adam` atomically to `path`.
+/// Writes a checkpoint of `vs` and the optimizer atomically to `path`.
 pub fn save(
     path: &Path,
     vs: &VarStore,
-    adam: Option<&Adam>,
+    adam: Option<&Optimizer>,
     meta: &CheckpointMeta,
 ) -> Result<(), CheckpointError> {
     let mut tensors: BTreeMap<String, RawTensor> = BTreeMap::new();
@@ -257,8 +260,8 @@ impl Checkpoint {
         restore_variables(&self.path, vs, &self.model)
     }
 
-    /// Restores Adam's moments and step count.
-    pub fn restore_optimizer(&self, adam: &mut Adam) -> Result<(), CheckpointError> {
+    /// Restores the optimizer's state and step count (refused if it is another optimizer's).
+    pub fn restore_optimizer(&self, adam: &mut Optimizer) -> Result<(), CheckpointError> {
         adam.load_state(&self.optim, self.meta.adam_step)
             .map_err(|m| CheckpointError::Mismatch {
                 path: self.path.clone(),
@@ -425,7 +428,7 @@ impl MetaEntries for BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use posekit_nn::optim::AdamConfig;
+    use posekit_nn::optim::{OptimizerConfig, RmsPropConfig};
     use tch::{nn, nn::Module, Device, Kind};
 
     fn model() -> (VarStore, nn::Linear) {
@@ -446,15 +449,61 @@ mod tests {
         }
     }
 
-    fn trained() -> (VarStore, Adam) {
-        let (vs, lin) = model();
-        let mut adam = Adam::new(&vs, AdamConfig::default());
-        adam.zero_grad();
+    fn step(lin: &nn::Linear, opt: &mut Optimizer) {
+        opt.zero_grad();
         lin.forward(&Tensor::ones([4, 3], (Kind::Float, Device::Cpu)))
+            .square()
             .sum(Kind::Float)
             .backward();
-        adam.step(0.01);
+        opt.step(0.01);
+    }
+
+    fn trained_with(config: &OptimizerConfig) -> (VarStore, nn::Linear, Optimizer) {
+        let (vs, lin) = model();
+        let mut opt = Optimizer::new(&vs, config);
+        step(&lin, &mut opt);
+        (vs, lin, opt)
+    }
+
+    fn trained() -> (VarStore, Optimizer) {
+        let (vs, _, adam) = trained_with(&OptimizerConfig::default());
         (vs, adam)
+    }
+
+    /// RMSprop's averages (with the momentum and centred buffers) survive a checkpoint: the
+    /// restored run's next step equals the uninterrupted run's.
+    #[test]
+    fn rmsprop_resumes_exactly() {
+        let dir = tempdir();
+        let path = dir.join("last.safetensors");
+        let config: OptimizerConfig = RmsPropConfig {
+            momentum: 0.9,
+            centered: true,
+            ..Default::default()
+        }
+        .into();
+        let (vs, lin, mut opt) = trained_with(&config);
+        let mut m = meta();
+        m.adam_step = opt.step_count();
+        save(&path, &vs, Some(&opt), &m).unwrap();
+        let ck = load(&path).unwrap();
+        assert_eq!(ck.optim.len(), 6, "{:?}", ck.optim.keys());
+
+        let (vs2, lin2) = model();
+        let mut opt2 = Optimizer::new(&vs2, &config);
+        ck.restore_model(&vs2).unwrap();
+        ck.restore_optimizer(&mut opt2).unwrap();
+        assert_eq!(opt2.step_count(), 1);
+        step(&lin, &mut opt);
+        step(&lin2, &mut opt2);
+        for (name, t) in vs.variables() {
+            assert!(t.equal(&vs2.variables()[&name]), "{name}");
+        }
+
+        // resuming it with Adam is refused, naming both
+        let mut adam = Optimizer::new(&vs2, &OptimizerConfig::default());
+        let err = ck.restore_optimizer(&mut adam).unwrap_err().to_string();
+        assert!(err.contains("rmsprop") && err.contains("adam"), "{err}");
     }
 
     #[test]
@@ -466,7 +515,7 @@ mod tests {
         let ck = load(&path).unwrap();
         assert_eq!(ck.meta, meta());
         let (vs2, _) = model();
-        let mut adam2 = Adam::new(&vs2, AdamConfig::default());
+        let mut adam2 = Optimizer::new(&vs2, &OptimizerConfig::default());
         ck.restore_model(&vs2).unwrap();
         ck.restore_optimizer(&mut adam2).unwrap();
         for (name, t) in vs.variables() {

@@ -1,5 +1,5 @@
 //! Top-down training (`posekit train`): the official HRNet recipe of JointsMSELoss with target
-//! weights and Adam on a step schedule, with checkpoints that let a run killed at any moment
+//! weights and Adam or RMSprop on a step schedule, with checkpoints that let a run killed at any moment
 //! continue exactly where its last complete epoch ended.
 //!
 //! * [`schedule`]: the learning rate as a pure function of (epoch, iteration);

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use posekit_nn::loss::joints_mse_loss;
-use posekit_nn::optim::Adam;
+use posekit_nn::optim::Optimizer;
 use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointMeta};
@@ -171,7 +171,7 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
 
     tch::manual_seed(cfg.train.seed as i64);
     let model = cfg.model.build(&layout, opts.device)?;
-    let mut adam = Adam::new(&model.vs, cfg.train.optimizer);
+    let mut adam = Optimizer::new(&model.vs, &cfg.train.optimizer);
     let mut state = RunState::default();
     if let Some(ck) = &resume_from {
         ck.restore_model(&model.vs)?;
@@ -372,7 +372,7 @@ fn train_epoch(
     cfg: &ExperimentConfig,
     opts: &TrainOptions,
     model: &crate::pipelines::model::LoadedModel,
-    adam: &mut Adam,
+    adam: &mut Optimizer,
     loader: &Loader,
     epoch: usize,
     global_iter: &mut u64,
@@ -432,10 +432,10 @@ fn train_epoch(
 }
 
 /// One iteration: forward, JointsMSELoss with target weights on every heatmap head (Hourglass
-/// supervises each stack), backward, Adam. Returns the loss.
+/// supervises each stack), backward, the optimizer (Adam or RMSprop). Returns the loss.
 fn train_step(
     model: &crate::pipelines::model::LoadedModel,
-    adam: &mut Adam,
+    adam: &mut Optimizer,
     batch: &TopDownBatch,
     lr: f64,
     device: Device,
