@@ -594,6 +594,69 @@ heatmap_size = [48, 64]
     }
 
     #[test]
+    fn sections_must_match_the_paradigm_and_errors_name_them() {
+        let bottomup = r#"
+[model]
+preset = "higherhrnet-w32"
+[dataset]
+format = "coco"
+val_annotations = "v.json"
+val_images = "v"
+[bottomup]
+input_size = 512
+"#;
+        let cfg = ExperimentConfig::from_toml_str(bottomup, Path::new("bu.toml"), Path::new("/c"))
+            .unwrap();
+        let bu = cfg.bottomup.as_ref().unwrap();
+        assert_eq!(bu.output_sizes(), [128, 256]);
+        assert_eq!(bu.loss.push_loss_factor, [0.001, 0.001]);
+        assert_eq!(cfg.data.input_size, [512, 512], "derived for shared code");
+        // The checkpoint form round-trips (it leaves the derived [data] out).
+        let text = cfg.to_toml().unwrap();
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("[data]") || l.starts_with("[data.")),
+            "{text}"
+        );
+        let again =
+            ExperimentConfig::from_toml_str(&text, Path::new("y"), Path::new("/c")).unwrap();
+        assert_eq!(again, cfg);
+
+        let cases = [
+            (
+                format!("{bottomup}[data]\ninput_size = [192, 256]\nheatmap_size = [48, 64]\n"),
+                "[data]",
+            ),
+            (
+                bottomup.replace("[bottomup]\ninput_size = 512\n", ""),
+                "[bottomup]",
+            ),
+            (
+                format!("{MINIMAL}[bottomup]\ninput_size = 512\n"),
+                "[bottomup]",
+            ),
+            (
+                bottomup.replace("input_size = 512", "input_size = 500"),
+                "bottomup.input_size",
+            ),
+            (
+                format!("{bottomup}[bottomup.augmentation]\nflip_prob = 2.0\n"),
+                "bottomup.augmentation.flip_prob",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = ExperimentConfig::from_toml_str(&text, Path::new("bad.toml"), Path::new("."))
+                .unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(key) && msg.contains("bad.toml"),
+                "{key}: {msg}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         let text = format!("{MINIMAL}[train]\nbatch_size = 0\n");
         let err =
