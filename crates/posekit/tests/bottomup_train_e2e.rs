@@ -142,6 +142,7 @@ fn killed_bottomup_runs_resume_to_the_same_weights() {
             ("max_rotation", "30.0"),
             ("min_scale", "0.75"),
             ("max_scale", "1.5"),
+            ("max_translate", "40.0"),
             ("flip_prob", "0.5"),
             ("epochs", &EPOCHS.to_string()),
             ("batch_size", "2"),

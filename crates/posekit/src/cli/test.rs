@@ -164,7 +164,7 @@ fn run_bottomup_config(
         "testing {} ({} at input size {}, flip {}) on {:?}",
         weights.display(),
         cfg.model.preset,
-        cfg.bottomup.as_ref().map_or(0, |b| b.input_size),
+        cfg.bottomup.as_ref().map_or(0, |b| b.test_size()),
         if cfg.test.flip { "on" } else { "off" },
         device
     );

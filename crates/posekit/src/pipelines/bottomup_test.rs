@@ -62,8 +62,8 @@ impl BottomUpPredictor for BottomUpEngine {
 }
 
 /// Tests a bottom-up config's model (`model`, its weights already in place) on the config's
-/// `val_*` split at `[bottomup].input_size` with the config's flip setting, writing
-/// `out_dir/results.json`. The model is handed back (training goes on with it); batch norm
+/// `val_*` split with the config's flip setting, writing `out_dir/results.json`, pictures resized to `[bottomup].test_input_size` (default
+/// `input_size`). The model is handed back (training goes on with it); batch norm
 /// is not folded, so its variables are untouched.
 pub fn test_config_model(
     model: LoadedModel,
@@ -75,7 +75,7 @@ pub fn test_config_model(
     let Some(bu) = &cfg.bottomup else {
         bail!("the config has no [bottomup] section: not a bottom-up model");
     };
-    let engine = BottomUpEngine::new(model, Some(bu.input_size), cfg.test.flip, device)?;
+    let engine = BottomUpEngine::new(model, Some(bu.test_size()), cfg.test.flip, device)?;
     let report = bottomup_test(
         &engine,
         &cfg.dataset.val_annotations,

@@ -351,6 +351,9 @@ impl ExperimentConfig {
             c.train.workers = 0;
             c.train.val_interval = 0;
             c.test = TestConfig::default();
+            if let Some(b) = &mut c.bottomup {
+                b.test_input_size = None;
+            }
             Ok(toml::Value::try_from(&c)?)
         };
         let mut out = Vec::new();

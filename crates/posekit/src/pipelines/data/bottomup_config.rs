@@ -15,6 +15,10 @@ pub struct BottomUpDataConfig {
     /// Side of the square network input (`DATASET.INPUT_SIZE`, 512 for W32, 640 for W48). The
     /// output resolutions are the network's: `input / 4` then `input / 2`.
     pub input_size: usize,
+    /// The short side pictures are resized to at test time, a multiple of 64 (HigherHRNet's
+    /// `INPUT_SIZE` times `TEST.SCALE_FACTOR`); default `input_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_input_size: Option<usize>,
     /// Gaussian sigma of the targets, in pixels of every output resolution (`DATASET.SIGMA`).
     #[serde(default = "default_sigma")]
     pub sigma: f64,
@@ -132,6 +136,7 @@ impl BottomUpDataConfig {
     pub fn new(input_size: usize) -> Self {
         Self {
             input_size,
+            test_input_size: None,
             sigma: default_sigma(),
             max_people: default_max_people(),
             layout: default_layout(),
@@ -140,6 +145,11 @@ impl BottomUpDataConfig {
             std: IMAGENET_STD,
             loss: BottomUpLossConfig::default(),
         }
+    }
+
+    /// The test-time short side.
+    pub fn test_size(&self) -> usize {
+        self.test_input_size.unwrap_or(self.input_size)
     }
 
     /// Output sides, 1/4 then 1/2 of the input (HigherHRNet's `DATASET.OUTPUT_SIZE`).
@@ -174,6 +184,14 @@ impl BottomUpDataConfig {
                     self.input_size
                 ),
             );
+        }
+        if let Some(t) = self.test_input_size {
+            if t == 0 || !t.is_multiple_of(64) {
+                return bad(
+                    "bottomup.test_input_size",
+                    format!("must be a positive multiple of 64, got {t}"),
+                );
+            }
         }
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
             return bad(
