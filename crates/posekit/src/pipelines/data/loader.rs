@@ -106,6 +106,9 @@ pub trait SampleSource: Send + Sync + 'static {
     type Sample: Send + 'static;
     type Batch;
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn load(&self, index: usize, mode: LoadMode) -> Result<Self::Sample, DataError>;
     /// Batch `index` of its epoch from its samples (in order), `skipped` of them having been
     /// left out for an unreadable image.
