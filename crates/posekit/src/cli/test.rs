@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use posekit::pipelines::bottomup_test::{run_bottomup_test, BottomUpPredictor};
+use posekit::pipelines::bottomup_test::{
+    print_bottomup_report, run_bottomup_test, test_config_model, BottomUpPredictor,
+};
 use posekit::pipelines::config::ExperimentConfig;
 use posekit::pipelines::test::{print_report, run_test, test_dataset, GroundTruth, TestOptions};
 use posekit::pipelines::train::checkpoint;
@@ -20,7 +22,8 @@ use posekit_nn::device::parse_device;
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// Experiment config (TOML) of a top-down model; leave out for a bottom-up `--model`.
+    /// Experiment config (TOML) of a top-down model or of a bottom-up one (with `[bottomup]`);
+    /// leave out for a bottom-up `--model` preset.
     config: Option<PathBuf>,
     /// Weights: a training checkpoint (last/best.safetensors), exported weights
     /// (final.safetensors) or an official/MMPose .pth of the same model. Optional only for
@@ -68,6 +71,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     };
     let mut loaded = ExperimentConfig::load(&config_path)?;
     let cfg = &mut loaded.config;
+    if cfg.is_bottom_up() {
+        return run_bottomup_config(args, cfg, &config_path, &weights);
+    }
     if args.dark {
         cfg.data.refinement = Refinement::Dark;
     }
@@ -120,6 +126,50 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         },
     )?;
     print_report(&report, &cfg.dataset.val_annotations);
+    Ok(())
+}
+
+/// `posekit test CONFIG --weights W` for a bottom-up config: the config's own network (e.g. a
+/// tiny HigherHRNet), its input size and flip setting, every image of `val_annotations`.
+fn run_bottomup_config(
+    args: TestArgs,
+    cfg: &mut ExperimentConfig,
+    config_path: &std::path::Path,
+    weights: &std::path::Path,
+) -> anyhow::Result<()> {
+    if args.dark || args.batch_size.is_some() {
+        anyhow::bail!(
+            "--dark and --batch-size are for top-down models; a bottom-up test runs one whole \
+             picture at a time with the AE grouping"
+        );
+    }
+    if args.no_flip {
+        cfg.test.flip = false;
+    } else if args.flip {
+        cfg.test.flip = true;
+    }
+    let device = parse_device(&args.device)?;
+    let layout = cfg.layout()?;
+    let mut model = cfg.model.build(&layout, device)?;
+    if checkpoint::is_checkpoint(weights) {
+        checkpoint::load(weights)?.restore_model(&model.vs)?;
+    } else {
+        posekit_nn::weights::load_weights(&mut model.vs, weights)
+            .with_context(|| format!("loading {} into {}", weights.display(), cfg.model.preset))?;
+    }
+    let out_dir = args
+        .out
+        .unwrap_or_else(|| cfg.output_dir(config_path, None).join("test"));
+    println!(
+        "testing {} ({} at input size {}, flip {}) on {:?}",
+        weights.display(),
+        cfg.model.preset,
+        cfg.bottomup.as_ref().map_or(0, |b| b.test_size()),
+        if cfg.test.flip { "on" } else { "off" },
+        device
+    );
+    let (_, report) = test_config_model(model, cfg, device, &out_dir, !args.no_progress)?;
+    print_bottomup_report(&report);
     Ok(())
 }
 

@@ -17,7 +17,11 @@ use posekit_core::formats::coco::{
 };
 use posekit_core::pose::Pose;
 
+use crate::estimator::bottomup::BottomUpEngine;
 use crate::estimator::PoseEstimator;
+
+use super::config::ExperimentConfig;
+use super::model::LoadedModel;
 
 use super::data::read_rgb_checked;
 
@@ -42,6 +46,59 @@ impl BottomUpPredictor for PoseEstimator {
     }
 }
 
+/// A bottom-up network built from an experiment config (e.g. the one being trained) with its
+/// reference test pipeline. Its layout must be COCO-17 for the COCO test.
+impl BottomUpPredictor for BottomUpEngine {
+    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> anyhow::Result<Vec<Pose>> {
+        if self.layout.name != "coco17" {
+            bail!(
+                "{} answers in the {} layout; the COCO test needs COCO-17",
+                self.model.preset.name,
+                self.layout.name
+            );
+        }
+        Ok(self.predict(image_rgb, false)?.poses)
+    }
+}
+
+/// Tests a bottom-up config's model (`model`, its weights already in place) on the config's
+/// `val_*` split with the config's flip setting, writing `out_dir/results.json`, pictures resized to `[bottomup].test_input_size` (default
+/// `input_size`). The model is handed back (training goes on with it); batch norm
+/// is not folded, so its variables are untouched.
+pub fn test_config_model(
+    model: LoadedModel,
+    cfg: &ExperimentConfig,
+    device: tch::Device,
+    out_dir: &Path,
+    progress: bool,
+) -> anyhow::Result<(LoadedModel, BottomUpReport)> {
+    let Some(bu) = &cfg.bottomup else {
+        bail!("the config has no [bottomup] section: not a bottom-up model");
+    };
+    let engine = BottomUpEngine::new(model, Some(bu.test_size()), cfg.test.flip, device)?;
+    let report = bottomup_test(
+        &engine,
+        &cfg.dataset.val_annotations,
+        &cfg.dataset.val_images,
+        out_dir,
+        progress,
+    );
+    Ok((engine.model, report?))
+}
+
+/// Prints a bottom-up report as [`run_bottomup_test`] does.
+pub fn print_bottomup_report(report: &BottomUpReport) {
+    print!("{}", report.stats.summary());
+    println!(
+        "{} images, {} people predicted in {:.1} s ({:.1} images/s); results: {}",
+        report.images,
+        report.people,
+        report.seconds,
+        report.images as f64 / report.seconds.max(1e-9),
+        report.results_path.display()
+    );
+}
+
 /// What a bottom-up test measured.
 #[derive(Debug, Clone)]
 pub struct BottomUpReport {
@@ -64,15 +121,7 @@ pub fn run_bottomup_test(
     out_dir: &Path,
 ) -> anyhow::Result<CocoStats> {
     let report = bottomup_test(model, gt_path, images_dir, out_dir, true)?;
-    print!("{}", report.stats.summary());
-    println!(
-        "{} images, {} people predicted in {:.1} s ({:.1} images/s); results: {}",
-        report.images,
-        report.people,
-        report.seconds,
-        report.images as f64 / report.seconds.max(1e-9),
-        report.results_path.display()
-    );
+    print_bottomup_report(&report);
     Ok(report.stats)
 }
 

@@ -36,14 +36,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use posekit_core::layout::KeypointLayout;
+use posekit_nn::models::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
 use posekit_nn::models::hrnet::{HrnetConfig, PoseHrnet};
 use posekit_nn::models::stacked_hourglass::{StackedHourglass, StackedHourglassConfig};
-use posekit_nn::models::{Paradigm, Preset};
+use posekit_nn::models::{Family, Paradigm, Preset};
 use posekit_nn::optim::{AdamConfig, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
 
-use super::data::DataConfig;
+use super::data::{BottomUpDataConfig, DataConfig};
 use super::model::LoadedModel;
 use super::train::schedule::ScheduleConfig;
 
@@ -57,7 +58,15 @@ pub struct ExperimentConfig {
     pub output_dir: Option<PathBuf>,
     pub model: ModelConfig,
     pub dataset: DatasetConfig,
+    /// The top-down crop pipeline. A bottom-up config has no `[data]` table: this is then
+    /// derived from `[bottomup]` (input size, layout, normalisation) so that what both share
+    /// (the layout, the input statistics) is read in one place.
+    #[serde(default = "placeholder_data")]
     pub data: DataConfig,
+    /// The bottom-up pipeline (HigherHRNet's `DATASET` and `LOSS`); present exactly when
+    /// `model.preset` is a bottom-up model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottomup: Option<BottomUpDataConfig>,
     #[serde(default)]
     pub train: TrainConfig,
     #[serde(default)]
@@ -209,13 +218,20 @@ impl ExperimentConfig {
     /// Parses TOML text; relative paths are resolved against `base_dir`; `origin` names the
     /// file in errors (serde's messages name the offending key and line).
     pub fn from_toml_str(text: &str, origin: &Path, base_dir: &Path) -> anyhow::Result<Self> {
-        let mut cfg: ExperimentConfig = toml::from_str(text).map_err(|e| {
+        let invalid = |e: toml::de::Error| {
             anyhow::anyhow!(
                 "{}: invalid config: {}",
                 origin.display(),
                 one_line_toml_error(text, &e)
             )
-        })?;
+        };
+        let table: toml::Table = toml::from_str(text).map_err(invalid)?;
+        check_paradigm_sections(&table)
+            .with_context(|| format!("{}: invalid config", origin.display()))?;
+        let mut cfg: ExperimentConfig = toml::from_str(text).map_err(invalid)?;
+        if let Some(bu) = &cfg.bottomup {
+            cfg.data = bu.derived_data_config();
+        }
         cfg.resolve_paths(base_dir);
         cfg.validate()
             .with_context(|| format!("{}: invalid config", origin.display()))?;
@@ -256,10 +272,16 @@ impl ExperimentConfig {
         join(&mut d.val_annotations);
         join(&mut d.val_images);
         // A layout given as a file path is relative to the config too; built-in names stay.
-        if KeypointLayout::builtin(&self.data.layout).is_none() {
-            let p = Path::new(&self.data.layout);
-            if p.is_relative() {
-                self.data.layout = base.join(p).to_string_lossy().into_owned();
+        let mut layouts = vec![&mut self.data.layout];
+        if let Some(bu) = &mut self.bottomup {
+            layouts.push(&mut bu.layout);
+        }
+        for layout in layouts {
+            if KeypointLayout::builtin(layout).is_none() {
+                let p = Path::new(layout.as_str());
+                if p.is_relative() {
+                    *layout = base.join(p).to_string_lossy().into_owned();
+                }
             }
         }
     }
@@ -267,6 +289,9 @@ impl ExperimentConfig {
     /// Checks values that serde cannot, before any file is opened.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.data.validate()?;
+        if let Some(bu) = &self.bottomup {
+            bu.validate()?;
+        }
         let t = &self.train;
         if t.epochs == 0 {
             bail!("train.epochs must be at least 1");
@@ -312,7 +337,17 @@ impl ExperimentConfig {
     /// The config as TOML text with resolved paths; stored in checkpoints so a resumed run can
     /// check it continues the same experiment.
     pub fn to_toml(&self) -> anyhow::Result<String> {
-        toml::to_string(self).context("cannot write the config as TOML")
+        let mut value = toml::Table::try_from(self).context("cannot write the config as TOML")?;
+        if self.bottomup.is_some() {
+            // Derived from `[bottomup]`; written, it would read as a top-down section.
+            value.remove("data");
+        }
+        toml::to_string(&value).context("cannot write the config as TOML")
+    }
+
+    /// Whether the model is a bottom-up one (its config has `[bottomup]`, not `[data]`).
+    pub fn is_bottom_up(&self) -> bool {
+        self.bottomup.is_some()
     }
 
     /// The keys whose values differ from `other`'s, ignoring those that may change between a
@@ -333,6 +368,9 @@ impl ExperimentConfig {
             c.train.workers = 0;
             c.train.val_interval = 0;
             c.test = TestConfig::default();
+            if let Some(b) = &mut c.bottomup {
+                b.test_input_size = None;
+            }
             Ok(toml::Value::try_from(&c)?)
         };
         let mut out = Vec::new();
@@ -382,6 +420,48 @@ fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// What `data` holds before a bottom-up config derives it (never used as such).
+fn placeholder_data() -> DataConfig {
+    DataConfig::new([64, 64], [16, 16])
+}
+
+/// A bottom-up preset takes `[bottomup]` and no `[data]`; a top-down one the reverse. Checked
+/// on the raw table so that the error names the section the user wrote, before serde fills in
+/// defaults.
+fn check_paradigm_sections(table: &toml::Table) -> anyhow::Result<()> {
+    let preset = table
+        .get("model")
+        .and_then(|m| m.get("preset"))
+        .and_then(|p| p.as_str());
+    let Some(preset) = preset.and_then(|name| Preset::find(name).ok()) else {
+        return Ok(()); // serde or the model build names the problem
+    };
+    let (has_data, has_bottomup) = (table.contains_key("data"), table.contains_key("bottomup"));
+    match preset.paradigm() {
+        Paradigm::BottomUp if has_data => bail!(
+            "[data] is the top-down crop pipeline, but model.preset `{}` is a bottom-up model: \
+             describe its data in [bottomup] (input_size, sigma, max_people, augmentation, loss)",
+            preset.name
+        ),
+        Paradigm::BottomUp if !has_bottomup => bail!(
+            "model.preset `{}` is a bottom-up model and needs a [bottomup] section (at least \
+             input_size)",
+            preset.name
+        ),
+        Paradigm::TopDown if has_bottomup => bail!(
+            "[bottomup] is the bottom-up pipeline, but model.preset `{}` is a top-down model: \
+             describe its crops in [data]",
+            preset.name
+        ),
+        Paradigm::TopDown if !has_data => bail!(
+            "model.preset `{}` is a top-down model and needs a [data] section (at least \
+             input_size and heatmap_size)",
+            preset.name
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
     match (a, b) {
         (toml::Value::Table(ta), toml::Value::Table(tb)) => {
@@ -410,18 +490,23 @@ impl ModelConfig {
     /// data is in (a 16-joint MPII model cannot be trained on 17-joint COCO targets).
     pub fn build(&self, layout: &KeypointLayout, device: Device) -> anyhow::Result<LoadedModel> {
         let preset = Preset::find(&self.preset)?;
-        if preset.paradigm() != Paradigm::TopDown {
-            bail!(
-                "model.preset `{}` is a bottom-up model; train/test run top-down models (HRNet, \
-                 Hourglass)",
-                preset.name
-            );
-        }
         let k = layout.num_keypoints() as i64;
+        let check_joints = || -> anyhow::Result<()> {
+            if preset.num_joints != k {
+                bail!(
+                    "model.preset `{}` outputs {} joints ({}), but the data's layout `{}` has {k}",
+                    preset.name,
+                    preset.num_joints,
+                    preset.layout,
+                    layout.name
+                );
+            }
+            Ok(())
+        };
         let vs = nn::VarStore::new(device);
-        let net: Box<dyn posekit_nn::models::PoseNetwork> = match (&self.hrnet, &self.hourglass) {
-            (Some(_), Some(_)) => bail!("model.hrnet and model.hourglass exclude each other"),
-            (None, Some(h)) => {
+        let net: Box<dyn posekit_nn::models::PoseNetwork> = match (preset.family, &self.hrnet, &self.hourglass) {
+            (_, Some(_), Some(_)) => bail!("model.hrnet and model.hourglass exclude each other"),
+            (_, None, Some(h)) => {
                 if StackedHourglassConfig::preset(preset.name).is_err() {
                     bail!(
                         "model.hourglass overrides a Stacked Hourglass preset (hourglass-1/-2/-4/-8), \
@@ -439,7 +524,7 @@ impl ModelConfig {
                 };
                 Box::new(StackedHourglass::new(&vs.root(), &cfg)?)
             }
-            (Some(h), None) => {
+            (Family::TopDownHeatmap, Some(h), None) => {
                 if !preset.name.starts_with("hrnet") {
                     bail!(
                         "model.hrnet overrides an HRNet preset, but the preset is `{}`",
@@ -449,18 +534,25 @@ impl ModelConfig {
                 let cfg = HrnetConfig::uniform(h.width, h.modules, h.blocks, k);
                 Box::new(PoseHrnet::new(&vs.root(), &cfg)?)
             }
-            (None, None) => {
-                if preset.num_joints != k {
-                    bail!(
-                        "model.preset `{}` outputs {} joints ({}), but data.layout `{}` has {k}",
-                        preset.name,
-                        preset.num_joints,
-                        preset.layout,
-                        layout.name
-                    );
-                }
+            (Family::AssociativeEmbedding, Some(h), None) => {
+                // The official head on the uniform backbone; its deconv stage gets `blocks`
+                // BasicBlocks too (4 in the official model).
+                let mut cfg = HigherHrnetConfig::official_head(HrnetConfig::uniform(
+                    h.width, h.modules, h.blocks, k,
+                ));
+                cfg.deconv.num_basic_blocks = h.blocks;
+                Box::new(HigherHrnet::new(&vs.root(), &cfg)?)
+            }
+            (Family::TopDownHeatmap | Family::AssociativeEmbedding, None, None) => {
+                check_joints()?;
                 preset.build(&vs.root())?
             }
+            _ => bail!(
+                "model.preset `{}`: training and testing from a config cover top-down models \
+                 (HRNet, Hourglass) and HigherHRNet; OpenPose and SPM are tested with \
+                 `posekit test --model`",
+                preset.name
+            ),
         };
         Ok(LoadedModel { preset, vs, net })
     }
@@ -632,6 +724,69 @@ heatmap_size = [48, 64]
         assert!(format!("{err:#}").contains("alpha"), "{err:#}");
         let err = parse("[train.optimizer]\ntype = \"rmsprop\"\nbeta1 = 0.9\n").unwrap_err();
         assert!(format!("{err:#}").contains("beta1"), "{err:#}");
+    }
+
+    #[test]
+    fn sections_must_match_the_paradigm_and_errors_name_them() {
+        let bottomup = r#"
+[model]
+preset = "higherhrnet-w32"
+[dataset]
+format = "coco"
+val_annotations = "v.json"
+val_images = "v"
+[bottomup]
+input_size = 512
+"#;
+        let cfg = ExperimentConfig::from_toml_str(bottomup, Path::new("bu.toml"), Path::new("/c"))
+            .unwrap();
+        let bu = cfg.bottomup.as_ref().unwrap();
+        assert_eq!(bu.output_sizes(), [128, 256]);
+        assert_eq!(bu.loss.push_loss_factor, [0.001, 0.001]);
+        assert_eq!(cfg.data.input_size, [512, 512], "derived for shared code");
+        // The checkpoint form round-trips (it leaves the derived [data] out).
+        let text = cfg.to_toml().unwrap();
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("[data]") || l.starts_with("[data.")),
+            "{text}"
+        );
+        let again =
+            ExperimentConfig::from_toml_str(&text, Path::new("y"), Path::new("/c")).unwrap();
+        assert_eq!(again, cfg);
+
+        let cases = [
+            (
+                format!("{bottomup}[data]\ninput_size = [192, 256]\nheatmap_size = [48, 64]\n"),
+                "[data]",
+            ),
+            (
+                bottomup.replace("[bottomup]\ninput_size = 512\n", ""),
+                "[bottomup]",
+            ),
+            (
+                format!("{MINIMAL}[bottomup]\ninput_size = 512\n"),
+                "[bottomup]",
+            ),
+            (
+                bottomup.replace("input_size = 512", "input_size = 500"),
+                "bottomup.input_size",
+            ),
+            (
+                format!("{bottomup}[bottomup.augmentation]\nflip_prob = 2.0\n"),
+                "bottomup.augmentation.flip_prob",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = ExperimentConfig::from_toml_str(&text, Path::new("bad.toml"), Path::new("."))
+                .unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(key) && msg.contains("bad.toml"),
+                "{key}: {msg}"
+            );
+        }
     }
 
     #[test]

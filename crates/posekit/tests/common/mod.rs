@@ -101,3 +101,30 @@ pub fn results(out_dir: &Path) -> Vec<serde_json::Value> {
 pub fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Epochs recorded by the training checkpoint in `out` (0 when there is none yet or it cannot
+/// be read).
+pub fn checkpoint_epoch(out: &Path) -> usize {
+    posekit::pipelines::train::checkpoint::load(&out.join("last.safetensors"))
+        .map_or(0, |c| c.meta.epoch)
+}
+
+/// Starts `cmd` and SIGKILLs it once `ready` says so (or after `deadline`); returns early when
+/// the process finishes by itself.
+pub fn kill_when(mut cmd: Command, ready: impl Fn() -> bool, deadline: std::time::Duration) {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !ready() && start.elapsed() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // `Child::kill` sends SIGKILL on Unix: no destructor, no flush, nothing runs.
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -99,17 +99,91 @@ impl TopDownBatch {
 /// Receives the warning about a skipped sample: its dataset index and why.
 pub type SkipWarning = Arc<dyn Fn(usize, &DataError) + Send + Sync>;
 
+/// What the loader needs from a dataset: samples made by index (a pure function of `(index,
+/// mode)`, so any thread may make any sample) and how samples become one batch. The top-down
+/// and the bottom-up datasets both implement it, so they share one loader.
+pub trait SampleSource: Send + Sync + 'static {
+    type Sample: Send + 'static;
+    type Batch;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn load(&self, index: usize, mode: LoadMode) -> Result<Self::Sample, DataError>;
+    /// Batch `index` of its epoch from its samples (in order), `skipped` of them having been
+    /// left out for an unreadable image.
+    fn collate(&self, index: usize, samples: Vec<Self::Sample>, skipped: usize) -> Self::Batch;
+    /// Samples in a batch.
+    fn batch_len(batch: &Self::Batch) -> usize;
+    /// Samples of a batch skipped for an unreadable image.
+    fn batch_skipped(batch: &Self::Batch) -> usize;
+}
+
+impl SampleSource for TopDownDataset {
+    type Sample = TopDownSample;
+    type Batch = TopDownBatch;
+
+    fn len(&self) -> usize {
+        TopDownDataset::len(self)
+    }
+
+    fn load(&self, index: usize, mode: LoadMode) -> Result<TopDownSample, DataError> {
+        TopDownDataset::load(self, index, mode)
+    }
+
+    fn collate(&self, index: usize, samples: Vec<TopDownSample>, skipped: usize) -> TopDownBatch {
+        let cfg = self.config();
+        let mut batch = TopDownBatch {
+            index,
+            batch_size: samples.len(),
+            inputs: Vec::new(),
+            targets: Vec::new(),
+            target_weights: Vec::new(),
+            metas: Vec::with_capacity(samples.len()),
+            skipped,
+            input_size: cfg.input_size,
+            heatmap_size: cfg.heatmap_size,
+            num_joints: self.layout().num_keypoints(),
+        };
+        if let Some(first) = samples.first() {
+            batch
+                .inputs
+                .reserve_exact(first.input.len() * samples.len());
+            batch
+                .targets
+                .reserve_exact(first.target.len() * samples.len());
+        }
+        for sample in samples {
+            batch.inputs.extend_from_slice(&sample.input);
+            batch.targets.extend_from_slice(&sample.target);
+            batch
+                .target_weights
+                .extend_from_slice(&sample.target_weight);
+            batch.metas.push(sample.meta);
+        }
+        batch
+    }
+
+    fn batch_len(batch: &TopDownBatch) -> usize {
+        batch.batch_size
+    }
+
+    fn batch_skipped(batch: &TopDownBatch) -> usize {
+        batch.skipped
+    }
+}
+
 /// Makes the batches of a dataset, epoch after epoch.
-pub struct Loader {
-    dataset: Arc<TopDownDataset>,
+pub struct Loader<D: SampleSource = TopDownDataset> {
+    dataset: Arc<D>,
     options: LoaderOptions,
     /// Samples already warned about: a bad file is reported once per run, not once per epoch.
     warned: Arc<Mutex<HashSet<usize>>>,
     warn: SkipWarning,
 }
 
-impl Loader {
-    pub fn new(dataset: Arc<TopDownDataset>, options: LoaderOptions) -> Result<Self, DataError> {
+impl<D: SampleSource> Loader<D> {
+    pub fn new(dataset: Arc<D>, options: LoaderOptions) -> Result<Self, DataError> {
         if options.batch_size == 0 {
             return Err(DataError::config("batch_size", "must be at least 1"));
         }
@@ -128,7 +202,7 @@ impl Loader {
         self
     }
 
-    pub fn dataset(&self) -> &Arc<TopDownDataset> {
+    pub fn dataset(&self) -> &Arc<D> {
         &self.dataset
     }
 
@@ -138,7 +212,7 @@ impl Loader {
 
     /// Number of batches an epoch in `mode` has (before any skipping).
     pub fn num_batches(&self, mode: LoadMode) -> usize {
-        let (n, bs) = (self.dataset.len(), self.options.batch_size);
+        let (n, bs) = (SampleSource::len(&*self.dataset), self.options.batch_size);
         match mode {
             LoadMode::Train { .. } if self.options.drop_last => n / bs,
             _ => n.div_ceil(bs),
@@ -147,14 +221,14 @@ impl Loader {
 
     /// The batches of one epoch: shuffled by `(seed, epoch)` and augmented in
     /// [`LoadMode::Train`], in dataset order and unaugmented in [`LoadMode::Eval`].
-    pub fn epoch(&self, mode: LoadMode) -> EpochBatches {
+    pub fn epoch(&self, mode: LoadMode) -> EpochBatches<D> {
         self.epoch_from(mode, 0)
     }
 
     /// Like [`epoch`](Self::epoch) but starting at batch `first_batch`, for resuming inside an
     /// epoch: the batches are the same as those of a full epoch from that point on.
-    pub fn epoch_from(&self, mode: LoadMode, first_batch: usize) -> EpochBatches {
-        let n = self.dataset.len();
+    pub fn epoch_from(&self, mode: LoadMode, first_batch: usize) -> EpochBatches<D> {
+        let n = SampleSource::len(&*self.dataset);
         let order = match mode {
             LoadMode::Train { seed, epoch } => permutation(n, seed, epoch),
             LoadMode::Eval => (0..n).collect(),
@@ -194,23 +268,23 @@ impl Loader {
 }
 
 /// The batches of one epoch, in order. Dropping it stops the workers.
-pub struct EpochBatches {
-    dataset: Arc<TopDownDataset>,
+pub struct EpochBatches<D: SampleSource = TopDownDataset> {
+    dataset: Arc<D>,
     order: Arc<Vec<usize>>,
     mode: LoadMode,
     batch_size: usize,
     next_batch: usize,
     num_batches: usize,
     positions: Range<usize>,
-    source: Source,
-    pending: HashMap<usize, Result<TopDownSample, DataError>>,
+    source: Source<D>,
+    pending: HashMap<usize, Result<D::Sample, DataError>>,
     warned: Arc<Mutex<HashSet<usize>>>,
     warn: SkipWarning,
     skipped: Vec<usize>,
     failed: bool,
 }
 
-impl EpochBatches {
+impl<D: SampleSource> EpochBatches<D> {
     /// Samples skipped so far in this epoch for an unreadable image.
     pub fn skipped(&self) -> usize {
         self.skipped.len()
@@ -227,7 +301,7 @@ impl EpochBatches {
     }
 
     /// The sample at epoch position `pos`, waiting for the workers if needed.
-    fn take(&mut self, pos: usize) -> Result<TopDownSample, DataError> {
+    fn take(&mut self, pos: usize) -> Result<D::Sample, DataError> {
         let index = self.order[pos];
         match &self.source {
             Source::Inline => self.dataset.load(index, self.mode),
@@ -257,8 +331,8 @@ impl EpochBatches {
     }
 }
 
-impl Iterator for EpochBatches {
-    type Item = Result<TopDownBatch, DataError>;
+impl<D: SampleSource> Iterator for EpochBatches<D> {
+    type Item = Result<D::Batch, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.failed && self.next_batch < self.num_batches {
@@ -266,43 +340,16 @@ impl Iterator for EpochBatches {
             self.next_batch += 1;
             let range = (b * self.batch_size).max(self.positions.start)
                 ..((b + 1) * self.batch_size).min(self.positions.end);
-            let cfg = self.dataset.config();
-            let (input_size, heatmap_size) = (cfg.input_size, cfg.heatmap_size);
-            let num_joints = self.dataset.layout().num_keypoints();
-            let mut batch = TopDownBatch {
-                index: b,
-                batch_size: 0,
-                inputs: Vec::new(),
-                targets: Vec::new(),
-                target_weights: Vec::new(),
-                metas: Vec::with_capacity(range.len()),
-                skipped: 0,
-                input_size,
-                heatmap_size,
-                num_joints,
-            };
+            let mut samples = Vec::with_capacity(range.len());
+            let mut skipped = 0;
             for pos in range.clone() {
                 match self.take(pos) {
-                    Ok(sample) => {
-                        if batch.inputs.capacity() == 0 {
-                            batch.inputs.reserve_exact(sample.input.len() * range.len());
-                            batch
-                                .targets
-                                .reserve_exact(sample.target.len() * range.len());
-                        }
-                        batch.inputs.extend_from_slice(&sample.input);
-                        batch.targets.extend_from_slice(&sample.target);
-                        batch
-                            .target_weights
-                            .extend_from_slice(&sample.target_weight);
-                        batch.metas.push(sample.meta);
-                        batch.batch_size += 1;
-                    }
+                    Ok(sample) => samples.push(sample),
                     Err(err) if err.is_unreadable_image() => {
                         let index = self.order[pos];
                         self.warn_once(index, &err);
                         self.skipped.push(index);
-                        batch.skipped += 1;
+                        skipped += 1;
                     }
                     Err(err) => {
                         self.failed = true;
@@ -313,24 +360,24 @@ impl Iterator for EpochBatches {
             if let Source::Threads(workers) = &self.source {
                 workers.advance(range.end);
             }
-            if batch.batch_size > 0 {
-                return Some(Ok(batch));
+            if !samples.is_empty() {
+                return Some(Ok(self.dataset.collate(b, samples, skipped)));
             }
         }
         None
     }
 }
 
-enum Source {
+enum Source<D: SampleSource> {
     /// `num_workers == 0`: samples are loaded by `next()` itself.
     Inline,
-    Threads(Workers),
+    Threads(Workers<D>),
 }
 
 /// The worker threads of one epoch and their shared claim counter.
-struct Workers {
+struct Workers<D: SampleSource> {
     shared: Arc<Shared>,
-    results: Receiver<(usize, Result<TopDownSample, DataError>)>,
+    results: Receiver<(usize, Result<D::Sample, DataError>)>,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -349,9 +396,9 @@ struct Claims {
     stop: bool,
 }
 
-impl Workers {
+impl<D: SampleSource> Workers<D> {
     fn spawn(
-        dataset: Arc<TopDownDataset>,
+        dataset: Arc<D>,
         order: Arc<Vec<usize>>,
         mode: LoadMode,
         positions: Range<usize>,
@@ -379,7 +426,7 @@ impl Workers {
                     Arc::clone(&order),
                     tx.clone(),
                 );
-                std::thread::spawn(move || work(&shared, &dataset, &order, mode, &tx))
+                std::thread::spawn(move || work(&shared, &*dataset, &order, mode, &tx))
             })
             .collect();
         Self {
@@ -405,12 +452,12 @@ impl Shared {
     }
 }
 
-fn work(
+fn work<D: SampleSource>(
     shared: &Shared,
-    dataset: &TopDownDataset,
+    dataset: &D,
     order: &[usize],
     mode: LoadMode,
-    results: &Sender<(usize, Result<TopDownSample, DataError>)>,
+    results: &Sender<(usize, Result<D::Sample, DataError>)>,
 ) {
     loop {
         let pos = {
@@ -442,7 +489,7 @@ fn work(
     }
 }
 
-impl Drop for Workers {
+impl<D: SampleSource> Drop for Workers<D> {
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.shared.wake.notify_all();

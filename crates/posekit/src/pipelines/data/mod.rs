@@ -18,9 +18,14 @@
 //! `(seed, epoch)`. A resumed run therefore replays the same augmentations, and the batches do
 //! not depend on the number of worker threads or on their timing.
 //!
+//! [`bottomup`] is HigherHRNet's whole-image pipeline (ignore masks, its random affine, targets
+//! per output resolution); it shares the loader through [`SampleSource`].
+//!
 //! Geometry, codecs and file formats live in `posekit-core`; this module only wires them.
 
 pub mod augment;
+pub mod bottomup;
+pub mod bottomup_config;
 pub mod coco;
 pub mod config;
 pub mod dataset;
@@ -33,11 +38,13 @@ mod rng;
 pub mod sample;
 
 pub use augment::Augmentation;
+pub use bottomup::{BottomUpAugmentation, BottomUpBatch, BottomUpDataset, BottomUpSample};
+pub use bottomup_config::{BottomUpAugmentConfig, BottomUpDataConfig, BottomUpLossConfig};
 pub use coco::CocoSplit;
 pub use config::{AugmentConfig, DataConfig};
 pub use dataset::{LoadMode, LoadReport, TopDownDataset};
 pub use error::DataError;
 pub use instance::TopDownInstance;
 pub use jpeg_check::{check_jpeg_complete, read_rgb_checked};
-pub use loader::{EpochBatches, Loader, LoaderOptions, SkipWarning, TopDownBatch};
+pub use loader::{EpochBatches, Loader, LoaderOptions, SampleSource, SkipWarning, TopDownBatch};
 pub use sample::{flip_input, prepare_crop, SampleMeta, TopDownSample, TopDownTransform};

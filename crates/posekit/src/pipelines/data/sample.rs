@@ -322,7 +322,7 @@ pub fn flip_input(chw: &[f32], width: usize) -> Result<Vec<f32>, DataError> {
 /// `[h, w, 3]` u8 crop to `[3, h, w]` f32, `(v / 255 - mean) / std` per channel in f32, the
 /// arithmetic of torchvision's `ToTensor` + `Normalize`. A u8 has only 256 values, so each
 /// channel's results are tabulated once (same numbers, a table lookup per pixel).
-fn normalize(crop: &Array3<u8>, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+pub(crate) fn normalize(crop: &Array3<u8>, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
     let table: [[f32; 256]; 3] =
         std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - mean[c]) / std[c]));
     let (h, w, _) = crop.dim();

@@ -20,19 +20,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use posekit_nn::loss::joints_mse_loss;
 use posekit_nn::optim::Optimizer;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 use super::checkpoint::{self, CheckpointMeta};
-use crate::pipelines::config::{DatasetFormat, ExperimentConfig, LoadedConfig};
-use crate::pipelines::data::{
-    CocoSplit, LoadMode, Loader, LoaderOptions, TopDownBatch, TopDownDataset,
-};
-use crate::pipelines::test::{
-    print_report, progress_bar, run_test, test_dataset, GroundTruth, TestOptions,
-};
-use crate::pipelines::topdown::heatmap_heads;
+use super::task::{BatchOf, BottomUpTask, TopDownTask, TrainingTask};
+use crate::pipelines::config::{ExperimentConfig, LoadedConfig};
+use crate::pipelines::data::{LoadMode, Loader, LoaderOptions, SampleSource, TopDownDataset};
+use crate::pipelines::test::progress_bar;
 
 /// How to run a training.
 #[derive(Debug, Clone)]
@@ -99,11 +94,16 @@ fn remove_earlier_run(out: &Path, files: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The training split of a top-down config.
+pub fn train_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDataset> {
+    super::task::topdown_train_dataset(cfg)
+}
+
 /// Trains the experiment of `loaded` into `opts.out_dir`.
 pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let cfg = &loaded.config;
     let out = &opts.out_dir;
-    let layout = cfg.layout()?;
+    cfg.layout()?;
     let last_path = out.join(LAST);
 
     // Everything that can fail on user input is checked before the first iteration.
@@ -161,16 +161,35 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
         }
     }
 
-    let train_set = Arc::new(train_dataset(cfg)?);
-    let val_set = Arc::new(test_dataset(cfg)?);
-    let gt = GroundTruth::load(cfg)?;
+    if cfg.is_bottom_up() {
+        let task = BottomUpTask::new(cfg)?;
+        run(loaded, opts, task, resume_from, &earlier)
+    } else {
+        let task = TopDownTask::new(cfg)?;
+        run(loaded, opts, task, resume_from, &earlier)
+    }
+}
+
+/// The loop shared by every family: `task` says what a batch is, how its loss is computed and
+/// how the model is validated.
+fn run<T: TrainingTask>(
+    loaded: &LoadedConfig,
+    opts: &TrainOptions,
+    task: T,
+    resume_from: Option<checkpoint::Checkpoint>,
+    earlier: &[&str],
+) -> anyhow::Result<TrainSummary> {
+    let cfg = &loaded.config;
+    let out = &opts.out_dir;
+    let layout = cfg.layout()?;
+    let last_path = out.join(LAST);
     if opts.overwrite && !opts.resume {
-        remove_earlier_run(out, &earlier)?;
+        remove_earlier_run(out, earlier)?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
     tch::manual_seed(cfg.train.seed as i64);
-    let model = cfg.model.build(&layout, opts.device)?;
+    let mut model = cfg.model.build(&layout, opts.device)?;
     let mut adam = Optimizer::new(&model.vs, &cfg.train.optimizer);
     let mut state = RunState::default();
     if let Some(ck) = &resume_from {
@@ -196,7 +215,7 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
 
     let t = &cfg.train;
     let loader = Loader::new(
-        Arc::clone(&train_set),
+        Arc::clone(task.dataset()),
         LoaderOptions {
             batch_size: t.batch_size,
             num_workers: t.workers,
@@ -209,10 +228,11 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
         epoch: 0,
     });
     println!(
-        "training {} on {} instances ({} iterations of {} per epoch) for epochs {}..{} on {:?}; \
+        "training {} on {} {} ({} iterations of {} per epoch) for epochs {}..{} on {:?}; \
          output {}",
         model.preset.name,
-        train_set.len(),
+        task.dataset().len(),
+        task.sample_noun(),
         iters_per_epoch,
         t.batch_size,
         state.epoch + 1,
@@ -221,11 +241,6 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
         out.display()
     );
     let config_toml = cfg.to_toml()?;
-    let test_opts = TestOptions {
-        test: cfg.test.clone(),
-        out_dir: Some(out.join(VAL)),
-        progress: opts.progress,
-    };
 
     let mut epochs_run = 0;
     let mut last_metric = None;
@@ -234,6 +249,7 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
         let stats = train_epoch(
             cfg,
             opts,
+            &task,
             &model,
             &mut adam,
             &loader,
@@ -246,6 +262,14 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
                 "epoch {}: {} sample(s) skipped because their image could not be read",
                 epoch + 1,
                 stats.skipped
+            );
+        }
+        if stats.overflowing > 0 {
+            println!(
+                "epoch {}: {} sample(s) had more people than max_people; the first ones were \
+                 kept for the grouping loss",
+                epoch + 1,
+                stats.overflowing
             );
         }
         println!(
@@ -262,16 +286,9 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
             epoch + 1 == t.epochs || (t.val_interval > 0 && (epoch + 1) % t.val_interval == 0);
         let mut metric = None;
         if validate {
-            let report = run_test(
-                model.net.as_ref(),
-                opts.device,
-                cfg,
-                &val_set,
-                &gt,
-                &test_opts,
-            )?;
-            print_report(&report, &cfg.dataset.val_annotations);
-            metric = report.headline();
+            let (back, m) = task.validate(model, opts.device, &out.join(VAL), opts.progress)?;
+            model = back;
+            metric = m;
             last_metric = metric;
         }
         state.epoch = epoch + 1;
@@ -331,25 +348,6 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
     })
 }
 
-/// The training split of a config.
-pub fn train_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDataset> {
-    let d = &cfg.dataset;
-    let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
-        bail!("dataset.train_annotations and dataset.train_images are needed for training");
-    };
-    let ds = match d.format {
-        DatasetFormat::Coco => TopDownDataset::coco(ann, images, &cfg.data, CocoSplit::Train)?,
-        DatasetFormat::Mpii => TopDownDataset::mpii(ann, images, &cfg.data, true)?,
-    };
-    if ds.is_empty() {
-        bail!(
-            "{}: no person with a labeled joint to train on",
-            ann.display()
-        );
-    }
-    Ok(ds)
-}
-
 #[derive(Debug, Clone, Default)]
 struct RunState {
     /// Epochs completed.
@@ -365,15 +363,19 @@ struct EpochStats {
     last_lr: f64,
     images: usize,
     skipped: usize,
+    /// Samples with more people than the targets hold (bottom-up `max_people`).
+    overflowing: usize,
     seconds: f64,
 }
 
-fn train_epoch(
+#[allow(clippy::too_many_arguments)]
+fn train_epoch<T: TrainingTask>(
     cfg: &ExperimentConfig,
     opts: &TrainOptions,
+    task: &T,
     model: &crate::pipelines::model::LoadedModel,
     adam: &mut Optimizer,
-    loader: &Loader,
+    loader: &Loader<T::Data>,
     epoch: usize,
     global_iter: &mut u64,
 ) -> anyhow::Result<EpochStats> {
@@ -394,7 +396,7 @@ fn train_epoch(
     for batch in &mut batches {
         let batch = batch?;
         let lr = t.schedule.lr_at(epoch, *global_iter as usize);
-        let loss = train_step(model, adam, &batch, lr, opts.device)?;
+        let loss = train_step(task, model, adam, &batch, lr, opts.device)?;
         if !loss.is_finite() {
             bail!(
                 "the loss is {loss} at epoch {}, iteration {}: training diverged (lower \
@@ -406,7 +408,8 @@ fn train_epoch(
         *global_iter += 1;
         steps += 1;
         loss_sum += loss;
-        stats.images += batch.batch_size;
+        stats.images += T::Data::batch_len(&batch);
+        stats.overflowing += task.overflowing(&batch);
         stats.last_lr = lr;
         let secs = start.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
@@ -431,48 +434,16 @@ fn train_epoch(
     Ok(stats)
 }
 
-/// One iteration: forward, JointsMSELoss with target weights on every heatmap head (Hourglass
-/// supervises each stack), backward, the optimizer (Adam or RMSprop). Returns the loss.
-fn train_step(
+/// One iteration: the task's loss, backward, the optimizer (Adam or RMSprop). Returns the loss.
+fn train_step<T: TrainingTask>(
+    task: &T,
     model: &crate::pipelines::model::LoadedModel,
     adam: &mut Optimizer,
-    batch: &TopDownBatch,
+    batch: &BatchOf<T>,
     lr: f64,
     device: Device,
 ) -> anyhow::Result<f64> {
-    let shape = batch.input_shape().map(|v| v as i64);
-    let tshape = batch.target_shape().map(|v| v as i64);
-    let x = Tensor::from_slice(&batch.inputs)
-        .view(shape)
-        .to_device(device);
-    let target = Tensor::from_slice(&batch.targets)
-        .view(tshape)
-        .to_device(device);
-    let weight = Tensor::from_slice(&batch.target_weights)
-        .view([tshape[0], tshape[1], 1])
-        .to_device(device);
-    let outputs = model.net.forward_named(&x, true)?;
-    let heads = heatmap_heads(&outputs);
-    if heads.is_empty() {
-        bail!("the network has no heatmap output to train");
-    }
-    let mut total: Option<Tensor> = None;
-    for head in heads {
-        if head.size() != tshape {
-            bail!(
-                "the network outputs heatmaps of shape {:?}, but the targets are {:?} \
-                 (data.heatmap_size must be the network's output size for data.input_size)",
-                head.size(),
-                tshape
-            );
-        }
-        let l = joints_mse_loss(head, &target, Some(&weight))?;
-        total = Some(match total {
-            Some(t) => t + l,
-            None => l,
-        });
-    }
-    let loss = total.ok_or_else(|| anyhow::anyhow!("no loss"))?;
+    let loss = task.loss(model, batch, device)?;
     adam.zero_grad();
     loss.backward();
     adam.step(lr);
