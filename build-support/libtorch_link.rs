@@ -22,7 +22,22 @@ fn torch_lib_dir() -> Option<std::path::PathBuf> {
     Some(std::path::PathBuf::from(dir))
 }
 
-fn link_libtorch() {
+/// Which of a crate's link targets get the rpath and `libtorch_cuda.so`.
+#[allow(dead_code)] // each build script uses one of the two
+enum LinkScope {
+    /// Every binary, test, example and bench of the crate.
+    All,
+    /// The named binaries and the named kinds of target (`tests`, `examples`, `benches`: cargo
+    /// refuses a kind the crate lacks) only: the crate's other binaries call no libtorch code
+    /// and so, with the default `--as-needed`, load no libtorch library at all (posekit's front
+    /// binary, which runs `eval` and `--help`).
+    Only {
+        bins: &'static [&'static str],
+        kinds: &'static [&'static str],
+    },
+}
+
+fn link_libtorch(scope: LinkScope) {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");
     let Some(lib) = torch_lib_dir() else {
@@ -30,9 +45,22 @@ fn link_libtorch() {
         return;
     };
     let lib = lib.display();
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    let mut args = vec![format!("-Wl,-rpath,{lib}")];
     if std::path::Path::new(&format!("{lib}/libtorch_cuda.so")).exists() {
-        println!("cargo:rustc-link-arg=-L{lib}");
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        args.push(format!("-L{lib}"));
+        args.push("-Wl,--no-as-needed,-ltorch_cuda,--as-needed".to_string());
+    }
+    for arg in &args {
+        match scope {
+            LinkScope::All => println!("cargo:rustc-link-arg={arg}"),
+            LinkScope::Only { bins, kinds } => {
+                for kind in kinds {
+                    println!("cargo:rustc-link-arg-{kind}={arg}");
+                }
+                for bin in bins {
+                    println!("cargo:rustc-link-arg-bin={bin}={arg}");
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,8 @@
 #     the wheel has Gloo inside libtorch_cpu.so but ships none of its headers;
 #   * with a CUDA wheel, the CUDA runtime's crt/ and libcu++ headers (nvidia-cuda-crt,
 #     nvidia-cuda-cccl, same CUDA version) that c10d's NCCL header needs beyond the wheel;
-#   * `target/release/posekit`.
+#   * `target/release/posekit` and `target/release/posekit-engine` (the front runs `eval` and
+#     `--help` without libtorch and hands every network command to the engine beside it).
 # Safe to run again: every step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,7 +64,7 @@ if [ -f .venv/libtorch/lib/libtorch_cuda.so ]; then
 fi
 
 if [ "${POSEKIT_SKIP_BUILD:-0}" != 1 ]; then
-    echo "setup: building target/release/posekit"
-    cargo build --release --quiet --bin posekit
+    echo "setup: building target/release/posekit and posekit-engine"
+    cargo build --release --quiet --bin posekit --bin posekit-engine
 fi
 echo "setup: done"

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 include!("../../build-support/libtorch_link.rs");
 
 fn main() {
-    link_libtorch();
+    link_libtorch(LinkScope::All);
     for var in [
         "LIBTORCH",
         "LIBTORCH_CXX11_ABI",

@@ -1,5 +1,5 @@
 include!("../../build-support/libtorch_link.rs");
 
 fn main() {
-    link_libtorch();
+    link_libtorch(LinkScope::All);
 }

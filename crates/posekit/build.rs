@@ -1,5 +1,16 @@
 include!("../../build-support/libtorch_link.rs");
 
 fn main() {
-    link_libtorch();
+    // `posekit` (src/main.rs) is the front binary: it runs the commands that need no network
+    // and hands the others to `posekit-engine`, so it must not load libtorch. It gets neither
+    // the rpath nor the forced `libtorch_cuda` link, and its archive members' symbols stay
+    // local (`--exclude-libs`): otherwise lld exports the inline libtorch functions compiled
+    // into tch's C++ shim (libtorch's own libraries define them too, so they "may interpose"),
+    // which keeps them, and libtorch_cpu.so with them, even though no code of ours calls them.
+    // tests/startup.rs checks the result.
+    link_libtorch(LinkScope::Only {
+        bins: &["posekit-engine"],
+        kinds: &["tests", "examples"],
+    });
+    println!("cargo:rustc-link-arg-bin=posekit=-Wl,--exclude-libs,ALL");
 }

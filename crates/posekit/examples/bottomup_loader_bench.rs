@@ -20,7 +20,9 @@ use posekit::pipelines::data::{
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
-        anyhow::bail!("usage: bottomup_loader_bench ANNOTATIONS.json IMAGES_DIR [WORKERS] [SAMPLES]");
+        anyhow::bail!(
+            "usage: bottomup_loader_bench ANNOTATIONS.json IMAGES_DIR [WORKERS] [SAMPLES]"
+        );
     }
     let ann = PathBuf::from(&args[0]);
     let images = PathBuf::from(&args[1]);

@@ -1,79 +1,53 @@
-//! The `posekit` command line.
+//! `posekit`, the front of the command line.
+//!
+//! libtorch's libraries cost about 0.4 s and 470 MB to load (its CUDA library most of it), so
+//! the commands that run no network (`eval`, `--help`, `--version`, argument errors) run here,
+//! in a binary that links no libtorch at all. Every other command is parsed here too (so its
+//! errors and help are immediate) and then handed, arguments unchanged, to `posekit-engine`
+//! beside this binary by `exec`: same process id, signals and exit code, as if it were one
+//! program. The engine keeps the explicit `libtorch_cuda` link that makes `--device cuda` work
+//! (see build-support/libtorch_link.rs).
 
+// The front compiles the whole command line (for parsing and help) but runs only the commands
+// that need no engine; the others' run functions are the engine's.
+#[allow(dead_code)]
 mod cli;
 
-use clap::{Parser, Subcommand};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 
-#[derive(Parser)]
-#[command(
-    name = "posekit",
-    version,
-    about = "2D human pose estimation: train, evaluate and run pose networks"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use anyhow::Context;
+use clap::Parser;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Score predictions against ground truth (COCO keypoint AP/AR, MPII PCKh).
-    #[command(subcommand)]
-    Eval(cli::eval::EvalCommand),
-    /// List the model presets with their parameter counts and input sizes.
-    Models,
-    /// Check a checkpoint against a model and write it as safetensors.
-    Convert(cli::convert::ConvertArgs),
-    /// Run a network on a stored input tensor and write every output head.
-    Forward(cli::forward::ForwardArgs),
-    /// Measure a network's speed (images/s, ms per batch).
-    Bench(cli::bench::BenchArgs),
-    /// Write a network as an ONNX graph (BatchNorm folded, named heads, metadata).
-    Export(cli::export::ExportArgs),
-    /// Find people in pictures, folders and videos; write results.json and drawn copies.
-    Infer(cli::infer::InferArgs),
-    /// Train a top-down model from an experiment config (TOML).
-    Train(cli::train::TrainArgs),
-    /// Test a top-down model on the config's test split (COCO AP or MPII PCKh).
-    Test(cli::test::TestArgs),
-}
+/// The engine binary's file name, looked for in this binary's own folder.
+const ENGINE: &str = "posekit-engine";
 
 fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Eval(cmd) => cli::eval::run(cmd),
-        Command::Models => cli::models::run(),
-        Command::Convert(args) => cli::convert::run(args),
-        Command::Forward(args) => cli::forward::run(args),
-        Command::Bench(args) => cli::bench::run(args),
-        Command::Export(args) => cli::export::run(args),
-        Command::Infer(args) => cli::infer::run(args),
-        Command::Train(args) => cli::train::run(args),
-        Command::Test(args) => cli::test::run(args),
-    };
-    if let Err(err) = result {
-        eprintln!("error: {}", chain_text(&err));
-        std::process::exit(1);
+    // Only what is named here is linked into this binary: naming `cli::run` would pull in every
+    // command, and libtorch with them.
+    match cli::Cli::parse().command {
+        cli::Command::Eval(cmd) => cli::finish(cli::eval::run(cmd)),
+        _ => cli::finish(exec_engine()),
     }
 }
 
-/// The error and its causes joined with `: ` (what `{:#}` prints), each said once. Several
-/// typed errors (core and weights `Io`, image and checkpoint errors) write their cause into
-/// their own message *and* return it as `source()`, so the plain chain printed the OS message
-/// twice (`No such file or directory (os error 2): No such file or directory (os error 2)`,
-/// issue 7); a cause whose text the previous message already contains is left out.
-fn chain_text(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    let mut previous = String::new();
-    for cause in err.chain() {
-        let part = cause.to_string();
-        if !previous.contains(&part) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&part);
-        }
-        previous = part;
-    }
-    text
+/// Replaces this process with `posekit-engine` and the same arguments; returns only on error.
+fn exec_engine() -> anyhow::Result<()> {
+    let engine = engine_path()?;
+    let err = std::process::Command::new(&engine)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(err).with_context(|| format!("cannot start {}", engine.display()))
+}
+
+fn engine_path() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot locate the posekit binary")?;
+    let engine = me.with_file_name(ENGINE);
+    anyhow::ensure!(
+        engine.is_file(),
+        "{} is missing: posekit runs networks through {ENGINE}, built beside it \
+         (cargo build --release --bins, or cargo install --path crates/posekit)",
+        engine.display()
+    );
+    Ok(engine)
 }

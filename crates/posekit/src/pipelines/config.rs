@@ -504,7 +504,11 @@ impl ModelConfig {
             Ok(())
         };
         let vs = nn::VarStore::new(device);
-        let net: Box<dyn posekit_nn::models::PoseNetwork> = match (preset.family, &self.hrnet, &self.hourglass) {
+        let net: Box<dyn posekit_nn::models::PoseNetwork> = match (
+            preset.family,
+            &self.hrnet,
+            &self.hourglass,
+        ) {
             (_, Some(_), Some(_)) => bail!("model.hrnet and model.hourglass exclude each other"),
             (_, None, Some(h)) => {
                 if StackedHourglassConfig::preset(preset.name).is_err() {
