@@ -22,7 +22,7 @@ fn torch_lib_dir() -> Option<std::path::PathBuf> {
     Some(std::path::PathBuf::from(dir))
 }
 
-/// Which of a crate's link targets get the rpath and `libtorch_cuda.so`.
+/// Which of a crate's link targets keep `libtorch_cuda.so` linked.
 #[allow(dead_code)] // each build script uses one of the two
 enum LinkScope {
     /// Every binary, test, example and bench of the crate.
@@ -45,7 +45,11 @@ fn link_libtorch(scope: LinkScope) {
         return;
     };
     let lib = lib.display();
-    let mut args = vec![format!("-Wl,-rpath,{lib}")];
+    // The rpath goes to every target (the library's own unit tests included, which no
+    // `rustc-link-arg-*` kind names): it only says where to look, so a binary that needs no
+    // libtorch still loads none.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    let mut args = vec![];
     if std::path::Path::new(&format!("{lib}/libtorch_cuda.so")).exists() {
         args.push(format!("-L{lib}"));
         args.push("-Wl,--no-as-needed,-ltorch_cuda,--as-needed".to_string());
