@@ -94,6 +94,7 @@ workers = 1
             device: tch::Device::Cpu,
             out_dir: dir.join("out"),
             progress: false,
+            report: std::sync::Arc::new(|line| eprintln!("{line}")),
         },
     )
     .unwrap();

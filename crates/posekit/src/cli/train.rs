@@ -52,6 +52,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             device,
             out_dir,
             progress: !args.no_progress,
+            report: std::sync::Arc::new(|line| println!("{line}")),
         },
     )?;
     Ok(())

@@ -205,12 +205,6 @@ impl BottomUpTask {
         if ds.is_empty() {
             bail!("{}: no annotated image to train on", ann.display());
         }
-        if ds.unannotated_images > 0 {
-            println!(
-                "{} image(s) without any annotation left out, as HigherHRNet does",
-                ds.unannotated_images
-            );
-        }
         if !d.val_annotations.exists() {
             bail!(
                 "dataset.val_annotations {} does not exist (validation needs it)",

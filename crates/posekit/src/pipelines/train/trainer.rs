@@ -30,7 +30,7 @@ use crate::pipelines::data::{LoadMode, Loader, LoaderOptions, SampleSource, TopD
 use crate::pipelines::test::progress_bar;
 
 /// How to run a training.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TrainOptions {
     /// Continue from `OUT/last.safetensors` (starting from scratch when there is none yet).
     pub resume: bool,
@@ -41,7 +41,13 @@ pub struct TrainOptions {
     pub out_dir: PathBuf,
     /// Show progress bars (they are hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Where the run's one-line reports go (start, resume, each epoch, best checkpoint, end):
+    /// the command line prints them; a library caller logs or drops them.
+    pub report: Reporter,
 }
+
+/// Receives the trainer's one-line reports; the library itself never prints.
+pub type Reporter = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a finished training left behind.
 #[derive(Debug, Clone)]
@@ -129,10 +135,10 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
                 earlier.join(", ")
             );
         } else {
-            println!(
+            (opts.report)(&format!(
                 "no checkpoint at {} yet: starting from scratch",
                 last_path.display()
-            );
+            ));
             None
         }
     } else {
@@ -163,6 +169,12 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
 
     if cfg.is_bottom_up() {
         let task = BottomUpTask::new(cfg)?;
+        let left_out = task.dataset().unannotated_images;
+        if left_out > 0 {
+            (opts.report)(&format!(
+                "{left_out} image(s) without any annotation left out, as HigherHRNet does"
+            ));
+        }
         run(loaded, opts, task, resume_from, &earlier)
     } else {
         let task = TopDownTask::new(cfg)?;
@@ -201,7 +213,7 @@ fn run<T: TrainingTask>(
             best_metric: ck.meta.best_metric,
             best_epoch: ck.meta.best_epoch,
         };
-        println!(
+        (opts.report)(&format!(
             "resuming from {} after epoch {} (iteration {}{})",
             ck.path.display(),
             state.epoch,
@@ -209,7 +221,7 @@ fn run<T: TrainingTask>(
             state
                 .best_metric
                 .map_or(String::new(), |b| format!(", best {b:.4}"))
-        );
+        ));
     }
     drop(resume_from);
 
@@ -227,7 +239,7 @@ fn run<T: TrainingTask>(
         seed: t.seed,
         epoch: 0,
     });
-    println!(
+    (opts.report)(&format!(
         "training {} on {} {} ({} iterations of {} per epoch) for epochs {}..{} on {:?}; \
          output {}",
         model.preset.name,
@@ -239,7 +251,7 @@ fn run<T: TrainingTask>(
         t.epochs,
         opts.device,
         out.display()
-    );
+    ));
     let config_toml = cfg.to_toml()?;
 
     let mut epochs_run = 0;
@@ -258,21 +270,21 @@ fn run<T: TrainingTask>(
         )?;
         epochs_run += 1;
         if stats.skipped > 0 {
-            println!(
+            (opts.report)(&format!(
                 "epoch {}: {} sample(s) skipped because their image could not be read",
                 epoch + 1,
                 stats.skipped
-            );
+            ));
         }
         if stats.overflowing > 0 {
-            println!(
+            (opts.report)(&format!(
                 "epoch {}: {} sample(s) had more people than max_people; the first ones were \
                  kept for the grouping loss",
                 epoch + 1,
                 stats.overflowing
-            );
+            ));
         }
-        println!(
+        (opts.report)(&format!(
             "epoch {}/{}: loss {:.6}, lr {:.3e}, {:.1} images/s, {:.1} s",
             epoch + 1,
             t.epochs,
@@ -280,7 +292,7 @@ fn run<T: TrainingTask>(
             stats.last_lr,
             stats.images as f64 / stats.seconds.max(1e-9),
             stats.seconds
-        );
+        ));
 
         let validate =
             epoch + 1 == t.epochs || (t.val_interval > 0 && (epoch + 1) % t.val_interval == 0);
@@ -314,20 +326,20 @@ fn run<T: TrainingTask>(
         // previous epoch, which is re-run and re-validated, so `best` stays consistent.
         if improved {
             checkpoint::save(&out.join(BEST), &model.vs, Some(&adam), &meta)?;
-            println!(
+            (opts.report)(&format!(
                 "new best {:.4} after epoch {}: {}",
                 metric.unwrap_or(0.0),
                 state.epoch,
                 out.join(BEST).display()
-            );
+            ));
         }
         checkpoint::save(&last_path, &model.vs, Some(&adam), &meta)?;
-        append_log(out, &state, &stats, metric);
+        append_log(out, &state, &stats, metric, &opts.report);
     }
 
     let final_path = out.join(FINAL);
     posekit_nn::weights::save_safetensors(&model.vs, &final_path)?;
-    println!(
+    (opts.report)(&format!(
         "finished {} epochs; final weights {}{}",
         t.epochs,
         final_path.display(),
@@ -338,7 +350,7 @@ fn run<T: TrainingTask>(
             ),
             _ => String::new(),
         }
-    );
+    ));
     Ok(TrainSummary {
         epochs_run,
         best_metric: state.best_metric,
@@ -450,7 +462,13 @@ fn train_step<T: TrainingTask>(
     Ok(loss.to_kind(Kind::Double).double_value(&[]))
 }
 
-fn append_log(out: &Path, state: &RunState, stats: &EpochStats, metric: Option<f64>) {
+fn append_log(
+    out: &Path,
+    state: &RunState,
+    stats: &EpochStats,
+    metric: Option<f64>,
+    report: &Reporter,
+) {
     let line = serde_json::json!({
         "epoch": state.epoch,
         "iteration": state.global_iter,
@@ -467,6 +485,9 @@ fn append_log(out: &Path, state: &RunState, stats: &EpochStats, metric: Option<f
         .open(&path)
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = result {
-        eprintln!("warning: cannot append to {}: {e}", path.display());
+        report(&format!(
+            "warning: cannot append to {}: {e}",
+            path.display()
+        ));
     }
 }
