@@ -11,10 +11,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use posekit::pipelines::bottomup_test::{
-    print_bottomup_report, run_bottomup_test, test_config_model, BottomUpPredictor,
+    bottomup_report_text, bottomup_test, test_config_model, BottomUpPredictor,
 };
 use posekit::pipelines::config::ExperimentConfig;
-use posekit::pipelines::test::{print_report, run_test, test_dataset, GroundTruth, TestOptions};
+use posekit::pipelines::test::{report_text, run_test, test_dataset, GroundTruth, TestOptions};
 use posekit::pipelines::train::checkpoint;
 use posekit::PoseEstimator;
 use posekit_core::codecs::heatmap::Refinement;
@@ -125,7 +125,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             progress: !args.no_progress,
         },
     )?;
-    print_report(&report, &cfg.dataset.val_annotations);
+    print!("{}", report_text(&report, &cfg.dataset.val_annotations));
     Ok(())
 }
 
@@ -169,7 +169,7 @@ fn run_bottomup_config(
         device
     );
     let (_, report) = test_config_model(model, cfg, device, &out_dir, !args.no_progress)?;
-    print_bottomup_report(&report);
+    print!("{}", bottomup_report_text(&report));
     Ok(())
 }
 
@@ -203,6 +203,7 @@ fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
     let out_dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(&preset).join("test"));
-    run_bottomup_test(predictor, &gt, &images, &out_dir)?;
+    let report = bottomup_test(predictor, &gt, &images, &out_dir, !args.no_progress)?;
+    print!("{}", bottomup_report_text(&report));
     Ok(())
 }

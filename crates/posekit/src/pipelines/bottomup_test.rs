@@ -86,17 +86,19 @@ pub fn test_config_model(
     Ok((engine.model, report?))
 }
 
-/// Prints a bottom-up report as [`run_bottomup_test`] does.
-pub fn print_bottomup_report(report: &BottomUpReport) {
-    print!("{}", report.stats.summary());
-    println!(
-        "{} images, {} people predicted in {:.1} s ({:.1} images/s); results: {}",
+/// A bottom-up report as `posekit test` and validation show it: pycocotools' table and a
+/// summary line.
+pub fn bottomup_report_text(report: &BottomUpReport) -> String {
+    let mut text = report.stats.summary();
+    text += &format!(
+        "{} images, {} people predicted in {:.1} s ({:.1} images/s); results: {}\n",
         report.images,
         report.people,
         report.seconds,
         report.images as f64 / report.seconds.max(1e-9),
         report.results_path.display()
     );
+    text
 }
 
 /// What a bottom-up test measured.
@@ -110,7 +112,8 @@ pub struct BottomUpReport {
 }
 
 /// Runs `model` on every image of `gt_path` (files under `images_dir`), writes
-/// `out_dir/results.json`, prints pycocotools' table and returns the stats.
+/// `out_dir/results.json` and returns the stats ([`bottomup_test`] returns the whole report,
+/// with a progress bar if asked).
 ///
 /// An unreadable image stops the test with an error naming it: skipping it would report an AP
 /// for a different image set than the one named.
@@ -120,12 +123,10 @@ pub fn run_bottomup_test(
     images_dir: &Path,
     out_dir: &Path,
 ) -> anyhow::Result<CocoStats> {
-    let report = bottomup_test(model, gt_path, images_dir, out_dir, true)?;
-    print_bottomup_report(&report);
-    Ok(report.stats)
+    Ok(bottomup_test(model, gt_path, images_dir, out_dir, false)?.stats)
 }
 
-/// [`run_bottomup_test`] without printing, for callers that format the report themselves.
+/// The bottom-up test, with its timing and where the results went.
 pub fn bottomup_test(
     model: &dyn BottomUpPredictor,
     gt_path: &Path,

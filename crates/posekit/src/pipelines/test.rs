@@ -167,12 +167,6 @@ pub fn run_test(
     let skipped = batches.skipped();
     drop(batches);
     bar.finish_and_clear();
-    if skipped > 0 {
-        eprintln!(
-            "warning: {skipped} test instance(s) have no prediction because their image could \
-             not be read; the metrics below count them as missed"
-        );
-    }
     let predicted = predictions.iter().filter(|p| p.is_some()).count();
 
     let (metrics, results_path) = match gt {
@@ -341,10 +335,11 @@ pub(crate) fn progress_bar(show: bool, len: u64, prefix: &str) -> indicatif::Pro
     bar
 }
 
-/// Prints the report the way `posekit test` and validation do.
-pub fn print_report(report: &TestReport, what: &Path) {
-    println!(
-        "tested {} ({} instances{}) in {:.1} s",
+/// The report as `posekit test` and validation show it: a summary line, a warning for
+/// instances whose image could not be read, the metric table and where the results went.
+pub fn report_text(report: &TestReport, what: &Path) -> String {
+    let mut text = format!(
+        "tested {} ({} instances{}) in {:.1} s\n",
         what.display(),
         report.predicted,
         if report.skipped > 0 {
@@ -354,8 +349,16 @@ pub fn print_report(report: &TestReport, what: &Path) {
         },
         report.seconds
     );
-    print!("{}", report.table());
-    if let Some(p) = &report.results_path {
-        println!("results written to {}", p.display());
+    if report.skipped > 0 {
+        text += &format!(
+            "warning: {} test instance(s) have no prediction because their image could not be \
+             read; the metrics below count them as missed\n",
+            report.skipped
+        );
     }
+    text += &report.table();
+    if let Some(p) = &report.results_path {
+        text += &format!("results written to {}\n", p.display());
+    }
+    text
 }

@@ -17,13 +17,14 @@ use anyhow::{bail, Context};
 use posekit_nn::loss::{joints_mse_loss, MultiResolutionLoss, MultiResolutionLossConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::pipelines::bottomup_test::{print_bottomup_report, test_config_model};
+use super::trainer::Reporter;
+use crate::pipelines::bottomup_test::{bottomup_report_text, test_config_model};
 use crate::pipelines::config::{DatasetFormat, ExperimentConfig};
 use crate::pipelines::data::{
     BottomUpBatch, BottomUpDataset, CocoSplit, SampleSource, TopDownBatch, TopDownDataset,
 };
 use crate::pipelines::model::LoadedModel;
-use crate::pipelines::test::{print_report, run_test, test_dataset, GroundTruth, TestOptions};
+use crate::pipelines::test::{report_text, run_test, test_dataset, GroundTruth, TestOptions};
 use crate::pipelines::topdown::heatmap_heads;
 
 /// The batch type of a task's dataset.
@@ -54,13 +55,15 @@ pub trait TrainingTask {
     }
 
     /// Tests `model` on the validation split, writing results under `out_dir`; returns the
-    /// model and the metric that selects the best checkpoint (higher is better).
+    /// model and the metric that selects the best checkpoint (higher is better); the test's
+    /// table goes to `report`.
     fn validate(
         &self,
         model: LoadedModel,
         device: Device,
         out_dir: &Path,
         progress: bool,
+        report: &Reporter,
     ) -> anyhow::Result<(LoadedModel, Option<f64>)>;
 }
 
@@ -162,13 +165,14 @@ impl TrainingTask for TopDownTask {
         device: Device,
         out_dir: &Path,
         progress: bool,
+        report: &Reporter,
     ) -> anyhow::Result<(LoadedModel, Option<f64>)> {
         let opts = TestOptions {
             test: self.cfg.test.clone(),
             out_dir: Some(out_dir.to_path_buf()),
             progress,
         };
-        let report = run_test(
+        let test = run_test(
             model.net.as_ref(),
             device,
             &self.cfg,
@@ -176,8 +180,8 @@ impl TrainingTask for TopDownTask {
             &self.gt,
             &opts,
         )?;
-        print_report(&report, &self.cfg.dataset.val_annotations);
-        Ok((model, report.headline()))
+        report(&report_text(&test, &self.cfg.dataset.val_annotations));
+        Ok((model, test.headline()))
     }
 }
 
@@ -357,9 +361,10 @@ impl TrainingTask for BottomUpTask {
         device: Device,
         out_dir: &Path,
         progress: bool,
+        report: &Reporter,
     ) -> anyhow::Result<(LoadedModel, Option<f64>)> {
-        let (model, report) = test_config_model(model, &self.cfg, device, out_dir, progress)?;
-        print_bottomup_report(&report);
-        Ok((model, Some(report.stats.ap)))
+        let (model, test) = test_config_model(model, &self.cfg, device, out_dir, progress)?;
+        report(&bottomup_report_text(&test));
+        Ok((model, Some(test.stats.ap)))
     }
 }

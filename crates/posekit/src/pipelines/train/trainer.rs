@@ -298,7 +298,13 @@ fn run<T: TrainingTask>(
             epoch + 1 == t.epochs || (t.val_interval > 0 && (epoch + 1) % t.val_interval == 0);
         let mut metric = None;
         if validate {
-            let (back, m) = task.validate(model, opts.device, &out.join(VAL), opts.progress)?;
+            let (back, m) = task.validate(
+                model,
+                opts.device,
+                &out.join(VAL),
+                opts.progress,
+                &opts.report,
+            )?;
             model = back;
             metric = m;
             last_metric = metric;
