@@ -5,9 +5,13 @@
 //! Runs the real binary on the 4 COCO images of `tests/data/coco` with a tiny HRNet and tiny
 //! crops, so that a whole run takes seconds.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{checkpoint_epoch, kill_when};
 
 use posekit::pipelines::train::checkpoint;
 
@@ -102,27 +106,6 @@ fn run_ok(mut cmd: Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Epochs recorded by the checkpoint on disk (0 when there is none yet).
-fn checkpoint_epoch(out: &Path) -> usize {
-    checkpoint::load(&out.join("last.safetensors")).map_or(0, |c| c.meta.epoch)
-}
-
-/// Starts a run and SIGKILLs it once `ready` says so (or after `deadline`).
-fn kill_when(mut cmd: Command, ready: impl Fn() -> bool, deadline: Duration) {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    let mut child: Child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    while !ready() && start.elapsed() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return; // finished before we could kill it; the caller's checks still hold
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // `Child::kill` sends SIGKILL on Unix: no destructor, no flush, nothing runs.
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
