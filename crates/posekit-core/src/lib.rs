@@ -13,6 +13,7 @@ pub mod codecs;
 pub mod draw;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod formats;
 pub mod geometry;
 pub mod layout;

@@ -338,7 +338,11 @@ impl MultiResolutionLoss {
                 }
                 let l = heatmap_loss(&out.narrow(1, 0, k), &heatmaps[i], &masks[i])?
                     * self.config.heatmaps_loss_factor[i];
-                terms.total = terms.total + l.mean(Kind::Float);
+                // A new tensor, not `+=`: an in-place add would change a value autograd saved.
+                #[allow(clippy::assign_op_pattern)]
+                {
+                    terms.total = terms.total + l.mean(Kind::Float);
+                }
                 terms.heatmaps.push(Some(l));
                 offset = k;
             } else {

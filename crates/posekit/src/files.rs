@@ -1,12 +1,10 @@
 //! File-system rules every command shares: an output never replaces one of the command's
 //! inputs, and a file is only ever seen complete under its final name.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Writes `bytes` to `path` through a synced temporary file beside it and a rename, so that
-/// `path` is never seen half-written, even after a crash (checkpoints, results). On failure the
-/// temporary file is removed and `path` is untouched; the error says which step failed.
+/// Writes `bytes` to `path` so that it is never seen half-written ([`posekit_core::files::write_atomic`]:
+/// checkpoints, results); the error names the file and the step that failed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     write_atomic_steps(path, bytes).map_err(|(action, e)| crate::Error::io(path, action, e))
 }
@@ -14,33 +12,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
 /// [`write_atomic`] with the failing step as a plain `(what, io error)` pair, for callers with
 /// their own error type.
 pub fn write_atomic_steps(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, std::io::Error)> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|e| ("cannot create a temporary file", e))?;
-        file.write_all(bytes).map_err(|e| ("cannot write", e))?;
-        file.sync_all().map_err(|e| ("cannot flush to disk", e))?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-            .map_err(|e| ("cannot rename the temporary file into place", e))?;
-        // The rename is only durable once the folder entry is.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    posekit_core::files::write_atomic(path, bytes).map_err(|e| (e.step, e.source))
 }
 
 /// Whether `a` and `b` are the same existing file (through links too); `false` when either

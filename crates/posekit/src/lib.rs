@@ -29,6 +29,7 @@ pub mod error;
 pub mod estimator;
 pub mod files;
 pub mod pipelines;
+pub mod progress;
 
 use std::path::Path;
 

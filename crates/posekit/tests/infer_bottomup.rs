@@ -168,7 +168,7 @@ fn bottom_up_presets_need_weights_and_a_valid_input_size() {
         if let Some(n) = input_size {
             b = b.input_size(n);
         }
-        b.build().err().expect("refused")
+        b.build().expect_err("refused")
     };
     let err = build("higherhrnet-w32", None, None);
     assert!(matches!(err, posekit::Error::WeightsNeeded { .. }), "{err}");

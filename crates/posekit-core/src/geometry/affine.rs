@@ -4,7 +4,7 @@
 //!   transform is built from three point pairs (crop center, a point half a crop-width "above"
 //!   it turned by the rotation, and a third point perpendicular to those), with the source extent
 //!   `scale * 200`. Only the crop *width* sets the zoom; the height follows from the aspect ratio
-//!   the box was given by [`CenterScale`](super::center_scale::CenterScale). Predictions go back
+//!   the box was given by [`super::center_scale::CenterScale`]. Predictions go back
 //!   to the image through the inverse of the same construction (`transform_preds`).
 //! * **UDP** (Huang et al., "The Devil is in the Details", CVPR 2020; MMPose's
 //!   `get_warp_matrix`): pixel *centers* are aligned, i.e. the crop spans `output_size - 1`

@@ -4,7 +4,7 @@
 //! status 1. Not an end-user program.
 //!
 //! posekit-dist-harness MODE [--out DIR] [--timeout-s S] [--rendezvous-s S] [--heartbeat-ms MS]
-//! posekit-dist-harness spawn N MODE [options]     (the same, as N local ranks)
+//! posekit-dist-harness spawn N MODE \[options]     (the same, as N local ranks)
 //!
 //! Modes: broadcast, allreduce, grads, mismatch, gather, loop (all-reduce until killed), join.
 

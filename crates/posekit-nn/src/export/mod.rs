@@ -1,7 +1,7 @@
 //! ONNX export of posekit's networks, written by posekit from its own modules.
 //!
 //! Each network describes itself to an [`OnnxGraph`] through
-//! [`PoseNetwork::export_onnx`](crate::models::PoseNetwork::export_onnx), implemented in its own
+//! [`crate::models::PoseNetwork::export_onnx`], implemented in its own
 //! file next to its `forward`: the same layers in the same order with the same weights, every
 //! BatchNorm that follows a convolution folded into it (inference mode). [`export_network`]
 //! wraps that in a model: the graph input `input` (`[N, 3, H, W]` float32, `N` symbolic with
@@ -17,7 +17,6 @@ pub mod graph;
 pub mod metadata;
 pub mod random_weights;
 
-use std::io::Write;
 use std::path::Path;
 
 use onnx_protobuf::{Message, ModelProto};
@@ -182,31 +181,13 @@ fn stride_of(input: i64, output: i64) -> i64 {
         .unwrap_or(0)
 }
 
+/// [`posekit_core::files::write_atomic`], the one atomic writer of the workspace.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::parse(path, "not a file name"))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
+    posekit_core::files::write_atomic(path, bytes).map_err(|e| Error::io(path, e.source))
 }
 
 /// The error of a network without an export (the default of
-/// [`PoseNetwork::export_onnx`](crate::models::PoseNetwork::export_onnx)).
+/// [`crate::models::PoseNetwork::export_onnx`]).
 pub fn unsupported(what: &str) -> Error {
     Error::Shape(format!("{what} has no ONNX export yet"))
 }

@@ -228,6 +228,9 @@ impl HrnetConfig {
 }
 
 /// How one branch enters a stage from the previous stage's outputs.
+// Built once per network and never moved in a hot path: boxing the larger variant would only
+// add an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum TransitionBranch {
     /// The official `None`: the branch passes through unchanged (and has no keys).
@@ -320,6 +323,9 @@ impl Transition {
 }
 
 /// How branch `j` is brought to the resolution and width of branch `i` in a fuse layer.
+// Built once per network and never moved in a hot path: boxing the larger variant would only
+// add an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum FuseStep {
     /// `i == j`: the official `None`, no keys.
@@ -468,7 +474,12 @@ impl HighResolutionModule {
             .map(|row| {
                 let mut acc = row[0].forward_t(&ys[0], train);
                 for (step, y) in row.iter().zip(&ys).skip(1) {
-                    acc = acc + step.forward_t(y, train);
+                    // A new tensor, not `+=`: autograd keeps the sum's inputs as they were
+                    // (and the result matches PyTorch's out-of-place `y = y + ...`).
+                    #[allow(clippy::assign_op_pattern)]
+                    {
+                        acc = acc + step.forward_t(y, train);
+                    }
                 }
                 acc.relu()
             })

@@ -10,4 +10,6 @@ pub mod registry;
 pub mod spm;
 pub mod stacked_hourglass;
 
-pub use registry::{Family, PafStyle, Paradigm, PoseNetwork, Preset, BUNDLED_PRESET, PRESETS};
+pub use registry::{
+    Architecture, Family, PafStyle, Paradigm, PoseNetwork, Preset, BUNDLED_PRESET, PRESETS,
+};

@@ -52,6 +52,27 @@ pub enum PafStyle {
     TfPose,
 }
 
+/// The network a preset builds. A config's `[model.hrnet]` section resizes an HRNet (or
+/// HigherHRNet's HRNet backbone) and `[model.hourglass]` a Stacked Hourglass of the paper; the
+/// pipelines ask the row, never the preset's name, whether an override applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// HRNet with its heatmap head (Sun et al. 2019).
+    Hrnet,
+    /// HRNet with HigherHRNet's deconvolution head (Cheng et al. 2020).
+    HigherHrnet,
+    /// Newell et al.'s Stacked Hourglass in bearpaw/pytorch-pose's layout.
+    StackedHourglass,
+    /// MMPose's CornerNet-style HourglassNet.
+    CornerNetHourglass,
+    /// OpenPose's VGG-19 CPM.
+    OpenPoseVgg,
+    /// tf-pose-estimation's MobileNetV2 OpenPose.
+    OpenPoseMobileNet,
+    /// SPM on an hourglass or HRNet backbone.
+    Spm,
+}
+
 impl Family {
     pub fn paradigm(self) -> Paradigm {
         match self {
@@ -181,6 +202,8 @@ impl PoseNetwork for HigherHrnet {
 #[derive(Debug, Clone, Copy)]
 pub struct Preset {
     pub name: &'static str,
+    /// The network it builds, which says what a config may change of it.
+    pub architecture: Architecture,
     pub family: Family,
     /// The keypoint layout (`posekit_core::KeypointLayout::builtin`) of its outputs.
     pub layout: &'static str,
@@ -198,6 +221,7 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "hrnet-w32",
+        architecture: Architecture::Hrnet,
         family: Family::TopDownHeatmap,
         layout: "coco17",
         num_joints: 17,
@@ -208,6 +232,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hrnet-w48",
+        architecture: Architecture::Hrnet,
         family: Family::TopDownHeatmap,
         layout: "coco17",
         num_joints: 17,
@@ -218,6 +243,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hrnet-w32-mpii",
+        architecture: Architecture::Hrnet,
         family: Family::TopDownHeatmap,
         layout: "mpii16",
         num_joints: 16,
@@ -228,6 +254,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "higherhrnet-w32",
+        architecture: Architecture::HigherHrnet,
         family: Family::AssociativeEmbedding,
         layout: "coco17",
         num_joints: 17,
@@ -238,6 +265,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "higherhrnet-w48",
+        architecture: Architecture::HigherHrnet,
         family: Family::AssociativeEmbedding,
         layout: "coco17",
         num_joints: 17,
@@ -248,6 +276,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hourglass-1",
+        architecture: Architecture::StackedHourglass,
         family: Family::TopDownHeatmap,
         layout: "mpii16",
         num_joints: 16,
@@ -258,6 +287,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hourglass-2",
+        architecture: Architecture::StackedHourglass,
         family: Family::TopDownHeatmap,
         layout: "mpii16",
         num_joints: 16,
@@ -268,6 +298,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hourglass-4",
+        architecture: Architecture::StackedHourglass,
         family: Family::TopDownHeatmap,
         layout: "mpii16",
         num_joints: 16,
@@ -278,6 +309,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hourglass-8",
+        architecture: Architecture::StackedHourglass,
         family: Family::TopDownHeatmap,
         layout: "mpii16",
         num_joints: 16,
@@ -288,6 +320,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hourglass52",
+        architecture: Architecture::CornerNetHourglass,
         family: Family::TopDownHeatmap,
         layout: "coco17",
         num_joints: 17,
@@ -298,6 +331,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "openpose-vgg19",
+        architecture: Architecture::OpenPoseVgg,
         family: Family::PartAffinity(PafStyle::Cmu),
         layout: "cmu18",
         num_joints: 18,
@@ -308,6 +342,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "openpose-mobilenetv2",
+        architecture: Architecture::OpenPoseMobileNet,
         family: Family::PartAffinity(PafStyle::TfPose),
         layout: "cmu18",
         num_joints: 18,
@@ -318,6 +353,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "spm-hourglass",
+        architecture: Architecture::Spm,
         family: Family::StructuredPose,
         layout: "coco17",
         num_joints: 17,
@@ -328,6 +364,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "spm-hrnet-w32",
+        architecture: Architecture::Spm,
         family: Family::StructuredPose,
         layout: "coco17",
         num_joints: 17,

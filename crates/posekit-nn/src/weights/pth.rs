@@ -10,7 +10,7 @@
 //!   the object), then a pickled list of storage keys, then each storage as an 8-byte
 //!   little-endian element count followed by its bytes, in that order.
 //!
-//! The object pickle is run by the restricted machine in [`super::pickle`]; tensors come out as
+//! The object pickle is run by the restricted machine in `weights::pickle`; tensors come out as
 //! (storage, offset, size, stride) records and are materialised here into contiguous
 //! [`RawTensor`]s, which copies views (transposes, slices, shared storages, stride-0 expansions)
 //! into independent tensors, as `torch.load` followed by `.contiguous()` would.

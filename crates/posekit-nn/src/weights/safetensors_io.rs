@@ -76,18 +76,8 @@ where
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::serialize(entries, Some(metadata))
         .map_err(|e| WeightsError::format(path, format!("cannot serialise safetensors: {e}")))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| WeightsError::format(path, "output path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, &bytes).map_err(|e| WeightsError::io(path, "cannot write", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        WeightsError::io(path, "cannot move the written file into place", e)
-    })
+    posekit_core::files::write_atomic(path, &bytes)
+        .map_err(|e| WeightsError::io(path, e.step, e.source))
 }
 
 #[cfg(test)]

@@ -86,10 +86,10 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             bail!("--min-score must be a number, got {s}");
         }
     }
-    let whole_picture = match args.boxes.as_deref().map(|p| p.to_str()) {
-        Some(Some("whole")) => true,
-        _ => false,
-    };
+    let whole_picture = matches!(
+        args.boxes.as_deref().map(|p| p.to_str()),
+        Some(Some("whole"))
+    );
     // Everything the user named is checked before the model loads.
     let inputs = expand_inputs(&args.inputs)?;
     plan_outputs(&inputs, &args.out, args.heatmaps)?;
@@ -235,7 +235,7 @@ impl ProgressView {
         match event {
             InferEvent::Started { total } => {
                 if self.show {
-                    self.bar = super::progress_bar("infer", total);
+                    self.bar = posekit::progress::progress_bar(true, total, "infer");
                 }
             }
             InferEvent::Picture {

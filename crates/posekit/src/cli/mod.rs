@@ -3,6 +3,10 @@
 //! (src/bin/posekit-engine.rs). One file per subcommand; each parses its arguments and calls
 //! the library.
 
+// The argument doc comments are clap's `--help` texts, written for a terminal (`<name>`,
+// `<output dir>`), not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use clap::{Parser, Subcommand};
 
 pub mod bench;
@@ -92,16 +96,4 @@ fn chain_text(err: &anyhow::Error) -> String {
         previous = part;
     }
     text
-}
-
-/// The one progress-bar style of every command: `prefix [=====>    ] 12/80 3.1/s ETA 20s`.
-/// Hidden when stderr is not a terminal (indicatif's own rule), so logs stay clean.
-pub fn progress_bar(prefix: &str, len: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    let template = format!("{prefix} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}}");
-    let style = indicatif::ProgressStyle::with_template(&template)
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar
 }

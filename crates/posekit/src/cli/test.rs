@@ -8,14 +8,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
 use posekit::pipelines::bottomup_test::{
     bottomup_report_text, bottomup_test, test_config_model, BottomUpPredictor,
 };
 use posekit::pipelines::config::ExperimentConfig;
 use posekit::pipelines::test::{report_text, run_test, test_dataset, GroundTruth, TestOptions};
-use posekit::pipelines::train::checkpoint;
 use posekit::PoseEstimator;
 use posekit_core::codecs::heatmap::Refinement;
 use posekit_nn::device::parse_device;
@@ -89,13 +87,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     let layout = cfg.layout()?;
     let mut model = cfg.model.build(&layout, device)?;
-    if checkpoint::is_checkpoint(&weights) {
-        let ck = checkpoint::load(&weights)?;
-        ck.restore_model(&model.vs)?;
-    } else {
-        posekit_nn::weights::load_weights(&mut model.vs, &weights)
-            .with_context(|| format!("loading {} into {}", weights.display(), cfg.model.preset))?;
-    }
+    posekit::estimator::weights::load(&mut model, &weights)?;
     let dataset = Arc::new(test_dataset(cfg)?);
     let report_load = dataset.report().to_string();
     if report_load != "nothing left out" {
@@ -151,12 +143,7 @@ fn run_bottomup_config(
     let device = parse_device(&args.device)?;
     let layout = cfg.layout()?;
     let mut model = cfg.model.build(&layout, device)?;
-    if checkpoint::is_checkpoint(weights) {
-        checkpoint::load(weights)?.restore_model(&model.vs)?;
-    } else {
-        posekit_nn::weights::load_weights(&mut model.vs, weights)
-            .with_context(|| format!("loading {} into {}", weights.display(), cfg.model.preset))?;
-    }
+    posekit::estimator::weights::load(&mut model, weights)?;
     let out_dir = args
         .out
         .unwrap_or_else(|| cfg.output_dir(config_path, None).join("test"));

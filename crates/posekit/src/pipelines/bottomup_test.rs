@@ -150,18 +150,7 @@ pub fn bottomup_test(
     let mut images: Vec<_> = gt.images.iter().collect();
     images.sort_by_key(|im| im.id);
 
-    let bar = if progress {
-        let bar = indicatif::ProgressBar::new(images.len() as u64);
-        let style = indicatif::ProgressStyle::with_template(
-            "test [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crate::progress::progress_bar(progress, images.len() as u64, "test");
     let start = std::time::Instant::now();
     let mut results = Vec::new();
     for im in &images {

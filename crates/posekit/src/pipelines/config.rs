@@ -39,7 +39,7 @@ use posekit_core::layout::KeypointLayout;
 use posekit_nn::models::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
 use posekit_nn::models::hrnet::{HrnetConfig, PoseHrnet};
 use posekit_nn::models::stacked_hourglass::{StackedHourglass, StackedHourglassConfig};
-use posekit_nn::models::{Family, Paradigm, Preset};
+use posekit_nn::models::{Architecture, Family, Paradigm, Preset};
 use posekit_nn::optim::{AdamConfig, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
@@ -504,60 +504,59 @@ impl ModelConfig {
             Ok(())
         };
         let vs = nn::VarStore::new(device);
-        let net: Box<dyn posekit_nn::models::PoseNetwork> = match (
-            preset.family,
-            &self.hrnet,
-            &self.hourglass,
-        ) {
-            (_, Some(_), Some(_)) => bail!("model.hrnet and model.hourglass exclude each other"),
-            (_, None, Some(h)) => {
-                if StackedHourglassConfig::preset(preset.name).is_err() {
-                    bail!(
-                        "model.hourglass overrides a Stacked Hourglass preset (hourglass-1/-2/-4/-8), \
-                         but the preset is `{}`",
-                        preset.name
-                    );
+        let net: Box<dyn posekit_nn::models::PoseNetwork> =
+            match (preset.architecture, &self.hrnet, &self.hourglass) {
+                (_, Some(_), Some(_)) => {
+                    bail!("model.hrnet and model.hourglass exclude each other")
                 }
-                let cfg = StackedHourglassConfig {
-                    num_stacks: h.num_stacks,
-                    num_blocks: h.num_blocks,
-                    num_joints: k,
-                    stem_planes: h.stem_planes,
-                    num_feats: h.num_feats,
-                    depth: h.depth,
-                };
-                Box::new(StackedHourglass::new(&vs.root(), &cfg)?)
-            }
-            (Family::TopDownHeatmap, Some(h), None) => {
-                if !preset.name.starts_with("hrnet") {
-                    bail!(
-                        "model.hrnet overrides an HRNet preset, but the preset is `{}`",
-                        preset.name
-                    );
+                (Architecture::StackedHourglass, None, Some(h)) => {
+                    let cfg = StackedHourglassConfig {
+                        num_stacks: h.num_stacks,
+                        num_blocks: h.num_blocks,
+                        num_joints: k,
+                        stem_planes: h.stem_planes,
+                        num_feats: h.num_feats,
+                        depth: h.depth,
+                    };
+                    Box::new(StackedHourglass::new(&vs.root(), &cfg)?)
                 }
-                let cfg = HrnetConfig::uniform(h.width, h.modules, h.blocks, k);
-                Box::new(PoseHrnet::new(&vs.root(), &cfg)?)
-            }
-            (Family::AssociativeEmbedding, Some(h), None) => {
-                // The official head on the uniform backbone; its deconv stage gets `blocks`
-                // BasicBlocks too (4 in the official model).
-                let mut cfg = HigherHrnetConfig::official_head(HrnetConfig::uniform(
-                    h.width, h.modules, h.blocks, k,
-                ));
-                cfg.deconv.num_basic_blocks = h.blocks;
-                Box::new(HigherHrnet::new(&vs.root(), &cfg)?)
-            }
-            (Family::TopDownHeatmap | Family::AssociativeEmbedding, None, None) => {
-                check_joints()?;
-                preset.build(&vs.root())?
-            }
-            _ => bail!(
-                "model.preset `{}`: training and testing from a config cover top-down models \
+                (_, None, Some(_)) => bail!(
+                    "model.hourglass overrides a Stacked Hourglass preset (hourglass-1/-2/-4/-8), \
+                 but the preset is `{}`",
+                    preset.name
+                ),
+                (Architecture::Hrnet, Some(h), None) => {
+                    let cfg = HrnetConfig::uniform(h.width, h.modules, h.blocks, k);
+                    Box::new(PoseHrnet::new(&vs.root(), &cfg)?)
+                }
+                (Architecture::HigherHrnet, Some(h), None) => {
+                    // The official head on the uniform backbone; its deconv stage gets `blocks`
+                    // BasicBlocks too (4 in the official model).
+                    let mut cfg = HigherHrnetConfig::official_head(HrnetConfig::uniform(
+                        h.width, h.modules, h.blocks, k,
+                    ));
+                    cfg.deconv.num_basic_blocks = h.blocks;
+                    Box::new(HigherHrnet::new(&vs.root(), &cfg)?)
+                }
+                (_, Some(_), None) => bail!(
+                    "model.hrnet overrides an HRNet or HigherHRNet preset, but the preset is `{}`",
+                    preset.name
+                ),
+                _ if matches!(
+                    preset.family,
+                    Family::TopDownHeatmap | Family::AssociativeEmbedding
+                ) =>
+                {
+                    check_joints()?;
+                    preset.build(&vs.root())?
+                }
+                _ => bail!(
+                    "model.preset `{}`: training and testing from a config cover top-down models \
                  (HRNet, Hourglass) and HigherHRNet; OpenPose and SPM are tested with \
                  `posekit test --model`",
-                preset.name
-            ),
-        };
+                    preset.name
+                ),
+            };
         Ok(LoadedModel { preset, vs, net })
     }
 }

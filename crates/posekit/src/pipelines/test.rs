@@ -28,6 +28,7 @@ use tch::Device;
 use super::config::{DatasetFormat, ExperimentConfig, TestConfig};
 use super::data::{LoadMode, Loader, LoaderOptions, TopDownDataset};
 use super::topdown::TopDownPredictor;
+use crate::progress::progress_bar;
 
 /// How to run a test.
 #[derive(Debug, Clone)]
@@ -317,22 +318,6 @@ fn mpii_rows(
         rows.push(row);
     }
     Ok(rows)
-}
-
-/// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
-pub(crate) fn progress_bar(show: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(prefix.to_string());
-    bar
 }
 
 /// The report as `posekit test` and validation show it: a summary line, a warning for

@@ -14,7 +14,7 @@
 //!   black border (padding is ignored) and thresholded at 0.5;
 //! * `RandomHorizontalFlip` after the affine: pixels mirrored, joints swapped by the layout's
 //!   pairs and `x -> res - x - 1` at each output resolution;
-//! * targets per resolution by the core's [`AeCodec`] encoder (`HeatmapGenerator` and
+//! * targets per resolution by the core's [`AeCodec`](posekit_core::codecs::associative_embedding::AeCodec) encoder (`HeatmapGenerator` and
 //!   `JointsGenerator`).
 
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::pipelines::image_io::{read_rgb, ImageError, RgbImage};
 
-/// Kept for callers written before [`read_rgb`](crate::pipelines::image_io::read_rgb) did this
+/// Kept for callers written before [`crate::pipelines::image_io::read_rgb`] did this
 /// check itself; the two are now the same.
 pub fn read_rgb_checked(path: &Path) -> Result<RgbImage, ImageError> {
     read_rgb(path)

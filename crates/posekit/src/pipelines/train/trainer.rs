@@ -27,7 +27,7 @@ use super::checkpoint::{self, CheckpointMeta};
 use super::task::{BatchOf, BottomUpTask, TopDownTask, TrainingTask};
 use crate::pipelines::config::{ExperimentConfig, LoadedConfig};
 use crate::pipelines::data::{LoadMode, Loader, LoaderOptions, SampleSource, TopDownDataset};
-use crate::pipelines::test::progress_bar;
+use crate::progress::progress_bar;
 
 /// How to run a training.
 #[derive(Clone)]
