@@ -94,8 +94,11 @@ pub struct OrtBackedNetwork {
     /// A user's model, loaded once: the only session, at its own input size.
     file: Option<(PathBuf, Arc<OrtNetwork>)>,
     /// In-memory exports by input size, the most recently used last.
-    sessions: Mutex<Vec<((i64, i64), Arc<OrtNetwork>)>>,
+    sessions: Mutex<Vec<SizedSession>>,
 }
+
+/// A session and the input size `(h, w)` it was exported at.
+type SizedSession = ((i64, i64), Arc<OrtNetwork>);
 
 impl std::fmt::Debug for OrtBackedNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
