@@ -349,23 +349,26 @@ fn every_preset_passed_the_checker_and_onnx_runtime_from_python() {
     let presets = record["presets"].as_object().expect("presets");
     let unsupported = record["unsupported"].as_object().expect("unsupported");
     for preset in PRESETS {
-        // Every preset exports now. One recorded before its export existed (the hourglasses)
-        // must export live; its checker record is then pending until the fixture script is
-        // rerun for it (`make_onnx_fixtures.py --only NAME`), and its ORT parity is the tiny
-        // network's of `every_family_runs_on_onnx_runtime_as_on_libtorch`.
+        // Every preset exports and has its checker record; a preset added later must be
+        // exportable and then recorded (`make_onnx_fixtures.py --only NAME`).
+        assert!(
+            !unsupported.contains_key(preset.name),
+            "{}: recorded as unsupported: {}",
+            preset.name,
+            unsupported[preset.name]
+        );
         if !presets.contains_key(preset.name) {
             let reason = unsupported_reason(preset);
-            assert!(reason.is_empty(), "{}: {reason}", preset.name);
-            eprintln!(
-                "{}: exports; checker record pending{}",
+            panic!(
+                "{} has no checker record{}: run tools/fixtures/make_onnx_fixtures.py --only {}",
                 preset.name,
-                if unsupported.contains_key(preset.name) {
-                    " (recorded before its export existed)"
+                if reason.is_empty() {
+                    String::new()
                 } else {
-                    ""
-                }
+                    format!(" ({reason})")
+                },
+                preset.name
             );
-            continue;
         }
         let r = presets
             .get(preset.name)
