@@ -22,10 +22,14 @@ use posekit_nn::export::{
     export_network, random_weights, ExportInfo, ExportOptions, ExportedModel, Precision,
 };
 use posekit_nn::models::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
+use posekit_nn::models::hourglass::{
+    HourglassConfig, HourglassDownsample, HourglassNetConfig, PoseHourglass,
+};
 use posekit_nn::models::hrnet::{HrnetConfig, PoseHrnet};
 use posekit_nn::models::openpose::{OpenPoseVgg, OpenPoseVggConfig};
 use posekit_nn::models::openpose_mobilenet::{OpenPoseMobileNetConfig, OpenPoseMobileNetV2};
 use posekit_nn::models::spm::{Spm, SpmBackboneConfig, SpmNetConfig};
+use posekit_nn::models::stacked_hourglass::{StackedHourglass, StackedHourglassConfig};
 use posekit_nn::models::{PoseNetwork, Preset, PRESETS};
 use posekit_nn::ort_engine::{ExpectedModel, OrtNetwork, OrtOptions};
 use posekit_nn::weights::load_weights;
@@ -94,6 +98,54 @@ fn tiny(preset: &'static str) -> Tiny {
                 (184, 200),
             )
         }
+        "hourglass-2" => {
+            // bearpaw's pre-activation bottlenecks: every `bn1` is a scale and shift in the
+            // graph, the others are folded.
+            let cfg = StackedHourglassConfig {
+                num_stacks: 2,
+                num_blocks: 2,
+                num_joints: 3,
+                stem_planes: 4,
+                num_feats: 6,
+                depth: 2,
+            };
+            (
+                Box::new(StackedHourglass::new(&root, &cfg).unwrap()),
+                (64, 48),
+            )
+        }
+        "hourglass52" | "spm-hourglass" => {
+            // MMPose's HourglassNet, strided-conv downsampling at one level and max-pooling
+            // (Newell's) at the other through two configs.
+            let downsample = if preset == "hourglass52" {
+                HourglassDownsample::Conv
+            } else {
+                HourglassDownsample::MaxPool
+            };
+            let backbone = HourglassNetConfig {
+                downsample_times: 2,
+                num_stacks: 2,
+                stage_channels: vec![6, 8, 10],
+                stage_blocks: vec![1, 1, 2],
+                feat_channel: 6,
+                stem_channels: 4,
+                downsample,
+            };
+            let net: Box<dyn PoseNetwork> = if preset == "hourglass52" {
+                let cfg = HourglassConfig {
+                    backbone,
+                    num_joints: 5,
+                };
+                Box::new(PoseHourglass::new(&root, &cfg).unwrap())
+            } else {
+                let cfg = SpmNetConfig {
+                    backbone: SpmBackboneConfig::Hourglass(backbone),
+                    num_joints: 5,
+                };
+                Box::new(Spm::new(&root, &cfg).unwrap())
+            };
+            (net, (64, 80))
+        }
         other => panic!("no tiny {other}"),
     };
     let normalization = Preset::find(preset).unwrap().family.input_normalization();
@@ -131,9 +183,11 @@ impl Tiny {
         .unwrap_or_else(|e| panic!("{}: {e}", self.preset))
     }
 
-    /// A batch of `n` random pictures, normalised as the family's inputs are.
+    /// A batch of `n` random pictures, normalised as the family's inputs are (seeded: the
+    /// same pictures on every run).
     fn input(&self, n: i64) -> Tensor {
         let (h, w) = self.input_size;
+        tch::manual_seed(11);
         let norm = Preset::find(self.preset)
             .unwrap()
             .family
@@ -171,8 +225,11 @@ fn compare(t: &Tiny, engine: &OrtNetwork, input: &Tensor) -> f64 {
     worst
 }
 
-const FAMILIES: [&str; 5] = [
+const FAMILIES: [&str; 8] = [
     "hrnet-w32",
+    "hourglass-2",
+    "hourglass52",
+    "spm-hourglass",
     "higherhrnet-w32",
     "spm-hrnet-w32",
     "openpose-vgg19",
@@ -292,23 +349,26 @@ fn every_preset_passed_the_checker_and_onnx_runtime_from_python() {
     let presets = record["presets"].as_object().expect("presets");
     let unsupported = record["unsupported"].as_object().expect("unsupported");
     for preset in PRESETS {
-        // A Stacked Hourglass preset added after the record was made (hourglass-4) has no
-        // export either: ask the exporter itself.
-        let live = (!presets.contains_key(preset.name) && !unsupported.contains_key(preset.name))
-            .then(|| unsupported_reason(preset));
-        if let Some(reason) = unsupported
-            .get(preset.name)
-            .map(|r| r.as_str().unwrap().to_string())
-            .or(live)
-        {
-            // Only the Stacked Hourglasses have no export (models/hourglass.rs,
-            // models/stacked_hourglass.rs).
-            assert!(
-                preset.name.contains("hourglass") && reason.contains("no ONNX export"),
-                "{}: {reason}",
+        // Every preset exports and has its checker record; a preset added later must be
+        // exportable and then recorded (`make_onnx_fixtures.py --only NAME`).
+        assert!(
+            !unsupported.contains_key(preset.name),
+            "{}: recorded as unsupported: {}",
+            preset.name,
+            unsupported[preset.name]
+        );
+        if !presets.contains_key(preset.name) {
+            let reason = unsupported_reason(preset);
+            panic!(
+                "{} has no checker record{}: run tools/fixtures/make_onnx_fixtures.py --only {}",
+                preset.name,
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                },
                 preset.name
             );
-            continue;
         }
         let r = presets
             .get(preset.name)

@@ -321,6 +321,16 @@ impl OnnxGraph {
         Ok(self.node("ConvTranspose", &inputs, attrs))
     }
 
+    /// `x * scale + shift` per channel (`scale` and `shift` of length C, broadcast over
+    /// `[N, C, H, W]`): an eval-mode BatchNorm that no convolution precedes (the pre-activation
+    /// residuals of the Stacked Hourglass), which cannot be folded.
+    pub fn channel_affine(&mut self, x: &Value, scale: &Tensor, shift: &Tensor) -> Result<Value> {
+        let s = self.weight(&scale.reshape([1, -1, 1, 1]))?;
+        let b = self.weight(&shift.reshape([1, -1, 1, 1]))?;
+        let y = self.mul(x, &s);
+        Ok(self.add(&y, &b))
+    }
+
     pub fn relu(&mut self, x: &Value) -> Value {
         self.node("Relu", &[x.name()], vec![])
     }

@@ -63,9 +63,10 @@ pub fn randomize(
         }
     });
     let device = vs.device();
+    let size = calibration_size(net, device)?;
     for _ in 0..CALIBRATION_STEPS {
         let pixels = Tensor::rand(
-            [CALIBRATION_BATCH, 3, CALIBRATION_SIZE, CALIBRATION_SIZE],
+            [CALIBRATION_BATCH, 3, size, size],
             (Kind::Float, Device::Cpu),
         ) * 255.0;
         let mean = Tensor::from_slice(&normalization.mean).reshape([1, 3, 1, 1]);
@@ -74,6 +75,21 @@ pub fn randomize(
         tch::no_grad(|| net.forward_named(&input, true))?;
     }
     Ok(())
+}
+
+/// The smallest of [`CALIBRATION_SIZE`] and its doublings that the network takes (MMPose's
+/// five-level Hourglass needs a multiple of 128), asked of the network's own input check with
+/// a one-picture eval forward.
+fn calibration_size(net: &dyn PoseNetwork, device: Device) -> Result<i64> {
+    let mut size = CALIBRATION_SIZE;
+    loop {
+        let probe = Tensor::zeros([1, 3, size, size], (Kind::Float, device));
+        match tch::no_grad(|| net.forward_named(&probe, false)) {
+            Ok(_) => return Ok(size),
+            Err(_) if size < 8 * CALIBRATION_SIZE => size *= 2,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Whether a 1-D `*.weight` is a normalisation's scale: its layer has running statistics

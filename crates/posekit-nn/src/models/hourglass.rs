@@ -33,7 +33,9 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::blocks::{batch_norm, conv2d_bias, conv2d_no_bias, BasicBlock};
+use crate::blocks::{batch_norm, conv2d_bias, conv2d_no_bias, fold_into, BasicBlock};
+use crate::export::graph::same_pads;
+use crate::export::{OnnxGraph, Value};
 use crate::models::hrnet::COCO_JOINTS;
 
 /// How an hourglass goes down one resolution.
@@ -211,6 +213,9 @@ pub struct ConvModule {
     conv: nn::Conv2D,
     bn: nn::BatchNorm,
     relu: bool,
+    /// The conv's stride and padding (`k / 2`), for the export.
+    stride: i64,
+    padding: i64,
 }
 
 impl ConvModule {
@@ -219,7 +224,16 @@ impl ConvModule {
             conv: conv2d_no_bias(&p / "conv", cin, cout, k, stride),
             bn: batch_norm(&p / "bn", cout),
             relu,
+            stride,
+            padding: k / 2,
         }
+    }
+
+    /// The eval-mode forward as ONNX nodes, the BatchNorm folded into the convolution.
+    pub fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let (w, b) = fold_into(&self.conv.ws, None, &self.bn, 0);
+        let y = g.conv(x, &w, Some(&b), self.stride, same_pads(self.padding), 1)?;
+        Ok(if self.relu { g.relu(&y) } else { y })
     }
 }
 
@@ -263,6 +277,14 @@ impl ResLayer {
 
     fn block(&self, i: usize) -> &BasicBlock {
         &self.blocks[i]
+    }
+
+    fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let mut y = x.clone();
+        for b in &self.blocks {
+            y = b.export(g, &y)?;
+        }
+        Ok(y)
     }
 }
 
@@ -316,6 +338,26 @@ impl HourglassModule {
             low3: ResLayer::new(&p / "low3", blocks, next, cur, 1, false),
             max_pool,
         }
+    }
+}
+
+impl HourglassModule {
+    /// The eval-mode forward as ONNX nodes.
+    fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let up1 = self.up1.export(g, x)?;
+        let down = if self.max_pool {
+            g.max_pool(x, 2, 2)
+        } else {
+            x.clone()
+        };
+        let low1 = self.low1.export(g, &down)?;
+        let low2 = match &self.low2 {
+            Low2::Inner(m) => m.export(g, &low1)?,
+            Low2::Bottom(r) => r.export(g, &low1)?,
+        };
+        let low3 = self.low3.export(g, &low2)?;
+        let up2 = g.upsample_nearest(&low3, 2);
+        Ok(g.add(&up1, &up2))
     }
 }
 
@@ -437,6 +479,30 @@ impl HourglassBackbone {
     }
 }
 
+impl HourglassBackbone {
+    /// [`Self::forward_features`] in eval mode as ONNX nodes, every BatchNorm folded into the
+    /// convolution before it.
+    pub fn export_features(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<Value>> {
+        let y = self.stem_conv.export(g, x)?;
+        let mut inter = self.stem_block.export(g, &y)?;
+        let stacks = self.hourglass_modules.len();
+        let mut outs = Vec::with_capacity(stacks);
+        for s in 0..stacks {
+            let hg = self.hourglass_modules[s].export(g, &inter)?;
+            let out = self.out_convs[s].export(g, &hg)?;
+            if s + 1 < stacks {
+                let a = self.conv1x1s[s].export(g, &inter)?;
+                let b = self.remap_convs[s].export(g, &out)?;
+                let merged = g.add(&a, &b);
+                let merged = g.relu(&merged);
+                inter = self.inters.block(s).export(g, &merged)?;
+            }
+            outs.push(out);
+        }
+        Ok(outs)
+    }
+}
+
 /// The top-down Stacked Hourglass model (MMPose `TopDown` with `HourglassNet` and
 /// `TopdownHeatmapMultiStageHead`).
 #[derive(Debug)]
@@ -490,6 +556,17 @@ impl PoseHourglass {
     pub fn heatmaps(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         self.backbone.check_input(&xs.size())?;
         Ok(self.forward_stacks(xs, train))
+    }
+
+    /// [`Self::forward_named`] as ONNX nodes (see [`HourglassBackbone::export_features`]).
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<(String, Value)>> {
+        let features = self.backbone.export_features(g, x)?;
+        let mut named = Vec::with_capacity(features.len());
+        for (s, (f, head)) in features.iter().zip(&self.multi_final_layers).enumerate() {
+            let heatmaps = g.conv_same(f, &head.ws, head.bs.as_ref())?;
+            named.push((format!("stack{s}.heatmaps"), heatmaps));
+        }
+        Ok(named)
     }
 
     /// Every output head by name for the `forward` command: `stack{s}.heatmaps`, `s` from 0;

@@ -140,11 +140,29 @@ impl PoseNetwork for PoseHourglass {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         PoseHourglass::forward_named(self, input, train)
     }
+
+    fn export_onnx(
+        &self,
+        graph: &mut OnnxGraph,
+        input: &Value,
+        _input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        PoseHourglass::export_onnx(self, graph, input)
+    }
 }
 
 impl PoseNetwork for StackedHourglass {
     fn forward_named(&self, input: &Tensor, train: bool) -> Result<Vec<(String, Tensor)>> {
         StackedHourglass::forward_named(self, input, train)
+    }
+
+    fn export_onnx(
+        &self,
+        graph: &mut OnnxGraph,
+        input: &Value,
+        _input_size: (i64, i64),
+    ) -> Result<Vec<(String, Value)>> {
+        StackedHourglass::export_onnx(self, graph, input)
     }
 }
 

@@ -134,13 +134,10 @@ impl SpmBackbone {
         }
     }
 
-    /// The features as ONNX nodes; the Stacked Hourglass (`models/hourglass.rs`) has no
-    /// export yet.
+    /// The features as ONNX nodes.
     fn export_features(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<Value>> {
         match self {
-            SpmBackbone::Hourglass(_) => Err(crate::export::unsupported(
-                "SPM's Stacked Hourglass backbone",
-            )),
+            SpmBackbone::Hourglass(b) => b.export_features(g, x),
             SpmBackbone::Hrnet(b) => b.export_features(g, x),
         }
     }

@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::blocks::batch_norm;
+use crate::blocks::{batch_norm, fold_into, BN_EPS};
+use crate::export::graph::same_pads;
+use crate::export::{OnnxGraph, Value};
 
 /// The arguments of bearpaw's `HourglassNet`, plus the widths it hard-codes (so that parity
 /// fixtures can use a small network of the same structure).
@@ -199,6 +201,47 @@ impl ModuleT for Bottleneck {
     }
 }
 
+impl Bottleneck {
+    /// The eval-mode forward as ONNX nodes. `bn1` opens the block after the previous residual
+    /// sum, so no convolution precedes it: it becomes a per-channel scale and shift
+    /// ([`OnnxGraph::channel_affine`]); `bn2` and `bn3` follow `conv1` and `conv2` directly and
+    /// are folded into them.
+    fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let y = bn_affine(g, x, &self.bn1)?;
+        let y = g.relu(&y);
+        let (w, b) = fold_into(&self.conv1.ws, self.conv1.bs.as_ref(), &self.bn2, 0);
+        let y = g.conv(&y, &w, Some(&b), 1, same_pads(0), 1)?;
+        let y = g.relu(&y);
+        let (w, b) = fold_into(&self.conv2.ws, self.conv2.bs.as_ref(), &self.bn3, 0);
+        let y = g.conv(&y, &w, Some(&b), 1, same_pads(1), 1)?;
+        let y = g.relu(&y);
+        let y = g.conv_same(&y, &self.conv3.ws, self.conv3.bs.as_ref())?;
+        let skip = match &self.downsample {
+            Some(d) => g.conv_same(x, &d.ws, d.bs.as_ref())?,
+            None => x.clone(),
+        };
+        Ok(g.add(&y, &skip))
+    }
+}
+
+/// An eval-mode BatchNorm as `x * scale + shift`, `scale = gamma / sqrt(var + eps)` and
+/// `shift = beta - mean * scale` (PyTorch's inference formula).
+fn bn_affine(g: &mut OnnxGraph, x: &Value, bn: &nn::BatchNorm) -> Result<Value> {
+    let (scale, shift) = tch::no_grad(|| {
+        let inv_std = (&bn.running_var + BN_EPS).rsqrt();
+        let scale = match &bn.ws {
+            Some(gamma) => gamma * &inv_std,
+            None => inv_std,
+        };
+        let shift = match &bn.bs {
+            Some(beta) => beta - &bn.running_mean * &scale,
+            None => -(&bn.running_mean * &scale),
+        };
+        (scale.detach(), shift.detach())
+    });
+    g.channel_affine(x, &scale, &shift)
+}
+
 /// An `nn.Sequential` of bottlenecks at `p.{b}`: the first maps `inplanes` to `2 * planes`,
 /// the others keep `2 * planes` (`HourglassNet._make_residual` and
 /// `Hourglass._make_residual` alike).
@@ -216,6 +259,16 @@ impl Residual {
             })
             .collect();
         Residual { blocks }
+    }
+}
+
+impl Residual {
+    fn export(&self, g: &mut OnnxGraph, x: &Value) -> Result<Value> {
+        let mut y = x.clone();
+        for b in &self.blocks {
+            y = b.export(g, &y)?;
+        }
+        Ok(y)
     }
 }
 
@@ -262,6 +315,22 @@ impl Hourglass {
         let size = low3.size();
         // `F.interpolate(low3, scale_factor=2)` (nearest): the scale goes to the kernel too.
         up1 + low3.upsample_nearest2d([size[2] * 2, size[3] * 2], 2.0, 2.0)
+    }
+
+    /// [`Self::forward_order`] in eval mode, as ONNX nodes.
+    fn export_order(&self, g: &mut OnnxGraph, n: usize, x: &Value) -> Result<Value> {
+        let level = &self.levels[n - 1];
+        let up1 = level[0].export(g, x)?;
+        let low1 = g.max_pool(x, 2, 2);
+        let low1 = level[1].export(g, &low1)?;
+        let low2 = if n > 1 {
+            self.export_order(g, n - 1, &low1)?
+        } else {
+            level[3].export(g, &low1)?
+        };
+        let low3 = level[2].export(g, &low2)?;
+        let up2 = g.upsample_nearest(&low3, 2);
+        Ok(g.add(&up1, &up2))
     }
 }
 
@@ -375,6 +444,39 @@ impl StackedHourglass {
             out.push(score);
         }
         out
+    }
+
+    /// The network as ONNX nodes after `x`: [`Self::forward_named`] in eval mode, every BatchNorm
+    /// that follows a convolution folded into it (see [`Bottleneck::export`] for the others).
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<(String, Value)>> {
+        let (w, b) = fold_into(&self.conv1.ws, self.conv1.bs.as_ref(), &self.bn1, 0);
+        let y = g.conv(x, &w, Some(&b), 2, same_pads(3), 1)?;
+        let y = g.relu(&y);
+        let y = self.layer1.export(g, &y)?;
+        let y = g.max_pool(&y, 2, 2);
+        let y = self.layer2.export(g, &y)?;
+        let mut x = self.layer3.export(g, &y)?;
+        let stacks = self.hg.len();
+        let mut out = Vec::with_capacity(stacks);
+        for s in 0..stacks {
+            let y = self.hg[s].export_order(g, self.config.depth, &x)?;
+            let y = self.res[s].export(g, &y)?;
+            let (fc, bn) = &self.fc[s];
+            let (w, b) = fold_into(&fc.ws, fc.bs.as_ref(), bn, 0);
+            let y = g.conv(&y, &w, Some(&b), 1, same_pads(0), 1)?;
+            let y = g.relu(&y);
+            let score = g.conv_same(&y, &self.score[s].ws, self.score[s].bs.as_ref())?;
+            if s + 1 < stacks {
+                let fc_ = &self.fc_[s];
+                let score_ = &self.score_[s];
+                let a = g.conv_same(&y, &fc_.ws, fc_.bs.as_ref())?;
+                let b = g.conv_same(&score, &score_.ws, score_.bs.as_ref())?;
+                let sum = g.add(&x, &a);
+                x = g.add(&sum, &b);
+            }
+            out.push((format!("stack{s}.heatmaps"), score));
+        }
+        Ok(out)
     }
 
     /// [`Self::forward_stacks`] after checking the input shape (use this for user data).

@@ -1,6 +1,6 @@
 //! `posekit bench`: images per second and milliseconds per batch of a preset, after warm-up,
 //! on libtorch (`--backend torch`) or on ONNX Runtime (`--backend ort`, the preset exported in
-//! memory and run through `posekit_nn::ort_engine`). Benchmarks, not tests, carry the speed
+//! memory by the library's `posekit::estimator::backend`, the sessions of every command). Benchmarks, not tests, carry the speed
 //! targets (BENCHMARKS.md records the figures).
 //!
 //! Inference benchmarks run random weights calibrated like trained ones
@@ -11,23 +11,91 @@
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
+use posekit::estimator::backend;
 use posekit_nn::device::parse_device;
-use posekit_nn::export::{self, random_weights, ExportInfo, ExportOptions, Precision};
+use posekit_nn::export::{random_weights, ExportInfo, Precision};
 use posekit_nn::models::PoseNetwork;
 use posekit_nn::optim::{Adam, AdamConfig};
-use posekit_nn::ort_engine::{ExpectedModel, OrtNetwork, OrtOptions};
+use posekit_nn::ort_engine::{OrtNetwork, OrtOptions};
 use tch::{Device, Kind, Tensor};
 
-/// The engine that runs the network.
+/// The engine that runs the network (`--backend` of bench, infer and test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// libtorch, through tch (CPU or CUDA).
     Torch,
-    /// ONNX Runtime on the CPU, on the preset exported to ONNX in memory.
+    /// ONNX Runtime on the CPU, on the network exported to ONNX in memory (or a given .onnx).
     Ort,
 }
 
+impl From<Backend> for posekit::estimator::Backend {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Torch => posekit::estimator::Backend::Torch,
+            Backend::Ort => posekit::estimator::Backend::Ort,
+        }
+    }
+}
+
 use posekit::pipelines::model::LoadedModel;
+
+/// The engine flags of `infer` and `test`: which backend, its threads, an ONNX file.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// The engine: libtorch, or ONNX Runtime (CPU; the network exported in memory, or --onnx).
+    #[arg(long, value_enum, default_value_t = Backend::Torch)]
+    pub backend: Backend,
+    /// CPU threads of the engine (default: each library's choice).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run this .onnx file (from `posekit export`) on ONNX Runtime instead of the in-memory
+    /// export; implies --backend ort. It is checked against the model's preset first.
+    #[arg(long)]
+    pub onnx: Option<std::path::PathBuf>,
+}
+
+impl EngineArgs {
+    /// The library's backend and ONNX Runtime settings; sets libtorch's threads for the torch
+    /// backend (process-wide).
+    pub fn settings(
+        &self,
+    ) -> anyhow::Result<(posekit::estimator::Backend, posekit::estimator::OrtSettings)> {
+        if self.threads == Some(0) {
+            anyhow::bail!("--threads must be at least 1");
+        }
+        let backend = if self.onnx.is_some() {
+            Backend::Ort
+        } else {
+            self.backend
+        };
+        if backend == Backend::Torch {
+            if let Some(n) = self.threads {
+                tch::set_num_threads(n as i32);
+            }
+        }
+        let ort = posekit::estimator::OrtSettings {
+            threads: self.threads,
+            model: self.onnx.clone(),
+        };
+        Ok((backend.into(), ort))
+    }
+
+    /// `builder` with these settings.
+    pub fn apply(
+        &self,
+        builder: posekit::estimator::PoseEstimatorBuilder,
+    ) -> anyhow::Result<posekit::estimator::PoseEstimatorBuilder> {
+        let (backend, ort) = self.settings()?;
+        let mut builder = builder.backend(backend);
+        if let Some(n) = ort.threads {
+            builder = builder.threads(n);
+        }
+        if let Some(path) = &ort.model {
+            builder = builder.onnx_model(path);
+        }
+        Ok(builder)
+    }
+}
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -217,25 +285,20 @@ fn ort_network(
     threads: Option<i32>,
 ) -> anyhow::Result<OrtNetwork> {
     let info = ExportInfo::for_preset(model.preset)?;
-    let options = ExportOptions {
-        batch: Some(batch),
-        precision: if half {
-            Precision::Float16
-        } else {
-            Precision::Float32
-        },
-        ..ExportOptions::new(input_size)
+    let precision = if half {
+        Precision::Float16
+    } else {
+        Precision::Float32
     };
-    let exported = export::export_network(model.net.as_ref(), &info, &options)?;
-    let expected = ExpectedModel::probe(model.preset.name, model.net.as_ref(), input_size)?;
-    let origin = format!("{} (exported in memory)", model.preset.name);
     let options = OrtOptions {
         threads: threads.map(|t| t as usize),
     };
-    Ok(OrtNetwork::from_bytes(
-        &exported.to_bytes()?,
-        &origin,
-        expected,
+    Ok(backend::export_in_memory(
+        model.net.as_ref(),
+        &info,
+        input_size,
+        Some(batch),
+        precision,
         options,
     )?)
 }

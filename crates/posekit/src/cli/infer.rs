@@ -72,6 +72,8 @@ pub struct InferArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    #[command(flatten)]
+    engine: super::bench::EngineArgs,
 }
 
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
@@ -138,6 +140,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     if whole_picture {
         builder = builder.proposals(Proposals::WholeImage);
     }
+    let builder = args.engine.apply(builder)?;
     let estimator = builder.build().map_err(|err| match err {
         posekit::Error::WeightsNeeded { .. } => {
             anyhow::anyhow!("{err}: pass it with --weights FILE, or leave --model out for the bundled {BUNDLED_PRESET}")

@@ -5,16 +5,20 @@
 //! (the bundled OpenPose-MobileNetV2 by default weights, HigherHRNet, SPM, OpenPose-VGG19) on
 //! every image of a COCO ground truth, scored by the core's COCO evaluator.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
+use posekit::estimator::{backend, Backend};
 use posekit::pipelines::bottomup_test::{
     bottomup_report_text, bottomup_test, test_config_model, BottomUpPredictor,
 };
 use posekit::pipelines::config::ExperimentConfig;
+use posekit::pipelines::model::LoadedModel;
 use posekit::pipelines::test::{report_text, run_test, test_dataset, GroundTruth, TestOptions};
 use posekit::PoseEstimator;
+
+use super::bench::EngineArgs;
 use posekit_core::codecs::heatmap::Refinement;
 use posekit_nn::device::parse_device;
 
@@ -58,6 +62,8 @@ pub struct TestArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    #[command(flatten)]
+    engine: super::bench::EngineArgs,
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
@@ -88,6 +94,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let layout = cfg.layout()?;
     let mut model = cfg.model.build(&layout, device)?;
     posekit::estimator::weights::load(&mut model, &weights)?;
+    let model = on_engine(model, &args.engine, cfg, &config_path, true)?;
     let dataset = Arc::new(test_dataset(cfg)?);
     let report_load = dataset.report().to_string();
     if report_load != "nothing left out" {
@@ -98,12 +105,13 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         .out
         .unwrap_or_else(|| cfg.output_dir(&config_path, None).join("test"));
     println!(
-        "testing {} ({} instances, flip {}, {:?} decoding) on {:?}",
+        "testing {} ({} instances, flip {}, {:?} decoding) on {:?}, {}",
         weights.display(),
         dataset.len(),
         if cfg.test.flip { "on" } else { "off" },
         cfg.data.refinement,
-        device
+        device,
+        engine_name(&args.engine)
     );
     let report = run_test(
         model.net.as_ref(),
@@ -144,16 +152,18 @@ fn run_bottomup_config(
     let layout = cfg.layout()?;
     let mut model = cfg.model.build(&layout, device)?;
     posekit::estimator::weights::load(&mut model, weights)?;
+    let model = on_engine(model, &args.engine, cfg, config_path, false)?;
     let out_dir = args
         .out
         .unwrap_or_else(|| cfg.output_dir(config_path, None).join("test"));
     println!(
-        "testing {} ({} at input size {}, flip {}) on {:?}",
+        "testing {} ({} at input size {}, flip {}) on {:?}, {}",
         weights.display(),
         cfg.model.preset,
         cfg.bottomup.as_ref().map_or(0, |b| b.test_size()),
         if cfg.test.flip { "on" } else { "off" },
-        device
+        device,
+        engine_name(&args.engine)
     );
     let (_, report) = test_config_model(model, cfg, device, &out_dir, !args.no_progress)?;
     print!("{}", bottomup_report_text(&report));
@@ -179,7 +189,8 @@ fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
     if args.no_flip {
         builder = builder.flip(false);
     }
-    let estimator = builder.build()?;
+    let estimator = args.engine.apply(builder)?.build()?;
+    eprintln!("testing {preset} on {}", engine_name(&args.engine));
     if estimator.is_top_down() {
         anyhow::bail!(
             "{preset} is a top-down model: test it with its config (posekit test CONFIG --weights W), \
@@ -193,4 +204,43 @@ fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
     let report = bottomup_test(predictor, &gt, &images, &out_dir, !args.no_progress)?;
     print!("{}", bottomup_report_text(&report));
     Ok(())
+}
+
+/// A config's trained network on the engine the flags name (libtorch: unchanged; ONNX Runtime:
+/// exported in memory or the given file, checked against the config's preset). `fixed_size`:
+/// the network sees the config's one crop size (top-down).
+fn on_engine(
+    model: LoadedModel,
+    engine: &EngineArgs,
+    cfg: &ExperimentConfig,
+    config_path: &Path,
+    fixed_size: bool,
+) -> anyhow::Result<LoadedModel> {
+    let (backend, ort) = engine.settings()?;
+    if backend == Backend::Torch {
+        return Ok(model);
+    }
+    let info = backend::config_export_info(cfg, Some(config_path))?;
+    let [w, h] = cfg.data.input_size;
+    let size = fixed_size.then_some((h as i64, w as i64));
+    Ok(backend::use_onnx_runtime(model, info, &ort, size)?)
+}
+
+/// The engine as the start line says it.
+fn engine_name(engine: &EngineArgs) -> String {
+    match (&engine.onnx, engine.backend, engine.threads) {
+        (Some(path), _, t) => format!(
+            "ONNX Runtime on {} (threads {})",
+            path.display(),
+            threads(t)
+        ),
+        (None, super::bench::Backend::Ort, t) => {
+            format!("ONNX Runtime, exported in memory (threads {})", threads(t))
+        }
+        (None, super::bench::Backend::Torch, _) => "libtorch".to_string(),
+    }
+}
+
+fn threads(t: Option<usize>) -> String {
+    t.map_or("default".to_string(), |t| t.to_string())
 }

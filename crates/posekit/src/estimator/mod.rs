@@ -24,6 +24,7 @@
 //! models are trained on COCO) answers in COCO-17, so that results of every COCO model compare
 //! and evaluate alike.
 
+pub mod backend;
 pub mod bottomup;
 pub mod proposals;
 pub mod topdown;
@@ -35,9 +36,11 @@ use ndarray::{Array3, ArrayD};
 use posekit_core::codecs::heatmap::Refinement;
 use posekit_core::layout::{JointMapping, KeypointLayout};
 use posekit_core::pose::Pose;
+use posekit_nn::export::ExportInfo;
 use posekit_nn::models::{Paradigm, Preset, PRESETS};
 use tch::Device;
 
+pub use self::backend::{Backend, OrtSettings};
 pub use self::bottomup::{BottomUpEngine, BottomUpPipeline};
 pub use self::proposals::PROPOSAL_MARGIN;
 pub use self::topdown::{PersonBox, TopDownEngine};
@@ -101,6 +104,9 @@ pub struct PoseEstimator {
     proposals: Proposals,
     /// The bundled model, for top-down proposals (loaded once, when first needed).
     proposer: std::sync::OnceLock<Result<Box<PoseEstimator>, String>>,
+    /// The engine, and ONNX Runtime's threads: the proposer runs on the same.
+    backend: Backend,
+    ort_threads: Option<usize>,
 }
 
 /// Configures a [`PoseEstimator`]; every setting has the reference protocol's default.
@@ -114,6 +120,8 @@ pub struct PoseEstimatorBuilder {
     refinement: Option<Refinement>,
     input_size: Option<usize>,
     proposals: Proposals,
+    backend: Backend,
+    ort: OrtSettings,
 }
 
 impl PoseEstimator {
@@ -148,6 +156,11 @@ impl PoseEstimator {
     /// The layout of the returned poses (what to draw and evaluate them with).
     pub fn layout(&self) -> &KeypointLayout {
         &self.layout
+    }
+
+    /// The engine that runs the network.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub fn paradigm(&self) -> Paradigm {
@@ -296,11 +309,11 @@ impl PoseEstimator {
                 let proposer = self
                     .proposer
                     .get_or_init(|| {
-                        PoseEstimator::builder(BUNDLED_PRESET)
+                        let mut builder = PoseEstimator::builder(BUNDLED_PRESET)
                             .device(self.device())
-                            .build()
-                            .map(Box::new)
-                            .map_err(|e| format!("{e}"))
+                            .backend(self.backend);
+                        builder.ort.threads = self.ort_threads;
+                        builder.build().map(Box::new).map_err(|e| format!("{e}"))
                     })
                     .as_ref()
                     .map_err(|e| invalid!("loading the bundled model for person proposals: {e}"))?;
@@ -343,6 +356,8 @@ impl PoseEstimatorBuilder {
             refinement: None,
             input_size: None,
             proposals: Proposals::default(),
+            backend: Backend::default(),
+            ort: OrtSettings::default(),
         }
     }
 
@@ -396,10 +411,47 @@ impl PoseEstimatorBuilder {
         self
     }
 
+    /// The engine that runs the network (default: libtorch). [`Backend::Ort`] runs the same
+    /// pipeline on ONNX Runtime, on the CPU, with the network exported in memory (see
+    /// [`backend`]) or the file given to [`Self::onnx_model`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// ONNX Runtime's intra-op threads (default: its own choice, one per physical core).
+    /// libtorch's thread count is process-wide: set it with `tch::set_num_threads`.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.ort.threads = Some(threads);
+        self
+    }
+
+    /// Run this `.onnx` file (written by `posekit export` or any exporter with the same input
+    /// and output names and shapes) instead of exporting the network in memory; implies
+    /// [`Backend::Ort`]. The file is checked against the preset when the model is built. The
+    /// weights are still needed: they are the reference the file is checked against, and
+    /// what the person proposals of a top-down model run on.
+    pub fn onnx_model(mut self, path: impl AsRef<Path>) -> Self {
+        self.ort.model = Some(path.as_ref().to_path_buf());
+        self.backend = Backend::Ort;
+        self
+    }
+
     /// Loads the model. Every way this can go wrong (an unknown name, missing weights, weights
     /// of another model, an option the model cannot take) is an error that says what to do.
     pub fn build(self) -> Result<PoseEstimator> {
         posekit_nn::device::check_device(self.device)?;
+        if self.backend == Backend::Ort {
+            if self.device != Device::Cpu {
+                bail!(
+                    "the ONNX Runtime backend runs on the CPU; leave out the device or use the \
+                     torch backend on {:?}",
+                    self.device
+                );
+            }
+            // Before loading any weights: a missing library is said at once.
+            posekit_nn::ort_engine::library::environment()?;
+        }
         let config = match &self.config {
             Some(path) => Some(
                 ExperimentConfig::load(path)
@@ -444,6 +496,8 @@ impl PoseEstimatorBuilder {
             to_output,
             proposals: self.proposals,
             proposer: std::sync::OnceLock::new(),
+            backend: self.backend,
+            ort_threads: self.ort.threads,
         })
     }
 
@@ -485,6 +539,15 @@ impl PoseEstimatorBuilder {
         }
         weights::load(&mut model, weights)?;
         model.fold_batchnorm().map_err(|e| invalid!("{e:#}"))?;
+        if self.backend == Backend::Ort {
+            let info = match &config {
+                Some(cfg) => backend::config_export_info(cfg, self.config.as_deref())?,
+                None => ExportInfo::for_preset(preset)?,
+            };
+            let [w, h] = data.input_size;
+            let crop = Some((h as i64, w as i64));
+            model = backend::use_onnx_runtime(model, info, &self.ort, crop)?;
+        }
         TopDownEngine::new(model, data, self.flip.unwrap_or(true), self.device)
     }
 
@@ -521,6 +584,9 @@ impl PoseEstimatorBuilder {
             }
         }
         model.fold_batchnorm().map_err(|e| invalid!("{e:#}"))?;
+        if self.backend == Backend::Ort {
+            model = backend::use_onnx_runtime_for_preset(model, &self.ort, None)?;
+        }
         let pipeline = BottomUpPipeline::of_family(preset.family)
             .ok_or_else(|| invalid!("{} is not a bottom-up model", preset.name))?;
         let flip = self.flip.unwrap_or(pipeline.has_flip_test());
