@@ -404,3 +404,55 @@ fn a_killed_rank_stops_the_other_by_name_and_resume_ends_bit_identical() {
     assert!(err.contains("this one has 1"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The sampler: for 1, 2, 3 and 5 ranks, the ranks' batches of each step, rank after rank, are
+/// the single-process epoch's batches in order (same samples, same augmentation), and every
+/// rank takes the same number of steps.
+#[test]
+fn the_ranks_shards_interleave_into_the_single_process_epoch() {
+    let dir = common::scratch("dist-shard");
+    let config = topdown_config(&dir, 1);
+    let loaded = ExperimentConfig::load(&config).unwrap();
+    let task = TopDownTask::new(&loaded.config).unwrap();
+    // 12 people in batches of 5: 3 batches, the last one short.
+    let loader = Loader::new(
+        std::sync::Arc::clone(task.dataset()),
+        LoaderOptions {
+            batch_size: 5,
+            num_workers: 2,
+            prefetch_batches: 1,
+            drop_last: false,
+        },
+    )
+    .unwrap();
+    let mode = LoadMode::Train { seed: 5, epoch: 3 };
+    let whole: Vec<_> = loader.epoch(mode).map(|b| b.unwrap()).collect();
+    assert_eq!(whole.len(), 3);
+    for world in [1, 2, 3, 5] {
+        let steps = Shard::new(0, world).unwrap().steps(3);
+        let shards: Vec<Vec<_>> = (0..world)
+            .map(|r| {
+                let mut it = loader.epoch_shard(mode, 0, Shard::new(r, world).unwrap());
+                std::iter::from_fn(|| it.next_step())
+                    .map(|(step, b)| (step, b.unwrap()))
+                    .collect()
+            })
+            .collect();
+        let mut union = Vec::new();
+        for step in 0..steps {
+            for shard in &shards {
+                if let Some((_, b)) = shard.iter().find(|(s, _)| *s == step) {
+                    union.push(b.clone());
+                }
+            }
+        }
+        assert_eq!(union.len(), whole.len(), "world {world}");
+        for (got, want) in union.iter().zip(&whole) {
+            assert_eq!(got.index, want.index, "world {world}");
+            assert_eq!(got.inputs, want.inputs, "world {world}");
+            assert_eq!(got.metas, want.metas, "world {world}");
+        }
+    }
+    assert!(Shard::new(2, 2).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
