@@ -38,17 +38,28 @@ inline char* copy_message(const std::string& message) {
   return out;
 }
 
-// Runs `body` and turns whatever it throws into an error string. c10 errors give their message
-// without the C++ backtrace, which would bury the one line a user needs.
+// c10's error text without the C++ backtrace that `what()` appends (from the line "Exception
+// raised from ..." on), which would bury the one line a user needs. Matched on the text rather
+// than caught as `c10::Error`: naming that type here makes every binary that links this shim
+// need libc10 for its typeinfo, even one that never calls it (posekit's front binary, which
+// must load no libtorch).
+inline std::string without_backtrace(const char* what) {
+  std::string text(what);
+  const auto cut = text.find("\nException raised from ");
+  if (cut != std::string::npos) {
+    text.resize(cut);
+  }
+  return text;
+}
+
+// Runs `body` and turns whatever it throws into an error string.
 template <typename F>
 char* guarded(F&& body) noexcept {
   try {
     body();
     return nullptr;
-  } catch (const c10::Error& e) {
-    return copy_message(e.what_without_backtrace());
   } catch (const std::exception& e) {
-    return copy_message(e.what());
+    return copy_message(without_backtrace(e.what()));
   } catch (...) {
     return copy_message("unknown C++ exception");
   }

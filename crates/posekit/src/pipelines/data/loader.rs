@@ -12,6 +12,11 @@
 //!   the file is printed the first time it is met, and [`EpochBatches::skipped`] counts it for
 //!   the end-of-epoch report. Any other error ends the epoch, since it means the annotations or
 //!   the configuration are wrong.
+//! * Data-parallel training shards an epoch by batches ([`Shard`]): rank `r` of `W` takes the
+//!   batches `r, r + W, r + 2W, ...` of the single-process order, as PyTorch's
+//!   `DistributedSampler` gives every rank a disjoint slice of one epoch-seeded permutation.
+//!   Step `s` of the group therefore trains on the single-process batches `sW .. sW + W - 1`:
+//!   the union of the ranks' batches is exactly the single-process epoch, whatever `W`.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -54,6 +59,41 @@ impl LoaderOptions {
 /// One worker per core the process may use (at least one).
 pub fn default_num_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Which part of each epoch this process loads: rank `rank` of a data-parallel group of
+/// `world` ranks takes the batches `rank, rank + world, ...` of the single-process order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// The whole epoch (one process).
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+
+    pub fn new(rank: usize, world: usize) -> Result<Shard, DataError> {
+        if world == 0 || rank >= world {
+            return Err(DataError::config(
+                "shard",
+                format!("rank {rank} is outside a group of {world} ranks"),
+            ));
+        }
+        Ok(Shard { rank, world })
+    }
+
+    /// Steps of an epoch of `num_batches` single-process batches: every rank takes the same
+    /// number of steps (a rank whose batch of the last step does not exist takes that step
+    /// without a batch, so that the collectives stay in step).
+    pub fn steps(&self, num_batches: usize) -> usize {
+        num_batches.div_ceil(self.world)
+    }
+
+    /// This shard's batches among `num_batches`, as single-process batch numbers.
+    fn batches(&self, num_batches: usize) -> impl Iterator<Item = usize> + '_ {
+        (self.rank..num_batches).step_by(self.world)
+    }
 }
 
 /// A batch of samples, row-major and ready to become tensors.
@@ -228,13 +268,35 @@ impl<D: SampleSource> Loader<D> {
     /// Like [`epoch`](Self::epoch) but starting at batch `first_batch`, for resuming inside an
     /// epoch: the batches are the same as those of a full epoch from that point on.
     pub fn epoch_from(&self, mode: LoadMode, first_batch: usize) -> EpochBatches<D> {
+        self.epoch_shard(mode, first_batch, Shard::WHOLE)
+    }
+
+    /// This rank's part of an epoch (see [`Shard`]), from its `first_step`: batch `k` of the
+    /// returned iterator is single-process batch `k * world + rank`, and
+    /// [`EpochBatches::next_step`] says which step each batch belongs to. Samples are made
+    /// exactly as in the whole epoch (the same permutation and augmentation streams).
+    pub fn epoch_shard(&self, mode: LoadMode, first_step: usize, shard: Shard) -> EpochBatches<D> {
         let n = SampleSource::len(&*self.dataset);
         let order = match mode {
             LoadMode::Train { seed, epoch } => permutation(n, seed, epoch),
             LoadMode::Eval => (0..n).collect(),
         };
-        let num_batches = self.num_batches(mode);
         let bs = self.options.batch_size;
+        let (order, num_batches) = if shard == Shard::WHOLE {
+            (order, self.num_batches(mode))
+        } else {
+            // The shard's own sample order: its batches' positions, one after the other. Only
+            // the single-process epoch's last batch can be short, and it is the last one of
+            // the shard that takes it, so chunks of `bs` of this order are the shard's batches.
+            let whole = self.num_batches(mode);
+            let mut mine = Vec::with_capacity(shard.steps(whole) * bs);
+            for b in shard.batches(whole) {
+                mine.extend_from_slice(&order[(b * bs).min(n)..((b + 1) * bs).min(n)]);
+            }
+            (mine, shard.batches(whole).count())
+        };
+        let first_batch = first_step;
+        let n = order.len();
         let positions = (first_batch * bs).min(n)..(num_batches * bs).min(n);
         let order = Arc::new(order);
         let source = if self.options.num_workers == 0 {
@@ -263,6 +325,7 @@ impl<D: SampleSource> Loader<D> {
             warn: Arc::clone(&self.warn),
             skipped: Vec::new(),
             failed: false,
+            shard,
         }
     }
 }
@@ -282,9 +345,49 @@ pub struct EpochBatches<D: SampleSource = TopDownDataset> {
     warn: SkipWarning,
     skipped: Vec<usize>,
     failed: bool,
+    shard: Shard,
 }
 
 impl<D: SampleSource> EpochBatches<D> {
+    /// The next batch with its step: the position of the batch among this shard's batches
+    /// (for the whole epoch, the batch number). Steps whose samples were all skipped for an
+    /// unreadable image are left out, so a data-parallel trainer compares the step with its
+    /// own count to take such a step without a batch.
+    pub fn next_step(&mut self) -> Option<(usize, Result<D::Batch, DataError>)> {
+        while !self.failed && self.next_batch < self.num_batches {
+            let b = self.next_batch;
+            self.next_batch += 1;
+            let range = (b * self.batch_size).max(self.positions.start)
+                ..((b + 1) * self.batch_size).min(self.positions.end);
+            let mut samples = Vec::with_capacity(range.len());
+            let mut skipped = 0;
+            for pos in range.clone() {
+                match self.take(pos) {
+                    Ok(sample) => samples.push(sample),
+                    Err(err) if err.is_unreadable_image() => {
+                        let index = self.order[pos];
+                        self.warn_once(index, &err);
+                        self.skipped.push(index);
+                        skipped += 1;
+                    }
+                    Err(err) => {
+                        self.failed = true;
+                        return Some((b, Err(err)));
+                    }
+                }
+            }
+            if let Source::Threads(workers) = &self.source {
+                workers.advance(range.end);
+            }
+            if !samples.is_empty() {
+                // The batch's number in the single-process epoch.
+                let global = b * self.shard.world + self.shard.rank;
+                return Some((b, Ok(self.dataset.collate(global, samples, skipped))));
+            }
+        }
+        None
+    }
+
     /// Samples skipped so far in this epoch for an unreadable image.
     pub fn skipped(&self) -> usize {
         self.skipped.len()
@@ -335,36 +438,7 @@ impl<D: SampleSource> Iterator for EpochBatches<D> {
     type Item = Result<D::Batch, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.failed && self.next_batch < self.num_batches {
-            let b = self.next_batch;
-            self.next_batch += 1;
-            let range = (b * self.batch_size).max(self.positions.start)
-                ..((b + 1) * self.batch_size).min(self.positions.end);
-            let mut samples = Vec::with_capacity(range.len());
-            let mut skipped = 0;
-            for pos in range.clone() {
-                match self.take(pos) {
-                    Ok(sample) => samples.push(sample),
-                    Err(err) if err.is_unreadable_image() => {
-                        let index = self.order[pos];
-                        self.warn_once(index, &err);
-                        self.skipped.push(index);
-                        skipped += 1;
-                    }
-                    Err(err) => {
-                        self.failed = true;
-                        return Some(Err(err));
-                    }
-                }
-            }
-            if let Source::Threads(workers) = &self.source {
-                workers.advance(range.end);
-            }
-            if !samples.is_empty() {
-                return Some(Ok(self.dataset.collate(b, samples, skipped)));
-            }
-        }
-        None
+        self.next_step().map(|(_, batch)| batch)
     }
 }
 

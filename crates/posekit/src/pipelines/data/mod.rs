@@ -46,5 +46,7 @@ pub use dataset::{LoadMode, LoadReport, TopDownDataset};
 pub use error::DataError;
 pub use instance::TopDownInstance;
 pub use jpeg_check::{check_jpeg_complete, read_rgb_checked};
-pub use loader::{EpochBatches, Loader, LoaderOptions, SampleSource, SkipWarning, TopDownBatch};
+pub use loader::{
+    EpochBatches, Loader, LoaderOptions, SampleSource, Shard, SkipWarning, TopDownBatch,
+};
 pub use sample::{flip_input, prepare_crop, SampleMeta, TopDownSample, TopDownTransform};

@@ -69,6 +69,12 @@ pub struct CheckpointMeta {
     pub best_metric: Option<f64>,
     pub best_epoch: Option<usize>,
     pub seed: u64,
+    /// Ranks of the data-parallel group that trained it (1: one process). `--resume` needs the
+    /// same number: the data order and the effective batch depend on it. Checkpoints written
+    /// before data-parallel training have no such entry and read as 1.
+    pub world_size: usize,
+    /// Samples per optimizer step over all ranks: `train.batch_size` x `world_size`.
+    pub effective_batch: usize,
     /// The experiment config as TOML, to check that `--resume` continues the same experiment.
     pub config_toml: String,
 }
@@ -342,6 +348,8 @@ fn meta_to_map(meta: &CheckpointMeta) -> HashMap<String, String> {
         m.insert("best_epoch".into(), e.to_string());
     }
     m.insert("seed".into(), meta.seed.to_string());
+    m.insert("world_size".into(), meta.world_size.to_string());
+    m.insert("effective_batch".into(), meta.effective_batch.to_string());
     m.insert("config".into(), meta.config_toml.clone());
     m
 }
@@ -373,6 +381,9 @@ fn meta_from_map(m: &BTreeMap<String, String>) -> Result<CheckpointMeta, String>
         best_metric: opt(m, "best_metric")?,
         best_epoch: opt(m, "best_epoch")?,
         seed: get(m, "seed")?,
+        world_size: opt(m, "world_size")?.unwrap_or(1),
+        // Older checkpoints: unknown here, 0 (the trainer knows the config's batch size).
+        effective_batch: opt(m, "effective_batch")?.unwrap_or(0),
         config_toml: m
             .get("config")
             .cloned()
@@ -445,6 +456,8 @@ mod tests {
             best_metric: Some(0.123456789),
             best_epoch: Some(2),
             seed: 7,
+            world_size: 2,
+            effective_batch: 24,
             config_toml: "[model]\npreset = \"x\"\n".into(),
         }
     }

@@ -15,4 +15,4 @@ pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
 pub use schedule::ScheduleConfig;
-pub use trainer::{train, TrainOptions, TrainSummary};
+pub use trainer::{train, train_in_group, TrainOptions, TrainSummary};

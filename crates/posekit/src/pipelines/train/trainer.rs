@@ -13,20 +13,37 @@
 //! * `final.safetensors`: the final model weights only, for `posekit test` / `infer`;
 //! * `log.jsonl`: one JSON line per epoch (loss, lr, images/s, validation metric);
 //! * `val/results.json`: the last validation's results.
+//!
+//! Data parallel ([`train_in_group`]): every rank of a c10d group (torchrun, SLURM, `--nproc`)
+//! runs this same loop on its own device, as PyTorch's DistributedDataParallel does: the
+//! ranks join the group, rank 0's initial weights are broadcast, each rank trains on its shard
+//! of the epoch (batches `r, r + W, ...` of the single-process order, see
+//! [`Shard`](crate::pipelines::data::Shard)), and after backward the gradients are averaged
+//! over the ranks with a bucketed all-reduce, so that every rank takes the same optimizer step.
+//! BatchNorm stays per rank (the official HRNet and HigherHRNet trainings do not synchronise
+//! it; SyncBatchNorm is not implemented); rank 0's running statistics are the ones saved.
+//! Only rank 0 writes checkpoints, the log, validation results and the progress bar; the
+//! others wait for it at a barrier after each epoch, so a checkpoint on disk is always one the
+//! whole group completed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use posekit_dist::{
+    broadcast_var_store, Backend, DistEnv, GradAverager, GroupOptions, ProcessGroup,
+};
 use posekit_nn::optim::Optimizer;
 use tch::{Device, Kind};
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::task::{BatchOf, BottomUpTask, TopDownTask, TrainingTask};
 use crate::pipelines::config::{ExperimentConfig, LoadedConfig};
-use crate::pipelines::data::{LoadMode, Loader, LoaderOptions, SampleSource, TopDownDataset};
+use crate::pipelines::data::{
+    LoadMode, Loader, LoaderOptions, SampleSource, Shard, TopDownDataset,
+};
 use crate::progress::progress_bar;
 
 /// How to run a training.
@@ -105,8 +122,87 @@ pub fn train_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDataset> {
     super::task::topdown_train_dataset(cfg)
 }
 
-/// Trains the experiment of `loaded` into `opts.out_dir`.
+/// Trains the experiment of `loaded` into `opts.out_dir`, in this process alone.
 pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    train_with(loaded, opts, None)
+}
+
+/// How long the other ranks wait at the end of an epoch while rank 0 alone validates and writes
+/// the checkpoint. A validation of COCO val2017 on one GPU takes minutes, on a CPU hours; a
+/// rank 0 that dies meanwhile is still noticed at once (its heartbeat and the store stop).
+pub const WRITER_WAIT: Duration = Duration::from_secs(12 * 3600);
+
+/// Trains the experiment of `loaded` as rank `env.rank` of a data-parallel group of
+/// `env.world_size` ranks (torchrun's variables, see [`DistEnv::from_env`]): Gloo on the CPU,
+/// NCCL on CUDA (`opts.device` must be this rank's device). Every rank calls it with the same
+/// config and options; only rank 0 writes into `opts.out_dir` and reports (the other ranks'
+/// reporters are not called). A rank that fails leaves the group with its error, which the
+/// others then name; a rank that dies is named by the others within a few heartbeats.
+pub fn train_in_group(
+    loaded: &LoadedConfig,
+    opts: &TrainOptions,
+    env: &DistEnv,
+) -> anyhow::Result<TrainSummary> {
+    let options = GroupOptions {
+        backend: Backend::for_device(opts.device)?,
+        ..GroupOptions::default()
+    };
+    let group = ProcessGroup::init(env, &options)
+        .with_context(|| format!("rank {} cannot join the process group", env.rank))?;
+    match train_with(loaded, opts, Some(&group)) {
+        Ok(summary) => {
+            // Nobody leaves (rank 0 may host the store) before everyone is done.
+            group.barrier_within(WRITER_WAIT)?;
+            group.shutdown();
+            Ok(summary)
+        }
+        Err(err) => {
+            group.leave(&format!("{err:#}"));
+            Err(err)
+        }
+    }
+}
+
+/// A rank's place in the run: its group (none when alone) and whether it writes.
+struct Rank<'a> {
+    group: Option<&'a ProcessGroup>,
+}
+
+impl Rank<'_> {
+    fn writer(&self) -> bool {
+        self.group.is_none_or(|g| g.rank() == 0)
+    }
+
+    fn world(&self) -> usize {
+        self.group.map_or(1, ProcessGroup::world_size)
+    }
+
+    fn shard(&self) -> anyhow::Result<Shard> {
+        Ok(match self.group {
+            Some(g) => Shard::new(g.rank(), g.world_size())?,
+            None => Shard::WHOLE,
+        })
+    }
+}
+
+fn train_with(
+    loaded: &LoadedConfig,
+    opts: &TrainOptions,
+    group: Option<&ProcessGroup>,
+) -> anyhow::Result<TrainSummary> {
+    let rank = Rank { group };
+    // One writer: the other ranks report nothing and show no progress bar.
+    let quiet;
+    let opts = if rank.writer() {
+        opts
+    } else {
+        quiet = TrainOptions {
+            progress: false,
+            report: Arc::new(|_: &str| {}),
+            ..opts.clone()
+        };
+        &quiet
+    };
     let cfg = &loaded.config;
     let out = &opts.out_dir;
     cfg.layout()?;
@@ -165,6 +261,48 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
                 diff.join(", ")
             );
         }
+        if ck.meta.world_size != rank.world() {
+            bail!(
+                "cannot resume from {}: the run was trained by {} rank(s) (effective batch {} = \
+                 {} per rank x {}), and this one has {}. Another number of ranks would change \
+                 the effective batch (and so the learning dynamics) and which samples each step \
+                 trains on, so the run could not continue as it started; resume it with {} \
+                 ranks (--nproc {} or torchrun --nproc-per-node ...), or start a new run",
+                ck.path.display(),
+                ck.meta.world_size,
+                cfg.train.batch_size * ck.meta.world_size,
+                cfg.train.batch_size,
+                ck.meta.world_size,
+                rank.world(),
+                ck.meta.world_size,
+                ck.meta.world_size
+            );
+        }
+    }
+    if let Some(g) = rank.group {
+        // Every rank must start from the same point: they read the same folder, which must be
+        // one they all see (a shared filesystem when the ranks are on several machines).
+        let mine = resume_from.as_ref().map_or([-1, 0], |ck| {
+            [ck.meta.epoch as i64, ck.meta.global_iter as i64]
+        });
+        let all = g.all_gather_i64(&mine)?;
+        if let Some((other, theirs)) = all.iter().enumerate().find(|(_, t)| t[..] != all[0][..]) {
+            let says = |t: &[i64]| {
+                if t[0] < 0 {
+                    "no checkpoint".to_string()
+                } else {
+                    format!("a checkpoint after epoch {}", t[0])
+                }
+            };
+            bail!(
+                "the ranks do not see the same run in {}: rank 0 finds {}, rank {other} finds \
+                 {}; every rank must read the same output folder (on several machines, a \
+                 shared filesystem)",
+                out.display(),
+                says(&all[0]),
+                says(theirs)
+            );
+        }
     }
 
     if cfg.is_bottom_up() {
@@ -175,10 +313,10 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
                 "{left_out} image(s) without any annotation left out, as HigherHRNet does"
             ));
         }
-        run(loaded, opts, task, resume_from, &earlier)
+        run(loaded, opts, &rank, task, resume_from, &earlier)
     } else {
         let task = TopDownTask::new(cfg)?;
-        run(loaded, opts, task, resume_from, &earlier)
+        run(loaded, opts, &rank, task, resume_from, &earlier)
     }
 }
 
@@ -187,6 +325,7 @@ pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<Train
 fn run<T: TrainingTask>(
     loaded: &LoadedConfig,
     opts: &TrainOptions,
+    rank: &Rank,
     task: T,
     resume_from: Option<checkpoint::Checkpoint>,
     earlier: &[&str],
@@ -195,10 +334,12 @@ fn run<T: TrainingTask>(
     let out = &opts.out_dir;
     let layout = cfg.layout()?;
     let last_path = out.join(LAST);
-    if opts.overwrite && !opts.resume {
-        remove_earlier_run(out, earlier)?;
+    if rank.writer() {
+        if opts.overwrite && !opts.resume {
+            remove_earlier_run(out, earlier)?;
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
     tch::manual_seed(cfg.train.seed as i64);
     let mut model = cfg.model.build(&layout, opts.device)?;
@@ -224,8 +365,23 @@ fn run<T: TrainingTask>(
         ));
     }
     drop(resume_from);
+    // Every rank built the same model from the same seed and checkpoint; the broadcast makes
+    // that certain (as DDP's constructor does) and checks that the ranks hold the same model.
+    let averager = match rank.group {
+        Some(g) => {
+            broadcast_var_store(g, &model.vs, 0)?;
+            Some(GradAverager::new(g, &model.vs)?)
+        }
+        None => None,
+    };
+    let parallel = match (rank.group, &averager) {
+        (Some(group), Some(averager)) => Some(Parallel { group, averager }),
+        _ => None,
+    };
 
     let t = &cfg.train;
+    let world = rank.world();
+    let shard = rank.shard()?;
     let loader = Loader::new(
         Arc::clone(task.dataset()),
         LoaderOptions {
@@ -235,10 +391,11 @@ fn run<T: TrainingTask>(
             drop_last: false,
         },
     )?;
-    let iters_per_epoch = loader.num_batches(LoadMode::Train {
+    let iters_per_epoch = shard.steps(loader.num_batches(LoadMode::Train {
         seed: t.seed,
         epoch: 0,
-    });
+    }));
+    let effective_batch = t.batch_size * world;
     (opts.report)(&format!(
         "training {} on {} {} ({} iterations of {} per epoch) for epochs {}..{} on {:?}; \
          output {}",
@@ -246,12 +403,25 @@ fn run<T: TrainingTask>(
         task.dataset().len(),
         task.sample_noun(),
         iters_per_epoch,
-        t.batch_size,
+        effective_batch,
         state.epoch + 1,
         t.epochs,
         opts.device,
         out.display()
     ));
+    if let Some(p) = &parallel {
+        (opts.report)(&format!(
+            "data parallel: world size {world} ({} ranks, {} backend), effective batch \
+             {effective_batch} = {} per rank x {world}; gradients of {} tensors ({:.1} MB) \
+             averaged in {} bucket(s) per step",
+            world,
+            p.group.backend().name(),
+            t.batch_size,
+            p.averager.len(),
+            p.averager.bytes() as f64 / 1e6,
+            p.averager.buckets()
+        ));
+    }
     let config_toml = cfg.to_toml()?;
 
     let mut epochs_run = 0;
@@ -265,9 +435,23 @@ fn run<T: TrainingTask>(
             &model,
             &mut adam,
             &loader,
-            epoch,
+            EpochPlace {
+                epoch,
+                shard,
+                parallel: parallel.as_ref(),
+            },
             &mut state.global_iter,
         )?;
+        if !rank.writer() {
+            // Rank 0 validates and writes the checkpoint; wait until it has, so that a run
+            // stopped later resumes from a checkpoint the whole group completed.
+            state.epoch = epoch + 1;
+            epochs_run += 1;
+            if let Some(g) = rank.group {
+                g.barrier_within(WRITER_WAIT)?;
+            }
+            continue;
+        }
         epochs_run += 1;
         if stats.skipped > 0 {
             (opts.report)(&format!(
@@ -326,6 +510,8 @@ fn run<T: TrainingTask>(
             best_metric: state.best_metric,
             best_epoch: state.best_epoch,
             seed: t.seed,
+            world_size: world,
+            effective_batch,
             config_toml: config_toml.clone(),
         };
         // Best first: if the process dies between the two writes, `last` still points at the
@@ -340,10 +526,22 @@ fn run<T: TrainingTask>(
             ));
         }
         checkpoint::save(&last_path, &model.vs, Some(&adam), &meta)?;
-        append_log(out, &state, &stats, metric, &opts.report);
+        append_log(out, &state, &stats, metric, &meta, &opts.report);
+        if let Some(g) = rank.group {
+            g.barrier_within(WRITER_WAIT)?;
+        }
     }
 
     let final_path = out.join(FINAL);
+    if !rank.writer() {
+        return Ok(TrainSummary {
+            epochs_run,
+            best_metric: None,
+            best_epoch: None,
+            last_metric: None,
+            final_weights: final_path,
+        });
+    }
     posekit_nn::weights::save_safetensors(&model.vs, &final_path)?;
     (opts.report)(&format!(
         "finished {} epochs; final weights {}{}",
@@ -386,6 +584,19 @@ struct EpochStats {
     seconds: f64,
 }
 
+/// The group and gradient averager of a data-parallel rank.
+struct Parallel<'a> {
+    group: &'a ProcessGroup,
+    averager: &'a GradAverager,
+}
+
+/// Which epoch, and this rank's part of it.
+struct EpochPlace<'a> {
+    epoch: usize,
+    shard: Shard,
+    parallel: Option<&'a Parallel<'a>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn train_epoch<T: TrainingTask>(
     cfg: &ExperimentConfig,
@@ -394,45 +605,76 @@ fn train_epoch<T: TrainingTask>(
     model: &crate::pipelines::model::LoadedModel,
     adam: &mut Optimizer,
     loader: &Loader<T::Data>,
-    epoch: usize,
+    place: EpochPlace,
     global_iter: &mut u64,
 ) -> anyhow::Result<EpochStats> {
     let t = &cfg.train;
+    let epoch = place.epoch;
     let start = Instant::now();
-    let mut batches = loader.epoch(LoadMode::Train {
+    let mode = LoadMode::Train {
         seed: t.seed,
         epoch: epoch as u64,
-    });
+    };
+    let steps = place.shard.steps(loader.num_batches(mode));
+    let mut batches = loader.epoch_shard(mode, 0, place.shard);
     let bar = progress_bar(
         opts.progress,
-        batches.num_batches() as u64,
+        steps as u64,
         &format!("epoch {}/{}", epoch + 1, t.epochs),
     );
     let mut stats = EpochStats::default();
     let mut loss_sum = 0.0;
-    let mut steps = 0usize;
-    for batch in &mut batches {
-        let batch = batch?;
+    let mut steps_taken = 0usize;
+    let mut next = batches.next_step();
+    for step in 0..steps {
+        // This rank's batch of the step; none when all its images were unreadable, or when
+        // the epoch's batches ran out before this rank's turn in the last step.
+        let batch = match next.take() {
+            Some((s, batch)) if s == step => {
+                next = batches.next_step();
+                Some(batch?)
+            }
+            other => {
+                next = other;
+                None
+            }
+        };
         let lr = t.schedule.lr_at(epoch, *global_iter as usize);
-        let loss = train_step(task, model, adam, &batch, lr, opts.device)?;
-        if !loss.is_finite() {
+        let outcome = match place.parallel {
+            None => match &batch {
+                Some(b) => Some(StepOutcome {
+                    loss: train_step(task, model, adam, b, lr, opts.device)?,
+                    images: T::Data::batch_len(b),
+                    overflowing: task.overflowing(b),
+                }),
+                None => None,
+            },
+            Some(p) => parallel_step(task, model, adam, batch.as_ref(), lr, opts.device, p)?,
+        };
+        let Some(outcome) = outcome else {
+            // No rank had a sample: the step is skipped, as a single process skips a batch
+            // whose images were all unreadable.
+            continue;
+        };
+        if !outcome.loss.is_finite() {
             bail!(
-                "the loss is {loss} at epoch {}, iteration {}: training diverged (lower \
+                "the loss is {} at epoch {}, iteration {}: training diverged (lower \
                  train.schedule.lr or check the data)",
+                outcome.loss,
                 epoch + 1,
                 *global_iter
             );
         }
         *global_iter += 1;
-        steps += 1;
-        loss_sum += loss;
-        stats.images += T::Data::batch_len(&batch);
-        stats.overflowing += task.overflowing(&batch);
+        steps_taken += 1;
+        loss_sum += outcome.loss;
+        stats.images += outcome.images;
+        stats.overflowing += outcome.overflowing;
         stats.last_lr = lr;
         let secs = start.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
             "loss {:.6} lr {:.2e} {:.1} img/s",
-            loss_sum / steps as f64,
+            loss_sum / steps_taken as f64,
             lr,
             stats.images as f64 / secs
         ));
@@ -440,16 +682,28 @@ fn train_epoch<T: TrainingTask>(
     }
     stats.skipped = batches.skipped();
     drop(batches);
+    if let Some(p) = place.parallel {
+        let all = p.group.all_gather_i64(&[stats.skipped as i64])?;
+        stats.skipped = all.iter().map(|v| v[0] as usize).sum();
+    }
     bar.finish_and_clear();
-    if steps == 0 {
+    if steps_taken == 0 {
         bail!(
             "epoch {}: no batch could be made (every image unreadable?)",
             epoch + 1
         );
     }
-    stats.mean_loss = loss_sum / steps as f64;
+    stats.mean_loss = loss_sum / steps_taken as f64;
     stats.seconds = start.elapsed().as_secs_f64();
     Ok(stats)
+}
+
+/// What one optimizer step did, over all ranks.
+struct StepOutcome {
+    /// The loss (data parallel: the mean of the ranks' losses, as DDP users log it).
+    loss: f64,
+    images: usize,
+    overflowing: usize,
 }
 
 /// One iteration: the task's loss, backward, the optimizer (Adam or RMSprop). Returns the loss.
@@ -468,11 +722,67 @@ fn train_step<T: TrainingTask>(
     Ok(loss.to_kind(Kind::Double).double_value(&[]))
 }
 
+/// One data-parallel iteration: this rank's loss and backward (nothing when it has no batch
+/// this step), the ranks' losses and sample counts gathered, the gradients averaged over the
+/// ranks that had a batch (DDP divides by the world size; a rank without a batch contributes
+/// zeros, which are then taken out of the mean), and the same optimizer step on every rank.
+/// `None` when no rank had a batch (no step is taken).
+fn parallel_step<T: TrainingTask>(
+    task: &T,
+    model: &crate::pipelines::model::LoadedModel,
+    adam: &mut Optimizer,
+    batch: Option<&BatchOf<T>>,
+    lr: f64,
+    device: Device,
+    p: &Parallel,
+) -> anyhow::Result<Option<StepOutcome>> {
+    adam.zero_grad();
+    let mine = match batch {
+        Some(b) => {
+            let loss = task.loss(model, b, device)?;
+            loss.backward();
+            [
+                1.0,
+                loss.to_kind(Kind::Double).double_value(&[]),
+                T::Data::batch_len(b) as f64,
+                task.overflowing(b) as f64,
+            ]
+        }
+        None => [0.0; 4],
+    };
+    let all = p.group.all_gather_f64(&mine)?;
+    let contributors = all.iter().filter(|v| v[0] > 0.0).count();
+    if contributors == 0 {
+        return Ok(None);
+    }
+    p.averager.average(p.group)?;
+    let world = all.len();
+    if contributors < world {
+        let scale = world as f64 / contributors as f64;
+        tch::no_grad(|| {
+            for var in model.vs.trainable_variables() {
+                let mut grad = var.grad();
+                if grad.defined() {
+                    let _ = grad.g_mul_scalar_(scale);
+                }
+            }
+        });
+    }
+    adam.step(lr);
+    let loss = all.iter().map(|v| v[1]).sum::<f64>() / contributors as f64;
+    Ok(Some(StepOutcome {
+        loss,
+        images: all.iter().map(|v| v[2] as usize).sum(),
+        overflowing: all.iter().map(|v| v[3] as usize).sum(),
+    }))
+}
+
 fn append_log(
     out: &Path,
     state: &RunState,
     stats: &EpochStats,
     metric: Option<f64>,
+    meta: &CheckpointMeta,
     report: &Reporter,
 ) {
     let line = serde_json::json!({
@@ -483,6 +793,8 @@ fn append_log(
         "images_per_s": stats.images as f64 / stats.seconds.max(1e-9),
         "skipped": stats.skipped,
         "val_metric": metric,
+        "world_size": meta.world_size,
+        "effective_batch": meta.effective_batch,
     });
     let path = out.join(LOG);
     let result = std::fs::OpenOptions::new()
