@@ -139,6 +139,9 @@ pub struct BottomUpSample {
     pub input: Vec<f32>,
     /// Per output resolution, 1/4 first.
     pub targets: Vec<ResolutionTargets>,
+    /// `[N, K, 3]` joints in input pixels after the affine and flip (for drawing; no loss
+    /// reads them).
+    pub people: Array3<f32>,
     /// People beyond `max_people` left out of the joint targets (still in the heatmaps).
     pub dropped_people: usize,
     pub image_id: i64,
@@ -358,21 +361,9 @@ impl BottomUpDataset {
                     0.0
                 }
             });
-            let mut people = im.joints.clone();
-            for mut person in people.outer_iter_mut() {
-                for mut joint in person.outer_iter_mut() {
-                    let [x, y] = mat.apply([joint[0] as f64, joint[1] as f64]);
-                    joint[0] = x as f32;
-                    joint[1] = y as f32;
-                }
-            }
+            let people = self.people_at(im, &mat, res, aug.flip);
             if aug.flip {
                 m = m.slice(s![.., ..;-1]).to_owned();
-                let swapped = people.select(ndarray::Axis(1), &self.flip_index);
-                people = swapped;
-                people
-                    .slice_mut(s![.., .., 0])
-                    .mapv_inplace(|x| res as f32 - x - 1.0);
             }
             let params = AeEncodeParams {
                 heatmap_size: [res, res],
@@ -410,10 +401,33 @@ impl BottomUpDataset {
         Ok(BottomUpSample {
             input,
             targets,
+            people: self.people_at(im, &mat, s_in, aug.flip),
             dropped_people,
             image_id: im.image_id,
             augmentation: *aug,
         })
+    }
+}
+
+impl BottomUpDataset {
+    /// The joints of `im` through `mat` into a `res`-sized square, mirrored (pairs swapped,
+    /// `x -> res - x - 1`) when `flip`: `RandomHorizontalFlip` after the affine.
+    fn people_at(&self, im: &BottomUpImage, mat: &Affine2, res: usize, flip: bool) -> Array3<f32> {
+        let mut people = im.joints.clone();
+        for mut person in people.outer_iter_mut() {
+            for mut joint in person.outer_iter_mut() {
+                let [x, y] = mat.apply([joint[0] as f64, joint[1] as f64]);
+                joint[0] = x as f32;
+                joint[1] = y as f32;
+            }
+        }
+        if flip {
+            people = people.select(ndarray::Axis(1), &self.flip_index);
+            people
+                .slice_mut(s![.., .., 0])
+                .mapv_inplace(|x| res as f32 - x - 1.0);
+        }
+        people
     }
 }
 

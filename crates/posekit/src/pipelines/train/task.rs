@@ -198,14 +198,10 @@ impl BottomUpTask {
             bail!("the config has no [bottomup] section");
         };
         let d = &cfg.dataset;
-        if d.format != DatasetFormat::Coco {
-            bail!("dataset.format: bottom-up training reads COCO person_keypoints files");
-        }
         let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
             bail!("dataset.train_annotations and dataset.train_images are needed for training");
         };
-        let ds = BottomUpDataset::coco(ann, images, bu)
-            .with_context(|| format!("loading {}", ann.display()))?;
+        let ds = bottomup_dataset(cfg, ann, images)?;
         if ds.is_empty() {
             bail!("{}: no annotated image to train on", ann.display());
         }
@@ -235,6 +231,25 @@ impl BottomUpTask {
             loss,
         })
     }
+}
+
+/// The bottom-up dataset of one split of a config (`ann` with its images under `images`), in
+/// the config's `dataset.format`.
+pub fn bottomup_dataset(
+    cfg: &ExperimentConfig,
+    ann: &Path,
+    images: &Path,
+) -> anyhow::Result<BottomUpDataset> {
+    let Some(bu) = &cfg.bottomup else {
+        bail!("the config has no [bottomup] section");
+    };
+    let ds = match cfg.dataset.format {
+        DatasetFormat::Coco => BottomUpDataset::coco(ann, images, bu),
+        DatasetFormat::Mpii => {
+            bail!("dataset.format: bottom-up training reads COCO person_keypoints files, not MPII")
+        }
+    };
+    ds.with_context(|| format!("loading {}", ann.display()))
 }
 
 /// The network's outputs per resolution as HigherHRNet's forward returns them (heatmaps, then
