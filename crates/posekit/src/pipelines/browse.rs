@@ -255,6 +255,9 @@ impl TopDownBrowse {
                     DatasetFormat::Mpii => {
                         TopDownDataset::mpii(&d.val_annotations, &d.val_images, &cfg.data, false)?
                     }
+                    DatasetFormat::Crowdpose => {
+                        bail!("dataset.format: CrowdPose is read by bottom-up configs only for now")
+                    }
                 };
                 (ds, d.val_annotations.clone())
             }

@@ -37,6 +37,37 @@ use super::loader::SampleSource;
 use super::rng::{stream, uniform, Purpose};
 use super::sample::normalize;
 
+/// The parts of a CrowdPose file that training reads (it has no `area` or segmentation).
+#[derive(Debug, serde::Deserialize)]
+struct CrowdPoseFile {
+    images: Vec<CrowdPoseImage>,
+    annotations: Vec<CrowdPoseAnnotation>,
+    categories: Vec<CrowdPoseCategory>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CrowdPoseImage {
+    id: i64,
+    file_name: String,
+    width: u32,
+    height: u32,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CrowdPoseAnnotation {
+    id: i64,
+    image_id: i64,
+    keypoints: Vec<f64>,
+    num_keypoints: u32,
+    iscrowd: u8,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CrowdPoseCategory {
+    name: String,
+    keypoints: Vec<String>,
+}
+
 /// One training image: its file, its people and what to ignore.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BottomUpImage {
@@ -259,6 +290,89 @@ impl BottomUpDataset {
                 height: im.height,
                 joints,
                 ignore,
+            });
+        }
+        Ok(Self {
+            images,
+            flip_index: layout.flip_index(),
+            layout,
+            cfg: cfg.clone(),
+            unannotated_images: unannotated,
+        })
+    }
+
+    /// A CrowdPose annotation file (`crowdpose_{train,val,trainval,test}.json`) with its
+    /// images, as HigherHRNet's `CrowdPoseKeypoints` reads it: the same image and person
+    /// selection as COCO, and an all-valid mask (the files have no segmentation, and the
+    /// reference's `get_mask` returns an empty ignore region). The layout must have as many
+    /// joints as the file (`layout = "crowdpose14"`).
+    pub fn crowdpose(
+        ann: &Path,
+        images_dir: &Path,
+        cfg: &BottomUpDataConfig,
+    ) -> Result<Self, DataError> {
+        cfg.validate()?;
+        let layout = cfg.keypoint_layout()?;
+        let k = layout.num_keypoints();
+        let text = std::fs::read_to_string(ann)
+            .map_err(|e| Error::invalid(ann, "file", format!("cannot read: {e}")))?;
+        let file: CrowdPoseFile =
+            serde_json::from_str(&text).map_err(|e| Error::invalid(ann, "json", e.to_string()))?;
+        if let Some(c) = file.categories.iter().find(|c| c.keypoints.len() != k) {
+            return Err(Error::invalid(
+                ann,
+                "categories",
+                format!(
+                    "category `{}` has {} keypoints but layout `{}` has {k}",
+                    c.name,
+                    c.keypoints.len(),
+                    layout.name
+                ),
+            )
+            .into());
+        }
+        let mut per_image: std::collections::HashMap<i64, Vec<usize>> = Default::default();
+        for (i, a) in file.annotations.iter().enumerate() {
+            per_image.entry(a.image_id).or_default().push(i);
+        }
+        let mut images = Vec::new();
+        let mut unannotated = 0;
+        for im in &file.images {
+            let Some(indices) = per_image.get(&im.id) else {
+                unannotated += 1;
+                continue;
+            };
+            let mut people = Vec::new();
+            for &i in indices {
+                let a = &file.annotations[i];
+                if a.iscrowd == 0 || a.num_keypoints > 0 {
+                    if a.keypoints.len() != 3 * k {
+                        return Err(Error::invalid(
+                            ann,
+                            format!("annotations[{i}].keypoints"),
+                            format!(
+                                "annotation {} has {} values, layout `{}` needs {}",
+                                a.id,
+                                a.keypoints.len(),
+                                layout.name,
+                                3 * k
+                            ),
+                        )
+                        .into());
+                    }
+                    people.push(&a.keypoints);
+                }
+            }
+            let joints = Array3::from_shape_fn((people.len(), k, 3), |(p, j, c)| {
+                people[p][3 * j + c] as f32
+            });
+            images.push(BottomUpImage {
+                image_path: images_dir.join(&im.file_name),
+                image_id: im.id,
+                width: im.width,
+                height: im.height,
+                joints,
+                ignore: None,
             });
         }
         Ok(Self {

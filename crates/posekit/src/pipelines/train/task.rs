@@ -95,6 +95,9 @@ pub fn topdown_train_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDa
     let ds = match d.format {
         DatasetFormat::Coco => TopDownDataset::coco(ann, images, &cfg.data, CocoSplit::Train)?,
         DatasetFormat::Mpii => TopDownDataset::mpii(ann, images, &cfg.data, true)?,
+        DatasetFormat::Crowdpose => {
+            bail!("dataset.format: CrowdPose is read by bottom-up configs only for now")
+        }
     };
     if ds.is_empty() {
         bail!(
@@ -245,6 +248,7 @@ pub fn bottomup_dataset(
     };
     let ds = match cfg.dataset.format {
         DatasetFormat::Coco => BottomUpDataset::coco(ann, images, bu),
+        DatasetFormat::Crowdpose => BottomUpDataset::crowdpose(ann, images, bu),
         DatasetFormat::Mpii => {
             bail!("dataset.format: bottom-up training reads COCO person_keypoints files, not MPII")
         }
