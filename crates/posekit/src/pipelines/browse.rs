@@ -92,7 +92,8 @@ pub enum TensorData {
 pub trait Browsable {
     type Sample;
 
-    fn len(&self) -> usize;
+    /// Samples in the split.
+    fn sample_count(&self) -> usize;
 
     /// Sample `index`: with the training augmentation of epoch 0 of a run seeded `seed`, or
     /// (`seed` `None`) with every random part of it at identity.
@@ -134,12 +135,12 @@ pub fn browse_with<B: Browsable>(
     })?;
     let mut summary = BrowseSummary {
         paradigm,
-        available: data.len(),
+        available: data.sample_count(),
         samples: Vec::new(),
         skipped: Vec::new(),
     };
     let seed = opts.augment.then_some(seed);
-    for index in 0..data.len() {
+    for index in 0..data.sample_count() {
         if summary.samples.len() >= opts.count {
             break;
         }
@@ -282,7 +283,7 @@ impl TopDownBrowse {
 impl Browsable for TopDownBrowse {
     type Sample = TopDownSample;
 
-    fn len(&self) -> usize {
+    fn sample_count(&self) -> usize {
         self.data.len()
     }
 
@@ -396,7 +397,7 @@ impl BottomUpBrowse {
 impl Browsable for BottomUpBrowse {
     type Sample = BottomUpSample;
 
-    fn len(&self) -> usize {
+    fn sample_count(&self) -> usize {
         self.data.len()
     }
 
