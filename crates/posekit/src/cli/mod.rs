@@ -10,6 +10,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod browse;
 pub mod convert;
 pub mod eval;
 pub mod export;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Test a model on its config's test split (COCO AP or MPII PCKh), or a bottom-up preset
     /// on a COCO ground truth.
     Test(test::TestArgs),
+    /// Draw the first training samples of a config (augmented inputs, joints, heatmaps, masks)
+    /// and optionally write the tensors the loss reads.
+    Browse(browse::BrowseArgs),
 }
 
 /// Runs any command in this process.
@@ -66,6 +70,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Train(args) => train::run(args),
         Command::Test(args) => test::run(args),
+        Command::Browse(args) => browse::run(args),
     }
 }
 

@@ -122,6 +122,9 @@ pub enum DatasetFormat {
     Coco,
     /// The HRNet/MMPose MPII JSON; scored with PCKh against `val_gt_mat`.
     Mpii,
+    /// CrowdPose's COCO-like JSON (14 joints, no segmentation, no `area`): bottom-up training
+    /// only for now, with the `crowdpose14` layout.
+    Crowdpose,
 }
 
 /// The dataset files. Only `val_*` are needed by `posekit test`.

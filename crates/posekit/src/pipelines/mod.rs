@@ -1,6 +1,7 @@
 //! Datasets and loaders, training, testing and inference.
 
 pub mod bottomup_test;
+pub mod browse;
 pub mod config;
 pub mod data;
 pub mod export;

@@ -92,6 +92,9 @@ pub fn test_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDataset> {
         DatasetFormat::Mpii => {
             TopDownDataset::mpii(&d.val_annotations, &d.val_images, &cfg.data, false)?
         }
+        DatasetFormat::Crowdpose => {
+            bail!("dataset.format: CrowdPose is read by bottom-up configs only for now")
+        }
     };
     if ds.is_empty() {
         bail!(
@@ -117,6 +120,9 @@ impl GroundTruth {
                 Some(p) => Some(MpiiGroundTruth::from_mat_file(p)?),
                 None => None,
             }),
+            DatasetFormat::Crowdpose => {
+                bail!("dataset.format: CrowdPose is read by bottom-up configs only for now")
+            }
         })
     }
 }

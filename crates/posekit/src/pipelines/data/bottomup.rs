@@ -37,6 +37,37 @@ use super::loader::SampleSource;
 use super::rng::{stream, uniform, Purpose};
 use super::sample::normalize;
 
+/// The parts of a CrowdPose file that training reads (it has no `area` or segmentation).
+#[derive(Debug, serde::Deserialize)]
+struct CrowdPoseFile {
+    images: Vec<CrowdPoseImage>,
+    annotations: Vec<CrowdPoseAnnotation>,
+    categories: Vec<CrowdPoseCategory>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CrowdPoseImage {
+    id: i64,
+    file_name: String,
+    width: u32,
+    height: u32,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CrowdPoseAnnotation {
+    id: i64,
+    image_id: i64,
+    keypoints: Vec<f64>,
+    num_keypoints: u32,
+    iscrowd: u8,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CrowdPoseCategory {
+    name: String,
+    keypoints: Vec<String>,
+}
+
 /// One training image: its file, its people and what to ignore.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BottomUpImage {
@@ -139,6 +170,9 @@ pub struct BottomUpSample {
     pub input: Vec<f32>,
     /// Per output resolution, 1/4 first.
     pub targets: Vec<ResolutionTargets>,
+    /// `[N, K, 3]` joints in input pixels after the affine and flip (for drawing; no loss
+    /// reads them).
+    pub people: Array3<f32>,
     /// People beyond `max_people` left out of the joint targets (still in the heatmaps).
     pub dropped_people: usize,
     pub image_id: i64,
@@ -267,6 +301,89 @@ impl BottomUpDataset {
         })
     }
 
+    /// A CrowdPose annotation file (`crowdpose_{train,val,trainval,test}.json`) with its
+    /// images, as HigherHRNet's `CrowdPoseKeypoints` reads it: the same image and person
+    /// selection as COCO, and an all-valid mask (the files have no segmentation, and the
+    /// reference's `get_mask` returns an empty ignore region). The layout must have as many
+    /// joints as the file (`layout = "crowdpose14"`).
+    pub fn crowdpose(
+        ann: &Path,
+        images_dir: &Path,
+        cfg: &BottomUpDataConfig,
+    ) -> Result<Self, DataError> {
+        cfg.validate()?;
+        let layout = cfg.keypoint_layout()?;
+        let k = layout.num_keypoints();
+        let text = std::fs::read_to_string(ann)
+            .map_err(|e| Error::invalid(ann, "file", format!("cannot read: {e}")))?;
+        let file: CrowdPoseFile =
+            serde_json::from_str(&text).map_err(|e| Error::invalid(ann, "json", e.to_string()))?;
+        if let Some(c) = file.categories.iter().find(|c| c.keypoints.len() != k) {
+            return Err(Error::invalid(
+                ann,
+                "categories",
+                format!(
+                    "category `{}` has {} keypoints but layout `{}` has {k}",
+                    c.name,
+                    c.keypoints.len(),
+                    layout.name
+                ),
+            )
+            .into());
+        }
+        let mut per_image: std::collections::HashMap<i64, Vec<usize>> = Default::default();
+        for (i, a) in file.annotations.iter().enumerate() {
+            per_image.entry(a.image_id).or_default().push(i);
+        }
+        let mut images = Vec::new();
+        let mut unannotated = 0;
+        for im in &file.images {
+            let Some(indices) = per_image.get(&im.id) else {
+                unannotated += 1;
+                continue;
+            };
+            let mut people = Vec::new();
+            for &i in indices {
+                let a = &file.annotations[i];
+                if a.iscrowd == 0 || a.num_keypoints > 0 {
+                    if a.keypoints.len() != 3 * k {
+                        return Err(Error::invalid(
+                            ann,
+                            format!("annotations[{i}].keypoints"),
+                            format!(
+                                "annotation {} has {} values, layout `{}` needs {}",
+                                a.id,
+                                a.keypoints.len(),
+                                layout.name,
+                                3 * k
+                            ),
+                        )
+                        .into());
+                    }
+                    people.push(&a.keypoints);
+                }
+            }
+            let joints = Array3::from_shape_fn((people.len(), k, 3), |(p, j, c)| {
+                people[p][3 * j + c] as f32
+            });
+            images.push(BottomUpImage {
+                image_path: images_dir.join(&im.file_name),
+                image_id: im.id,
+                width: im.width,
+                height: im.height,
+                joints,
+                ignore: None,
+            });
+        }
+        Ok(Self {
+            images,
+            flip_index: layout.flip_index(),
+            layout,
+            cfg: cfg.clone(),
+            unannotated_images: unannotated,
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.images.len()
     }
@@ -358,21 +475,9 @@ impl BottomUpDataset {
                     0.0
                 }
             });
-            let mut people = im.joints.clone();
-            for mut person in people.outer_iter_mut() {
-                for mut joint in person.outer_iter_mut() {
-                    let [x, y] = mat.apply([joint[0] as f64, joint[1] as f64]);
-                    joint[0] = x as f32;
-                    joint[1] = y as f32;
-                }
-            }
+            let people = self.people_at(im, &mat, res, aug.flip);
             if aug.flip {
                 m = m.slice(s![.., ..;-1]).to_owned();
-                let swapped = people.select(ndarray::Axis(1), &self.flip_index);
-                people = swapped;
-                people
-                    .slice_mut(s![.., .., 0])
-                    .mapv_inplace(|x| res as f32 - x - 1.0);
             }
             let params = AeEncodeParams {
                 heatmap_size: [res, res],
@@ -410,10 +515,33 @@ impl BottomUpDataset {
         Ok(BottomUpSample {
             input,
             targets,
+            people: self.people_at(im, &mat, s_in, aug.flip),
             dropped_people,
             image_id: im.image_id,
             augmentation: *aug,
         })
+    }
+}
+
+impl BottomUpDataset {
+    /// The joints of `im` through `mat` into a `res`-sized square, mirrored (pairs swapped,
+    /// `x -> res - x - 1`) when `flip`: `RandomHorizontalFlip` after the affine.
+    fn people_at(&self, im: &BottomUpImage, mat: &Affine2, res: usize, flip: bool) -> Array3<f32> {
+        let mut people = im.joints.clone();
+        for mut person in people.outer_iter_mut() {
+            for mut joint in person.outer_iter_mut() {
+                let [x, y] = mat.apply([joint[0] as f64, joint[1] as f64]);
+                joint[0] = x as f32;
+                joint[1] = y as f32;
+            }
+        }
+        if flip {
+            people = people.select(ndarray::Axis(1), &self.flip_index);
+            people
+                .slice_mut(s![.., .., 0])
+                .mapv_inplace(|x| res as f32 - x - 1.0);
+        }
+        people
     }
 }
 

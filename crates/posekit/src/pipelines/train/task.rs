@@ -95,6 +95,9 @@ pub fn topdown_train_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDa
     let ds = match d.format {
         DatasetFormat::Coco => TopDownDataset::coco(ann, images, &cfg.data, CocoSplit::Train)?,
         DatasetFormat::Mpii => TopDownDataset::mpii(ann, images, &cfg.data, true)?,
+        DatasetFormat::Crowdpose => {
+            bail!("dataset.format: CrowdPose is read by bottom-up configs only for now")
+        }
     };
     if ds.is_empty() {
         bail!(
@@ -198,14 +201,10 @@ impl BottomUpTask {
             bail!("the config has no [bottomup] section");
         };
         let d = &cfg.dataset;
-        if d.format != DatasetFormat::Coco {
-            bail!("dataset.format: bottom-up training reads COCO person_keypoints files");
-        }
         let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
             bail!("dataset.train_annotations and dataset.train_images are needed for training");
         };
-        let ds = BottomUpDataset::coco(ann, images, bu)
-            .with_context(|| format!("loading {}", ann.display()))?;
+        let ds = bottomup_dataset(cfg, ann, images)?;
         if ds.is_empty() {
             bail!("{}: no annotated image to train on", ann.display());
         }
@@ -235,6 +234,26 @@ impl BottomUpTask {
             loss,
         })
     }
+}
+
+/// The bottom-up dataset of one split of a config (`ann` with its images under `images`), in
+/// the config's `dataset.format`.
+pub fn bottomup_dataset(
+    cfg: &ExperimentConfig,
+    ann: &Path,
+    images: &Path,
+) -> anyhow::Result<BottomUpDataset> {
+    let Some(bu) = &cfg.bottomup else {
+        bail!("the config has no [bottomup] section");
+    };
+    let ds = match cfg.dataset.format {
+        DatasetFormat::Coco => BottomUpDataset::coco(ann, images, bu),
+        DatasetFormat::Crowdpose => BottomUpDataset::crowdpose(ann, images, bu),
+        DatasetFormat::Mpii => {
+            bail!("dataset.format: bottom-up training reads COCO person_keypoints files, not MPII")
+        }
+    };
+    ds.with_context(|| format!("loading {}", ann.display()))
 }
 
 /// The network's outputs per resolution as HigherHRNet's forward returns them (heatmaps, then
