@@ -163,3 +163,66 @@ fn people_keep_their_track_through_a_moving_zooming_clip_and_a_covered_person_co
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Lines of `results.jsonl` that are complete (a killed run may leave a torn last line).
+fn complete_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|l| serde_json::from_str(l.trim_end()).expect("a complete line that is not JSON"))
+        .collect()
+}
+
+#[test]
+fn a_video_run_killed_midway_keeps_every_flushed_frame_with_its_track() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: killing a video run was NOT exercised");
+        return;
+    }
+    let dir = scratch("tracking-kill");
+    let clip = dir.join("long.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(common::data("infer").join("astronaut.jpg"))
+        .args(["-frames:v", "200", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let out = dir.join("out");
+    let stream = out.join("results.jsonl");
+    let mut cmd = common::posekit_cmd();
+    cmd.args([
+        "infer",
+        path_str(&clip),
+        "--out",
+        path_str(&out),
+        "--no-progress",
+    ]);
+    common::kill_when(
+        cmd,
+        || complete_lines(&stream).len() >= 3,
+        std::time::Duration::from_secs(120),
+    );
+    let lines = complete_lines(&stream);
+    assert!(
+        lines.len() >= 3 && lines.len() < 200,
+        "{} frames streamed",
+        lines.len()
+    );
+    assert!(
+        !out.join("results.json").exists(),
+        "a killed run wrote results.json"
+    );
+    for (f, line) in lines.iter().enumerate() {
+        assert_eq!(line["frame"].as_u64(), Some(f as u64));
+        let ids: Vec<Option<u64>> = line["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["track_id"].as_u64())
+            .collect();
+        assert_eq!(ids, [Some(0)], "frame {f}: the astronaut keeps track 0");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
