@@ -166,10 +166,10 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             bail!("--min-score must be a number, got {s}");
         }
     }
-    let whole_picture = match args.boxes.as_deref().map(|p| p.to_str()) {
-        Some(Some("whole")) => true,
-        _ => false,
-    };
+    let whole_picture = matches!(
+        args.boxes.as_deref().map(|p| p.to_str()),
+        Some(Some("whole"))
+    );
     let (track, kalman, smooth) = tracking_options(&args)?;
     // Everything the user named is checked before the model loads.
     let inputs = expand_inputs(&args.inputs)?;

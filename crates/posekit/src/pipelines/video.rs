@@ -287,7 +287,7 @@ mod tests {
         while let Some(f) = r.next_frame().unwrap() {
             // Lossy codec: grey levels survive to within a few units.
             assert!(
-                (f[[24, 32, 0]] as i32 - (n as i32 * 40)).abs() <= 6,
+                (f[[24, 32, 0]] as i32 - (n * 40)).abs() <= 6,
                 "frame {n}: {}",
                 f[[24, 32, 0]]
             );
