@@ -58,12 +58,47 @@ pub fn draw_poses(
     layout: &KeypointLayout,
     style: &DrawStyle,
 ) {
+    let colours: Vec<[u8; 3]> = (0..poses.len())
+        .map(|i| PERSON_COLOURS[i % PERSON_COLOURS.len()])
+        .collect();
+    draw_coloured(image, poses, &colours, layout, style);
+}
+
+/// Grey of a person no tracker could follow (too few joints to start a track), so that it
+/// is never mistaken for a tracked person's colour.
+pub const UNTRACKED: [u8; 3] = [160, 160, 160];
+
+/// Draws video people coloured by track: the same `track_id` gives the same colour in every
+/// frame, so a viewer sees who is who (and an identity switch as a colour change);
+/// `track_ids[i]` is `poses[i]`'s, `None` drawn in [`UNTRACKED`] grey.
+pub fn draw_tracked_poses(
+    image: &mut ArrayViewMut3<u8>,
+    poses: &[Pose],
+    track_ids: &[Option<u64>],
+    layout: &KeypointLayout,
+    style: &DrawStyle,
+) {
+    let colours: Vec<[u8; 3]> = (0..poses.len())
+        .map(|i| match track_ids.get(i).copied().flatten() {
+            Some(id) => PERSON_COLOURS[(id % PERSON_COLOURS.len() as u64) as usize],
+            None => UNTRACKED,
+        })
+        .collect();
+    draw_coloured(image, poses, &colours, layout, style);
+}
+
+fn draw_coloured(
+    image: &mut ArrayViewMut3<u8>,
+    poses: &[Pose],
+    colours: &[[u8; 3]],
+    layout: &KeypointLayout,
+    style: &DrawStyle,
+) {
     let (h, w) = (image.shape()[0], image.shape()[1]);
     let short = h.min(w) as f32;
     let max_line = (short / 150.0).round().max(2.0);
     let max_radius = (short / 110.0).round().max(3.0);
-    for (i, pose) in poses.iter().enumerate() {
-        let colour = PERSON_COLOURS[i % PERSON_COLOURS.len()];
+    for (pose, &colour) in poses.iter().zip(colours) {
         let extent = pose
             .bounds(style.min_score)
             .map_or(0.0, |b| (b[2] - b[0]).max(b[3] - b[1]));
@@ -179,6 +214,32 @@ mod tests {
             upper_body: vec![],
             mappings: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_track_keeps_its_colour_whatever_its_place_in_the_frame() {
+        let layout = two_joint_layout();
+        let style = DrawStyle {
+            outline: None,
+            ..DrawStyle::default()
+        };
+        let person = |x: f32| {
+            Pose::new(
+                vec![Keypoint::new(x, 10.0, 0.9), Keypoint::new(x, 30.0, 0.9)],
+                0.9,
+            )
+        };
+        let limb_colour = |poses: &[Pose], ids: &[Option<u64>], x: usize| {
+            let mut img = Array3::<u8>::zeros((40, 60, 3));
+            draw_tracked_poses(&mut img.view_mut(), poses, ids, &layout, &style);
+            [img[[20, x, 0]], img[[20, x, 1]], img[[20, x, 2]]]
+        };
+        // Track 5 first in one frame, second in the next: the same colour both times.
+        let a = limb_colour(&[person(10.0), person(45.0)], &[Some(5), Some(2)], 10);
+        let b = limb_colour(&[person(45.0), person(10.0)], &[Some(2), Some(5)], 10);
+        assert_eq!(a, b);
+        assert_eq!(a, PERSON_COLOURS[5]);
+        assert_eq!(limb_colour(&[person(10.0)], &[None], 10), UNTRACKED);
     }
 
     #[test]

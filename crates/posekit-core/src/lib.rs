@@ -21,6 +21,7 @@ pub mod masks;
 pub mod nms;
 pub mod oks;
 pub mod pose;
+pub mod tracking;
 
 pub use error::{Error, Result};
 pub use layout::KeypointLayout;

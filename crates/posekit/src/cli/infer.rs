@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use posekit::estimator::BUNDLED_PRESET;
 use posekit::pipelines::infer::{
     expand_inputs, plan_outputs, run_infer, BoxIndex, InferEvent, InferOptions, Input, InputKind,
 };
 use posekit::{BoxSource, PoseEstimator, Proposals};
 use posekit_core::formats::coco::CocoKeypointsGt;
+use posekit_core::tracking::smoothing::{OneEuroParams, SavgolParams, SmoothKind};
+use posekit_core::tracking::{GreedyParams, KalmanParams, TrackerKind};
 use posekit_nn::device::parse_device;
 
 #[derive(Args)]
@@ -74,6 +76,84 @@ pub struct InferArgs {
     no_progress: bool,
     #[command(flatten)]
     engine: super::bench::EngineArgs,
+    /// Video tracking: every person gets a `track_id`. kalman: keypoints predicted per track,
+    /// Hungarian matching, tracks kept through short absences; greedy: MMPose's (IoU with the
+    /// last frame only); none: no ids.
+    #[arg(long, value_enum, default_value_t = TrackArg::Kalman)]
+    track: TrackArg,
+    /// kalman: frames a person may be missing and keep the id.
+    #[arg(long, default_value_t = 10)]
+    max_missed: u32,
+    /// Keypoint smoothing per track of a video: one-euro (online: results.jsonl, results.json
+    /// and the drawn video), savgol (over each whole track at the end: results.json only).
+    #[arg(long, value_enum, default_value_t = SmoothArg::None)]
+    smooth: SmoothArg,
+    /// one-euro: cutoff frequency when still (cycles per frame; lower: less jitter).
+    #[arg(long, default_value_t = OneEuroParams::default().min_cutoff)]
+    one_euro_min_cutoff: f32,
+    /// one-euro: cutoff raised per pixel/frame of speed (higher: less lag; MMPose uses 0.7).
+    #[arg(long, default_value_t = OneEuroParams::default().beta)]
+    one_euro_beta: f32,
+    /// savgol: window in frames (odd).
+    #[arg(long, default_value_t = SavgolParams::default().window)]
+    savgol_window: usize,
+    /// savgol: polynomial order (below the window).
+    #[arg(long, default_value_t = SavgolParams::default().polyorder)]
+    savgol_polyorder: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TrackArg {
+    None,
+    Greedy,
+    Kalman,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SmoothArg {
+    None,
+    OneEuro,
+    Savgol,
+}
+
+/// The tracker and smoother the flags ask for, checked before any work.
+fn tracking_options(args: &InferArgs) -> anyhow::Result<(TrackerKind, KalmanParams, SmoothKind)> {
+    let track = match args.track {
+        TrackArg::None => TrackerKind::None,
+        TrackArg::Greedy => TrackerKind::Greedy(GreedyParams::default()),
+        TrackArg::Kalman => TrackerKind::Kalman,
+    };
+    let kalman = KalmanParams {
+        max_missed: args.max_missed,
+        ..KalmanParams::default()
+    };
+    let smooth = match args.smooth {
+        SmoothArg::None => SmoothKind::None,
+        SmoothArg::OneEuro => {
+            let (c, b) = (args.one_euro_min_cutoff, args.one_euro_beta);
+            if !(c.is_finite() && c > 0.0 && b.is_finite() && b >= 0.0) {
+                bail!("--one-euro-min-cutoff must be above 0 and --one-euro-beta at least 0, got {c} and {b}");
+            }
+            SmoothKind::OneEuro(OneEuroParams {
+                min_cutoff: c,
+                beta: b,
+                ..OneEuroParams::default()
+            })
+        }
+        SmoothArg::Savgol => {
+            let p = SavgolParams {
+                window: args.savgol_window,
+                polyorder: args.savgol_polyorder,
+            };
+            p.validate()
+                .map_err(|e| anyhow::anyhow!("--savgol-window/--savgol-polyorder: {e}"))?;
+            SmoothKind::Savgol(p)
+        }
+    };
+    if args.track == TrackArg::None && smooth != SmoothKind::None {
+        bail!("--smooth works per track: it needs --track greedy or kalman, not none");
+    }
+    Ok((track, kalman, smooth))
 }
 
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
@@ -92,6 +172,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         args.boxes.as_deref().map(|p| p.to_str()),
         Some(Some("whole"))
     );
+    let (track, kalman, smooth) = tracking_options(&args)?;
     // Everything the user named is checked before the model loads.
     let inputs = expand_inputs(&args.inputs)?;
     plan_outputs(&inputs, &args.out, args.heatmaps)?;
@@ -178,6 +259,9 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             image_ids,
             heatmaps: args.heatmaps,
             min_score: args.min_score,
+            track,
+            kalman,
+            smooth,
         },
         &mut |event| view.show(event),
     )?;

@@ -4,10 +4,11 @@
 //! What it writes to the output folder:
 //! * `results.jsonl`, written and flushed picture by picture (frame by frame for a video), so
 //!   that a run stopped at any moment keeps every finished one: one JSON object per line,
-//!   `{"file_name", "image_id", "frame" (videos), "people": [{"keypoints", "score", "bbox"}]}`;
+//!   `{"file_name", "image_id", "frame" (videos), "people": [{"keypoints", "score", "bbox",
+//!   "track_id" (videos)}]}`;
 //! * `results.json` at the end: one COCO keypoint result per person, in input order, each with
 //!   `file_name` (the input's name), `image_id`, `category_id` 1, `keypoints`, `score` and
-//!   `bbox`, plus `frame` (0-based) for video frames. Keypoints are COCO-17 for COCO models
+//!   `bbox`, plus `frame` (0-based) and `track_id` for video frames. Keypoints are COCO-17 for COCO models
 //!   (OpenPose's CMU-18 is converted), so the file is ready for `posekit eval coco`. An earlier
 //!   run's `results.json` is removed when a run starts, so it never sits beside another run's
 //!   pictures: a folder with `results.jsonl` and no `results.json` holds a run that did not end;
@@ -20,6 +21,14 @@
 //!   `heatmaps` [17, H, W] and `tags` [17, H, W, passes] at the network input size, as
 //!   grouped; SPM: `root` [1, h, w] and `displacements` [34, h, w]; OpenPose-VGG19: the last
 //!   stage's `heatmaps` [19, h, w] and `pafs` [38, h, w]).
+//!
+//! Videos are tracked ([`InferOptions::track`], Kalman by default): every person of a frame gets
+//! the `track_id` of the person it continues (none only for a pose with too few joints to
+//! start a track), the drawn video colours each person by track, and the keypoints can be
+//! smoothed per track ([`InferOptions::smooth`]): OneEuro online (results.jsonl, results.json
+//! and the drawing all carry the smoothed keypoints) or Savitzky-Golay offline (over each
+//! whole track when the video ends: results.json only, since results.jsonl and the drawing
+//! are written while the video is still being read).
 //!
 //! Image ids are the COCO ids when `--gt` names the file, otherwise a running index over all
 //! pictures and video frames (each frame its own id, so the file stays evaluable).
@@ -40,8 +49,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayD};
-use posekit_core::draw::{draw_poses, DrawStyle};
+use posekit_core::draw::{draw_poses, draw_tracked_poses, DrawStyle};
 use posekit_core::formats::coco::{keypoint_results_to_string, CocoKeypointResult};
+use posekit_core::tracking::smoothing::{smooth_track, OneEuroSmoother, SmoothKind};
+use posekit_core::tracking::{make_tracker, KalmanParams, TrackerKind};
+use posekit_core::Pose;
 use posekit_nn::weights::{write_safetensors, DType, RawTensor};
 use serde::Serialize;
 
@@ -65,8 +77,15 @@ pub struct InferOptions {
     pub image_ids: Option<HashMap<String, i64>>,
     /// Also save the raw network outputs.
     pub heatmaps: bool,
-    /// Keypoints at or below this score are not drawn; `None` is the model's default.
+    /// Keypoints at or below this score are not drawn; `None` is the model's default. The
+    /// trackers and smoothers count a keypoint as found above the same score.
     pub min_score: Option<f32>,
+    /// The tracker of video frames (pictures are never tracked).
+    pub track: TrackerKind,
+    /// Parameters of [`TrackerKind::Kalman`].
+    pub kalman: KalmanParams,
+    /// Keypoint smoothing per track (needs a tracker).
+    pub smooth: SmoothKind,
 }
 
 /// One line of `results.json`: a COCO keypoint result, plus the frame of a video.
@@ -76,6 +95,9 @@ pub struct InferRecord {
     pub result: CocoKeypointResult,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame: Option<u64>,
+    /// The person's track in its video.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
 }
 
 /// What a run did.
@@ -261,7 +283,7 @@ impl Run<'_> {
             write_maps(maps, &estimate.maps)?;
         }
         let image_id = self.image_id(&input.file_name());
-        self.push_results(&input.name, image_id, None, &estimate)?;
+        self.push_results(&input.name, image_id, None, &estimate, &[])?;
         self.summary.images += 1;
         on_event(InferEvent::Picture {
             input,
@@ -288,11 +310,27 @@ impl Run<'_> {
         let mut writer = FrameWriter::create(out_path, info.width, info.height, info.fps)?;
         let mut frame_index = 0u64;
         let mut people = 0usize;
+        // A tracker and smoother per video: ids start again at 0 in every video.
+        let min_score = self.style.min_score;
+        let mut tracker = make_tracker(&self.opts.track, &self.opts.kalman, min_score);
+        let mut one_euro = match (&self.opts.smooth, &tracker) {
+            (SmoothKind::OneEuro(p), Some(_)) => Some(OneEuroSmoother::new(*p, min_score)),
+            _ => None,
+        };
+        let first_record = self.summary.records.len();
+        let mut tracked: Vec<(usize, u64, Pose)> = Vec::new();
         while let Some(frame) = reader.next_frame().map_err(|e| Failure::Input(e.into()))? {
-            let estimate = self
-                .estimator
-                .estimate_detailed(&frame, None, self.opts.heatmaps)?;
-            writer.write_frame(&self.drawn(&frame, &estimate))?;
+            let mut estimate =
+                self.estimator
+                    .estimate_detailed(&frame, None, self.opts.heatmaps)?;
+            let ids = match tracker.as_mut() {
+                Some(t) => t.update(&estimate.poses),
+                None => vec![None; estimate.poses.len()],
+            };
+            if let Some(s) = one_euro.as_mut() {
+                s.smooth(frame_index, &ids, &mut estimate.poses);
+            }
+            writer.write_frame(&self.drawn_tracked(&frame, &estimate, &ids))?;
             if let Some(maps_dir) = &plan.maps {
                 write_maps(
                     &maps_dir.join(format!("frame_{frame_index:06}.safetensors")),
@@ -302,7 +340,15 @@ impl Run<'_> {
             let image_id = self.next_id;
             self.next_id += 1;
             people += estimate.poses.len();
-            self.push_results(&input.name, image_id, Some(frame_index), &estimate)?;
+            if matches!(self.opts.smooth, SmoothKind::Savgol(_)) {
+                let first = self.summary.records.len();
+                for (n, (id, pose)) in ids.iter().zip(&estimate.poses).enumerate() {
+                    if let Some(id) = id {
+                        tracked.push((first + n, *id, pose.clone()));
+                    }
+                }
+            }
+            self.push_results(&input.name, image_id, Some(frame_index), &estimate, &ids)?;
             self.summary.frames += 1;
             on_event(InferEvent::Frame {
                 input,
@@ -319,6 +365,9 @@ impl Run<'_> {
             ))));
         }
         writer.finish()?;
+        if let SmoothKind::Savgol(params) = &self.opts.smooth {
+            self.savgol(first_record, tracked, params, min_score)?;
+        }
         on_event(InferEvent::Video {
             input,
             frames: frame_index,
@@ -326,6 +375,53 @@ impl Run<'_> {
             drawing: out_path,
         });
         Ok(())
+    }
+
+    /// Savitzky-Golay over each whole track of the video whose records start at `first`:
+    /// `tracked` holds (record index, track id, pose) in frame order.
+    fn savgol(
+        &mut self,
+        first: usize,
+        tracked: Vec<(usize, u64, Pose)>,
+        params: &posekit_core::tracking::smoothing::SavgolParams,
+        min_score: f32,
+    ) -> Result<()> {
+        let mut by_track: HashMap<u64, (Vec<usize>, Vec<Pose>)> = HashMap::new();
+        for (record, id, pose) in tracked {
+            let entry = by_track.entry(id).or_default();
+            entry.0.push(record);
+            entry.1.push(pose);
+        }
+        for (records, mut poses) in by_track.into_values() {
+            smooth_track(&mut poses, params, min_score)
+                .map_err(|e| Error::Invalid(format!("--smooth savgol: {e}")))?;
+            for (r, pose) in records.into_iter().zip(&poses) {
+                debug_assert!(r >= first);
+                let record = &mut self.summary.records[r].result;
+                record.keypoints = CocoKeypointResult::from_pose(0, 1, pose).keypoints;
+            }
+        }
+        Ok(())
+    }
+
+    fn drawn_tracked(
+        &self,
+        image: &Array3<u8>,
+        estimate: &Estimate,
+        ids: &[Option<u64>],
+    ) -> Array3<u8> {
+        if matches!(self.opts.track, TrackerKind::None) {
+            return self.drawn(image, estimate);
+        }
+        let mut canvas = image.clone();
+        draw_tracked_poses(
+            &mut canvas.view_mut(),
+            &estimate.poses,
+            ids,
+            self.estimator.layout(),
+            &self.style,
+        );
+        canvas
     }
 
     fn drawn(&self, image: &Array3<u8>, estimate: &Estimate) -> Array3<u8> {
@@ -346,6 +442,7 @@ impl Run<'_> {
         image_id: i64,
         frame: Option<u64>,
         estimate: &Estimate,
+        track_ids: &[Option<u64>],
     ) -> Result<()> {
         if let Some(source) = estimate.box_source {
             match self
@@ -359,11 +456,16 @@ impl Run<'_> {
             }
         }
         let first = self.summary.records.len();
-        for (pose, bbox) in estimate.poses.iter().zip(&estimate.boxes) {
+        for (n, (pose, bbox)) in estimate.poses.iter().zip(&estimate.boxes).enumerate() {
             let mut result = CocoKeypointResult::from_pose(image_id, 1, pose);
             result.file_name = Some(file_name.to_string());
             result.bbox = Some(bbox.iter().map(|v| (v * 100.0).round() / 100.0).collect());
-            self.summary.records.push(InferRecord { result, frame });
+            let track_id = track_ids.get(n).copied().flatten();
+            self.summary.records.push(InferRecord {
+                result,
+                frame,
+                track_id,
+            });
             self.summary.people += 1;
         }
         self.stream.write(&StreamLine {
@@ -376,6 +478,7 @@ impl Run<'_> {
                     keypoints: &r.result.keypoints,
                     score: r.result.score,
                     bbox: r.result.bbox.as_deref(),
+                    track_id: r.track_id,
                 })
                 .collect(),
         })
@@ -506,6 +609,8 @@ struct StreamPerson<'a> {
     score: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     bbox: Option<&'a [f64]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    track_id: Option<u64>,
 }
 
 /// `results.jsonl`, created empty when the run starts and flushed after every line, so a run
