@@ -447,7 +447,7 @@ impl StackedHourglass {
     }
 
     /// The network as ONNX nodes after `x`: [`Self::forward_named`] in eval mode, every BatchNorm
-    /// that follows a convolution folded into it (see [`Bottleneck::export`] for the others).
+    /// that follows a convolution folded into it (see `Bottleneck::export` for the others).
     pub fn export_onnx(&self, g: &mut OnnxGraph, x: &Value) -> Result<Vec<(String, Value)>> {
         let (w, b) = fold_into(&self.conv1.ws, self.conv1.bs.as_ref(), &self.bn1, 0);
         let y = g.conv(x, &w, Some(&b), 2, same_pads(3), 1)?;

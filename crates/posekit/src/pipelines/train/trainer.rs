@@ -18,7 +18,7 @@
 //! runs this same loop on its own device, as PyTorch's DistributedDataParallel does: the
 //! ranks join the group, rank 0's initial weights are broadcast, each rank trains on its shard
 //! of the epoch (batches `r, r + W, ...` of the single-process order, see
-//! [`Shard`](crate::pipelines::data::Shard)), and after backward the gradients are averaged
+//! [`Shard`]), and after backward the gradients are averaged
 //! over the ranks with a bucketed all-reduce, so that every rank takes the same optimizer step.
 //! BatchNorm stays per rank (the official HRNet and HigherHRNet trainings do not synchronise
 //! it; SyncBatchNorm is not implemented); rank 0's running statistics are the ones saved.
