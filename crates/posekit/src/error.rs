@@ -40,6 +40,9 @@ pub enum Error {
     /// libtorch refused an operation (out of memory, an unavailable device...).
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A data-parallel group that cannot form or that lost a rank.
+    #[error(transparent)]
+    Dist(#[from] posekit_dist::DistError),
     /// A preset name that is not in the registry.
     #[error("unknown model preset '{name}'; known presets: {known}")]
     UnknownPreset { name: String, known: String },
@@ -63,6 +66,28 @@ pub enum Error {
 impl From<ndarray::ShapeError> for Error {
     fn from(e: ndarray::ShapeError) -> Self {
         Error::Invalid(format!("array shapes do not fit: {e}"))
+    }
+}
+
+/// Results and configs that cannot be written as JSON (a non-finite number...): the context
+/// says which file.
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Invalid(format!("cannot write JSON: {e}"))
+    }
+}
+
+/// A config that cannot be written back as TOML.
+impl From<toml::ser::Error> for Error {
+    fn from(e: toml::ser::Error) -> Self {
+        Error::Invalid(format!("cannot write TOML: {e}"))
+    }
+}
+
+/// Tensors that do not make a safetensors file, or a file that is not one.
+impl From<safetensors::SafeTensorError> for Error {
+    fn from(e: safetensors::SafeTensorError) -> Self {
+        Error::Invalid(format!("safetensors: {e}"))
     }
 }
 

@@ -6,13 +6,8 @@ use std::path::Path;
 /// Writes `bytes` to `path` so that it is never seen half-written ([`posekit_core::files::write_atomic`]:
 /// checkpoints, results); the error names the file and the step that failed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
-    write_atomic_steps(path, bytes).map_err(|(action, e)| crate::Error::io(path, action, e))
-}
-
-/// [`write_atomic`] with the failing step as a plain `(what, io error)` pair, for callers with
-/// their own error type.
-pub fn write_atomic_steps(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, std::io::Error)> {
-    posekit_core::files::write_atomic(path, bytes).map_err(|e| (e.step, e.source))
+    posekit_core::files::write_atomic(path, bytes)
+        .map_err(|e| crate::Error::io(path, e.step, e.source))
 }
 
 /// Whether `a` and `b` are the same existing file (through links too); `false` when either

@@ -83,7 +83,7 @@ fn bottomup_config(dir: &Path) -> PathBuf {
 /// one optimizer step taken. Returns the variables by name.
 fn two_rank_reference<T: TrainingTask>(
     config: &Path,
-    make: impl Fn(&ExperimentConfig) -> anyhow::Result<T>,
+    make: impl Fn(&ExperimentConfig) -> posekit::Result<T>,
 ) -> Vec<(String, Tensor)> {
     // The ranks run with OMP_NUM_THREADS=1; so does this loop. Another thread count sums the
     // convolutions in another order, and Adam's first steps (about lr x the gradient's sign)

@@ -62,6 +62,20 @@ pub fn write_safetensors<'a, I>(path: &Path, tensors: I) -> Result<(), WeightsEr
 where
     I: IntoIterator<Item = (&'a str, &'a RawTensor)>,
 {
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    write_safetensors_with_metadata(path, tensors, metadata)
+}
+
+/// [`write_safetensors`] with the header's metadata given (training checkpoints keep their run
+/// state and checksum there): the one safetensors writer of the workspace.
+pub fn write_safetensors_with_metadata<'a, I>(
+    path: &Path,
+    tensors: I,
+    metadata: HashMap<String, String>,
+) -> Result<(), WeightsError>
+where
+    I: IntoIterator<Item = (&'a str, &'a RawTensor)>,
+{
     let mut seen = std::collections::HashSet::new();
     let mut entries: Vec<(&str, &RawTensor)> = Vec::new();
     for (name, t) in tensors {
@@ -73,7 +87,6 @@ where
         }
         entries.push((name, t));
     }
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::serialize(entries, Some(metadata))
         .map_err(|e| WeightsError::format(path, format!("cannot serialise safetensors: {e}")))?;
     posekit_core::files::write_atomic(path, &bytes)

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use crate::error::{bail, ResultExt};
 use ndarray::Array3;
 use posekit_core::eval::coco::{CocoEvaluator, CocoStats};
 use posekit_core::formats::coco::{
@@ -28,13 +28,13 @@ use super::data::read_rgb_checked;
 /// A model that finds every person of a whole image, in COCO-17 order and image pixels, each
 /// with its person score (the ranking score of the COCO evaluation).
 pub trait BottomUpPredictor {
-    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> anyhow::Result<Vec<Pose>>;
+    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> crate::Result<Vec<Pose>>;
 }
 
 impl BottomUpPredictor for PoseEstimator {
     /// The estimator's people, whose layout is COCO-17 for every COCO model (CMU-18 models
     /// are mapped, their neck dropped), with the reference's person score.
-    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> anyhow::Result<Vec<Pose>> {
+    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> crate::Result<Vec<Pose>> {
         if self.layout().name != "coco17" {
             bail!(
                 "{} answers in the {} layout; the COCO test needs COCO-17",
@@ -42,14 +42,14 @@ impl BottomUpPredictor for PoseEstimator {
                 self.layout().name
             );
         }
-        Ok(self.estimate(image_rgb, None)?)
+        self.estimate(image_rgb, None)
     }
 }
 
 /// A bottom-up network built from an experiment config (e.g. the one being trained) with its
 /// reference test pipeline. Its layout must be COCO-17 for the COCO test.
 impl BottomUpPredictor for BottomUpEngine {
-    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> anyhow::Result<Vec<Pose>> {
+    fn predict_coco17(&self, image_rgb: &Array3<u8>) -> crate::Result<Vec<Pose>> {
         if self.layout.name != "coco17" {
             bail!(
                 "{} answers in the {} layout; the COCO test needs COCO-17",
@@ -71,7 +71,7 @@ pub fn test_config_model(
     device: tch::Device,
     out_dir: &Path,
     progress: bool,
-) -> anyhow::Result<(LoadedModel, BottomUpReport)> {
+) -> crate::Result<(LoadedModel, BottomUpReport)> {
     let Some(bu) = &cfg.bottomup else {
         bail!("the config has no [bottomup] section: not a bottom-up model");
     };
@@ -122,7 +122,7 @@ pub fn run_bottomup_test(
     gt_path: &Path,
     images_dir: &Path,
     out_dir: &Path,
-) -> anyhow::Result<CocoStats> {
+) -> crate::Result<CocoStats> {
     Ok(bottomup_test(model, gt_path, images_dir, out_dir, false)?.stats)
 }
 
@@ -133,7 +133,7 @@ pub fn bottomup_test(
     images_dir: &Path,
     out_dir: &Path,
     progress: bool,
-) -> anyhow::Result<BottomUpReport> {
+) -> crate::Result<BottomUpReport> {
     let gt = CocoKeypointsGt::load(gt_path)?;
     if gt.images.is_empty() {
         bail!("{}: the ground truth has no images", gt_path.display());
@@ -146,7 +146,7 @@ pub fn bottomup_test(
     }
     let category_id = gt.categories.first().map(|c| c.id).unwrap_or(1);
     std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+        .map_err(|e| crate::Error::io(out_dir, "cannot create the output folder", e))?;
     let mut images: Vec<_> = gt.images.iter().collect();
     images.sort_by_key(|im| im.id);
 
@@ -200,7 +200,7 @@ mod tests {
     struct Oracle(Vec<Pose>);
 
     impl BottomUpPredictor for Oracle {
-        fn predict_coco17(&self, _image: &Array3<u8>) -> anyhow::Result<Vec<Pose>> {
+        fn predict_coco17(&self, _image: &Array3<u8>) -> crate::Result<Vec<Pose>> {
             Ok(self.0.clone())
         }
     }

@@ -14,12 +14,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use crate::error::{bail, ResultExt};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 use posekit_core::draw::{draw_poses, DrawStyle};
 use posekit_core::formats::coco::CocoKeypointsGt;
 use posekit_core::layout::KeypointLayout;
 use posekit_core::pose::{Keypoint, Pose};
+use posekit_nn::weights::{write_safetensors, DType, RawTensor};
 
 use super::config::{DatasetFormat, ExperimentConfig};
 use super::data::bottomup::BottomUpSample;
@@ -103,14 +104,14 @@ pub trait Browsable {
     fn name(&self, sample: &Self::Sample) -> String;
 
     /// `(suffix, picture)` pairs: `NAME_SUFFIX.png` for each.
-    fn pictures(&self, sample: &Self::Sample) -> anyhow::Result<Vec<(String, Array3<u8>)>>;
+    fn pictures(&self, sample: &Self::Sample) -> crate::Result<Vec<(String, Array3<u8>)>>;
 
     /// Exactly the tensors the loss reads for this sample.
     fn tensors(&self, sample: &Self::Sample) -> Vec<NamedTensor>;
 }
 
 /// Browses the config's split: top-down or bottom-up by the config's `[bottomup]` section.
-pub fn browse(cfg: &ExperimentConfig, opts: &BrowseOptions) -> anyhow::Result<BrowseSummary> {
+pub fn browse(cfg: &ExperimentConfig, opts: &BrowseOptions) -> crate::Result<BrowseSummary> {
     if cfg.bottomup.is_some() {
         let data = BottomUpBrowse::new(cfg, opts.split)?;
         browse_with(&data, "bottom-up", cfg.train.seed, opts)
@@ -126,13 +127,9 @@ pub fn browse_with<B: Browsable>(
     paradigm: &'static str,
     seed: u64,
     opts: &BrowseOptions,
-) -> anyhow::Result<BrowseSummary> {
-    std::fs::create_dir_all(&opts.out_dir).with_context(|| {
-        format!(
-            "{}: cannot create the output folder",
-            opts.out_dir.display()
-        )
-    })?;
+) -> crate::Result<BrowseSummary> {
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| crate::Error::io(&opts.out_dir, "cannot create the output folder", e))?;
     let mut summary = BrowseSummary {
         paradigm,
         available: data.sample_count(),
@@ -196,35 +193,27 @@ pub fn browse_report_text(summary: &BrowseSummary, out_dir: &Path) -> String {
     text
 }
 
-/// Writes `tensors` as one safetensors file (F32 and I64, little-endian).
-pub fn write_tensors(path: &Path, tensors: &[NamedTensor]) -> anyhow::Result<()> {
-    let bytes: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = tensors
+/// Writes `tensors` as one safetensors file (F32 and I64, little-endian), through the
+/// workspace's safetensors writer.
+pub fn write_tensors(path: &Path, tensors: &[NamedTensor]) -> crate::Result<()> {
+    let raw = tensors
         .iter()
         .map(|t| {
             let (dtype, data) = match &t.data {
-                TensorData::F32(v) => (
-                    safetensors::Dtype::F32,
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                ),
-                TensorData::I64(v) => (
-                    safetensors::Dtype::I64,
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                ),
+                TensorData::F32(v) => {
+                    (DType::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
+                TensorData::I64(v) => {
+                    (DType::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
             };
-            (t.name.clone(), dtype, t.shape.clone(), data)
+            RawTensor::new(dtype, t.shape.clone(), data)
+                .map(|r| (t.name.as_str(), r))
+                .map_err(|m| crate::error::invalid!("{}: tensor {}: {m}", path.display(), t.name))
         })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, dtype, shape, data)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
-                .map(|v| (name.as_str(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{}: a tensor does not match its shape", path.display()))?;
-    let file = safetensors::serialize(views, None)
-        .with_context(|| format!("{}: cannot serialise the tensors", path.display()))?;
-    std::fs::write(path, file).with_context(|| format!("{}: cannot write", path.display()))
+        .collect::<crate::Result<Vec<_>>>()?;
+    write_safetensors(path, raw.iter().map(|(n, r)| (*n, r)))?;
+    Ok(())
 }
 
 /// Top-down training data: person crops and their heatmap targets.
@@ -236,7 +225,7 @@ pub struct TopDownBrowse {
 }
 
 impl TopDownBrowse {
-    pub fn new(cfg: &ExperimentConfig, split: BrowseSplit) -> anyhow::Result<Self> {
+    pub fn new(cfg: &ExperimentConfig, split: BrowseSplit) -> crate::Result<Self> {
         let d = &cfg.dataset;
         let (data, ann) = match split {
             BrowseSplit::Train => {
@@ -318,7 +307,7 @@ impl Browsable for TopDownBrowse {
         }
     }
 
-    fn pictures(&self, s: &TopDownSample) -> anyhow::Result<Vec<(String, Array3<u8>)>> {
+    fn pictures(&self, s: &TopDownSample) -> crate::Result<Vec<(String, Array3<u8>)>> {
         let cfg = self.data.config();
         let [w, h] = cfg.input_size;
         let input = denormalize(&s.input, w, h, cfg.mean, cfg.std)?;
@@ -374,7 +363,7 @@ pub struct BottomUpBrowse {
 }
 
 impl BottomUpBrowse {
-    pub fn new(cfg: &ExperimentConfig, split: BrowseSplit) -> anyhow::Result<Self> {
+    pub fn new(cfg: &ExperimentConfig, split: BrowseSplit) -> crate::Result<Self> {
         let d = &cfg.dataset;
         let (ann, images) = match split {
             BrowseSplit::Train => {
@@ -413,7 +402,7 @@ impl Browsable for BottomUpBrowse {
         sample.image_id.to_string()
     }
 
-    fn pictures(&self, s: &BottomUpSample) -> anyhow::Result<Vec<(String, Array3<u8>)>> {
+    fn pictures(&self, s: &BottomUpSample) -> crate::Result<Vec<(String, Array3<u8>)>> {
         let cfg = self.data.config();
         let side = cfg.input_size;
         let input = denormalize(&s.input, side, side, cfg.mean, cfg.std)?;
@@ -467,7 +456,7 @@ pub fn denormalize(
     h: usize,
     mean: [f32; 3],
     std: [f32; 3],
-) -> anyhow::Result<Array3<u8>> {
+) -> crate::Result<Array3<u8>> {
     if chw.len() != 3 * w * h {
         bail!("an input of {} values is not [3, {h}, {w}]", chw.len());
     }
@@ -545,8 +534,8 @@ pub fn heatmap_overlay(
 }
 
 /// The tensors of a file written by [`write_tensors`], by name (for checks and tests).
-pub fn read_tensors(path: &Path) -> anyhow::Result<HashMap<String, NamedTensor>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+pub fn read_tensors(path: &Path) -> crate::Result<HashMap<String, NamedTensor>> {
+    let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, "cannot read", e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let mut out = HashMap::new();

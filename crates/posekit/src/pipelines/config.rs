@@ -34,7 +34,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use crate::error::{bail, ResultExt};
 use posekit_core::layout::KeypointLayout;
 use posekit_nn::models::higher_hrnet::{HigherHrnet, HigherHrnetConfig};
 use posekit_nn::models::hrnet::{HrnetConfig, PoseHrnet};
@@ -220,9 +220,9 @@ pub struct LoadedConfig {
 impl ExperimentConfig {
     /// Parses TOML text; relative paths are resolved against `base_dir`; `origin` names the
     /// file in errors (serde's messages name the offending key and line).
-    pub fn from_toml_str(text: &str, origin: &Path, base_dir: &Path) -> anyhow::Result<Self> {
+    pub fn from_toml_str(text: &str, origin: &Path, base_dir: &Path) -> crate::Result<Self> {
         let invalid = |e: toml::de::Error| {
-            anyhow::anyhow!(
+            crate::error::invalid!(
                 "{}: invalid config: {}",
                 origin.display(),
                 one_line_toml_error(text, &e)
@@ -242,9 +242,9 @@ impl ExperimentConfig {
     }
 
     /// Reads a config file.
-    pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
+    pub fn load(path: &Path) -> crate::Result<LoadedConfig> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
+            .map_err(|e| crate::Error::io(path, "cannot read this config", e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let config = Self::from_toml_str(&text, path, base)?;
         Ok(LoadedConfig {
@@ -290,7 +290,7 @@ impl ExperimentConfig {
     }
 
     /// Checks values that serde cannot, before any file is opened.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> crate::Result<()> {
         self.data.validate()?;
         if let Some(bu) = &self.bottomup {
             bu.validate()?;
@@ -307,12 +307,12 @@ impl ExperimentConfig {
         }
         t.schedule
             .validate()
-            .map_err(|m| anyhow::anyhow!("train.{m}"))?;
+            .map_err(|m| crate::error::invalid!("train.{m}"))?;
         match &t.optimizer {
             OptimizerConfig::Adam(o) => check_adam(o)?,
             OptimizerConfig::Rmsprop(o) => o
                 .check()
-                .map_err(|m| anyhow::anyhow!("train.optimizer (rmsprop): {m}"))?,
+                .map_err(|m| crate::error::invalid!("train.optimizer (rmsprop): {m}"))?,
         }
         if !(self.test.oks_threshold.is_finite() && self.test.oks_threshold > 0.0) {
             bail!(
@@ -339,7 +339,7 @@ impl ExperimentConfig {
 
     /// The config as TOML text with resolved paths; stored in checkpoints so a resumed run can
     /// check it continues the same experiment.
-    pub fn to_toml(&self) -> anyhow::Result<String> {
+    pub fn to_toml(&self) -> crate::Result<String> {
         let mut value = toml::Table::try_from(self).context("cannot write the config as TOML")?;
         if self.bottomup.is_some() {
             // Derived from `[bottomup]`; written, it would read as a top-down section.
@@ -357,8 +357,8 @@ impl ExperimentConfig {
     /// run and its resumption without changing what is trained: file locations (a dataset
     /// may move), the output folder, the number of epochs (to extend a run), loader threads,
     /// validation frequency and the test procedure.
-    pub fn training_differences(&self, other: &ExperimentConfig) -> anyhow::Result<Vec<String>> {
-        let strip = |cfg: &ExperimentConfig| -> anyhow::Result<toml::Value> {
+    pub fn training_differences(&self, other: &ExperimentConfig) -> crate::Result<Vec<String>> {
+        let strip = |cfg: &ExperimentConfig| -> crate::Result<toml::Value> {
             let mut c = cfg.clone();
             c.output_dir = None;
             c.dataset.train_annotations = None;
@@ -382,7 +382,7 @@ impl ExperimentConfig {
     }
 
     /// The keypoint layout of the data (and of the network's outputs).
-    pub fn layout(&self) -> anyhow::Result<KeypointLayout> {
+    pub fn layout(&self) -> crate::Result<KeypointLayout> {
         Ok(self.data.keypoint_layout()?)
     }
 
@@ -431,7 +431,7 @@ fn placeholder_data() -> DataConfig {
 /// A bottom-up preset takes `[bottomup]` and no `[data]`; a top-down one the reverse. Checked
 /// on the raw table so that the error names the section the user wrote, before serde fills in
 /// defaults.
-fn check_paradigm_sections(table: &toml::Table) -> anyhow::Result<()> {
+fn check_paradigm_sections(table: &toml::Table) -> crate::Result<()> {
     let preset = table
         .get("model")
         .and_then(|m| m.get("preset"))
@@ -491,10 +491,10 @@ fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<Str
 impl ModelConfig {
     /// Builds the network on `device` with fresh weights, checking it against the layout the
     /// data is in (a 16-joint MPII model cannot be trained on 17-joint COCO targets).
-    pub fn build(&self, layout: &KeypointLayout, device: Device) -> anyhow::Result<LoadedModel> {
+    pub fn build(&self, layout: &KeypointLayout, device: Device) -> crate::Result<LoadedModel> {
         let preset = Preset::find(&self.preset)?;
         let k = layout.num_keypoints() as i64;
-        let check_joints = || -> anyhow::Result<()> {
+        let check_joints = || -> crate::Result<()> {
             if preset.num_joints != k {
                 bail!(
                     "model.preset `{}` outputs {} joints ({}), but the data's layout `{}` has {k}",
@@ -565,7 +565,7 @@ impl ModelConfig {
 }
 
 /// `torch.optim.Adam`'s argument checks, for `train.optimizer`.
-fn check_adam(o: &AdamConfig) -> anyhow::Result<()> {
+fn check_adam(o: &AdamConfig) -> crate::Result<()> {
     if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
         bail!(
             "train.optimizer: beta1 and beta2 must be in [0, 1), got {} and {}",

@@ -1,5 +1,6 @@
 //! Datasets and loaders, training, testing and inference.
 
+pub mod bench;
 pub mod bottomup_test;
 pub mod browse;
 pub mod config;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use crate::error::ResultExt;
 use posekit_nn::models::{PoseNetwork, Preset};
 use posekit_nn::weights;
 use tch::{nn, Device};
@@ -18,7 +18,7 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Builds `preset` on `device` with random initial weights (for training from scratch and
     /// for benchmarks).
-    pub fn new(preset_name: &str, device: Device) -> anyhow::Result<Self> {
+    pub fn new(preset_name: &str, device: Device) -> crate::Result<Self> {
         let preset = Preset::find(preset_name)?;
         let vs = nn::VarStore::new(device);
         let net = preset.build(&vs.root())?;
@@ -27,7 +27,7 @@ impl LoadedModel {
 
     /// Builds `preset` and loads `weights` (.pth, .pt, .pth.tar or .safetensors; official, MMPose
     /// or DataParallel names). Missing, unexpected and mis-shaped keys are one error.
-    pub fn load(preset_name: &str, weights_path: &Path, device: Device) -> anyhow::Result<Self> {
+    pub fn load(preset_name: &str, weights_path: &Path, device: Device) -> crate::Result<Self> {
         let mut model = Self::new(preset_name, device)?;
         weights::load_weights(&mut model.vs, weights_path)
             .with_context(|| format!("loading weights into {}", model.preset.name))?;
@@ -36,7 +36,7 @@ impl LoadedModel {
 
     /// Folds BatchNorm into the convolutions (inference only); see
     /// [`PoseNetwork::fold_batchnorm`].
-    pub fn fold_batchnorm(&mut self) -> anyhow::Result<bool> {
+    pub fn fold_batchnorm(&mut self) -> crate::Result<bool> {
         Ok(tch::no_grad(|| self.net.fold_batchnorm())?)
     }
 

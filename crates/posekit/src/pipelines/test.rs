@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use crate::error::bail;
 use posekit_core::eval::coco::{CocoEvaluator, CocoStats};
 use posekit_core::eval::mpii::{evaluate as evaluate_mpii, PckhTable};
 use posekit_core::formats::coco::{write_keypoint_results, CocoKeypointResult, CocoKeypointsGt};
@@ -82,7 +82,7 @@ impl TestReport {
 }
 
 /// The test split of a config (ground-truth boxes or detections for COCO).
-pub fn test_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDataset> {
+pub fn test_dataset(cfg: &ExperimentConfig) -> crate::Result<TopDownDataset> {
     let d = &cfg.dataset;
     let ds = match d.format {
         DatasetFormat::Coco => {
@@ -112,7 +112,7 @@ pub enum GroundTruth {
 }
 
 impl GroundTruth {
-    pub fn load(cfg: &ExperimentConfig) -> anyhow::Result<Self> {
+    pub fn load(cfg: &ExperimentConfig) -> crate::Result<Self> {
         let d = &cfg.dataset;
         Ok(match d.format {
             DatasetFormat::Coco => GroundTruth::Coco(CocoKeypointsGt::load(&d.val_annotations)?),
@@ -135,7 +135,7 @@ pub fn run_test(
     dataset: &Arc<TopDownDataset>,
     gt: &GroundTruth,
     opts: &TestOptions,
-) -> anyhow::Result<TestReport> {
+) -> crate::Result<TestReport> {
     let start = Instant::now();
     let layout = dataset.layout().clone();
     let predictor = TopDownPredictor {
@@ -182,7 +182,7 @@ pub fn run_test(
             let path = match &opts.out_dir {
                 Some(dir) => {
                     std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                        .map_err(|e| crate::Error::io(dir, "cannot create", e))?;
                     let path = dir.join("results.json");
                     write_keypoint_results(&path, &results)?;
                     Some(path)
@@ -197,11 +197,11 @@ pub fn run_test(
             let path = match &opts.out_dir {
                 Some(dir) => {
                     std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                        .map_err(|e| crate::Error::io(dir, "cannot create", e))?;
                     let path = dir.join("pred.json");
                     let text = serde_json::to_string(&rows)?;
                     std::fs::write(&path, text)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                        .map_err(|e| crate::Error::io(&path, "cannot write", e))?;
                     Some(path)
                 }
                 None => None,
@@ -242,9 +242,9 @@ fn coco_results(
     layout: &posekit_core::layout::KeypointLayout,
     predictions: &[Option<Prediction>],
     test: &TestConfig,
-) -> anyhow::Result<Vec<CocoKeypointResult>> {
+) -> crate::Result<Vec<CocoKeypointResult>> {
     let sigmas = layout.sigmas.clone().ok_or_else(|| {
-        anyhow::anyhow!(
+        crate::error::invalid!(
             "layout `{}` has no OKS sigmas for OKS-NMS and COCO AP",
             layout.name
         )
@@ -302,7 +302,7 @@ fn person_category(gt: &CocoKeypointsGt) -> i64 {
 /// One row of 16 `[x, y]` per MPII instance in annotation order, in 1-based pixels.
 fn mpii_rows(
     predictions: &[Option<Prediction>],
-) -> anyhow::Result<Vec<[[f64; 2]; MPII_NUM_JOINTS]>> {
+) -> crate::Result<Vec<[[f64; 2]; MPII_NUM_JOINTS]>> {
     let mut rows = Vec::with_capacity(predictions.len());
     for p in predictions {
         let mut row = [[0.0; 2]; MPII_NUM_JOINTS];

@@ -12,7 +12,7 @@
 //! 4. map heatmap pixels to image pixels with the inverse of the crop's affine
 //!    ([`heatmap_to_image`], the official `transform_preds`).
 
-use anyhow::{bail, Context};
+use crate::error::{bail, ResultExt};
 use ndarray::{Array3, ArrayView3};
 use posekit_core::codecs::heatmap::HeatmapCodec;
 use posekit_core::geometry::affine::{heatmap_to_image, AffineMode};
@@ -51,7 +51,7 @@ impl TopDownPredictor<'_> {
         &self,
         inputs: &[f32],
         crops: &[CenterScale],
-    ) -> anyhow::Result<Vec<TopDownPrediction>> {
+    ) -> crate::Result<Vec<TopDownPrediction>> {
         let n = crops.len();
         let [w, h] = self.codec.input_size;
         if n == 0 {
@@ -95,7 +95,7 @@ impl TopDownPredictor<'_> {
     }
 
     /// The prediction head's `[n, K, h, w]` heatmaps as f32 values on the CPU.
-    fn heatmaps(&self, inputs: &[f32], n: usize) -> anyhow::Result<Vec<f32>> {
+    fn heatmaps(&self, inputs: &[f32], n: usize) -> crate::Result<Vec<f32>> {
         let [w, h] = self.codec.input_size;
         let [hw, hh] = self.codec.heatmap_size;
         let x = Tensor::from_slice(inputs)
@@ -130,10 +130,10 @@ pub fn heatmap_heads(outputs: &[(String, Tensor)]) -> Vec<&Tensor> {
 }
 
 /// The head a top-down network predicts with: its last heatmap head.
-pub fn prediction_head(outputs: &[(String, Tensor)]) -> anyhow::Result<&Tensor> {
+pub fn prediction_head(outputs: &[(String, Tensor)]) -> crate::Result<&Tensor> {
     heatmap_heads(outputs).pop().ok_or_else(|| {
         let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
-        anyhow::anyhow!("the network has no heatmap output (its outputs: {names:?})")
+        crate::error::invalid!("the network has no heatmap output (its outputs: {names:?})")
     })
 }
 

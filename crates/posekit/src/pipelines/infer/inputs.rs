@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::bail;
+use crate::error::bail;
 
 use crate::pipelines::image_io::is_image_path;
 use crate::pipelines::video::is_video_path;
@@ -52,7 +52,7 @@ pub(crate) fn file_name_of(path: &Path) -> String {
 /// pictures is the common case, and a recursive walk could pick up the output folder of an
 /// earlier run). A missing path, a file of another kind or a folder without pictures is an
 /// error naming it. A file named twice (directly and through its folder) is run once.
-pub fn expand_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
+pub fn expand_inputs(paths: &[PathBuf]) -> crate::Result<Vec<Input>> {
     let mut inputs = list_inputs(paths)?;
     let mut seen = HashSet::new();
     inputs.retain(|input| seen.insert(canonical(&input.path)));
@@ -111,19 +111,20 @@ fn assign_names(inputs: &mut [Input]) {
     }
 }
 
-fn list_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
+fn list_inputs(paths: &[PathBuf]) -> crate::Result<Vec<Input>> {
     if paths.is_empty() {
         bail!("no input given: name images, folders of images or videos");
     }
     let mut inputs = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path)
-                .map_err(|e| anyhow::anyhow!("{}: cannot list this folder: {e}", path.display()))?;
+            let entries = std::fs::read_dir(path).map_err(|e| {
+                crate::error::invalid!("{}: cannot list this folder: {e}", path.display())
+            })?;
             let mut images = Vec::new();
             for entry in entries {
                 let entry = entry.map_err(|e| {
-                    anyhow::anyhow!("{}: cannot list this folder: {e}", path.display())
+                    crate::error::invalid!("{}: cannot list this folder: {e}", path.display())
                 })?;
                 let p = entry.path();
                 if p.is_file() && is_image_path(&p) {

@@ -25,7 +25,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use posekit_nn::optim::Optimizer;
-use posekit_nn::weights::RawTensor;
+use posekit_nn::weights::safetensors_io::write_safetensors_with_metadata;
+use posekit_nn::weights::{RawTensor, WeightsError};
 use safetensors::SafeTensors;
 use tch::nn::VarStore;
 use tch::Tensor;
@@ -125,23 +126,18 @@ pub fn save(
         }),
     );
     metadata.insert("checksum".into(), format!("{checksum:08x}"));
-    let bytes =
-        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-            .map_err(|e| CheckpointError::Mismatch {
+    write_safetensors_with_metadata(path, tensors.iter().map(|(n, t)| (n.as_str(), t)), metadata)
+        .map_err(|e| match e {
+            WeightsError::Io { action, source, .. } => CheckpointError::Io {
                 path: path.to_path_buf(),
-                message: format!("cannot serialise the checkpoint: {e}"),
-            })?;
-    write_atomically(path, &bytes)
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename
-/// ([`crate::files::write_atomic`]).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    crate::files::write_atomic_steps(path, bytes).map_err(|(message, source)| CheckpointError::Io {
-        path: path.to_path_buf(),
-        message: message.into(),
-        source,
-    })
+                message: action.to_string(),
+                source,
+            },
+            other => CheckpointError::Mismatch {
+                path: path.to_path_buf(),
+                message: format!("cannot write the checkpoint: {other}"),
+            },
+        })
 }
 
 /// Reads and verifies a checkpoint.

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use crate::error::{bail, ResultExt};
 use posekit_nn::loss::{joints_mse_loss, MultiResolutionLoss, MultiResolutionLossConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -46,7 +46,7 @@ pub trait TrainingTask {
         model: &LoadedModel,
         batch: &BatchOf<Self>,
         device: Device,
-    ) -> anyhow::Result<Tensor>;
+    ) -> crate::Result<Tensor>;
 
     /// Samples of `batch` whose targets had to leave something out (bottom-up: people beyond
     /// `max_people`), counted in the epoch report.
@@ -64,7 +64,7 @@ pub trait TrainingTask {
         out_dir: &Path,
         progress: bool,
         report: &Reporter,
-    ) -> anyhow::Result<(LoadedModel, Option<f64>)>;
+    ) -> crate::Result<(LoadedModel, Option<f64>)>;
 }
 
 /// Top-down training: the official HRNet recipe.
@@ -76,7 +76,7 @@ pub struct TopDownTask {
 }
 
 impl TopDownTask {
-    pub fn new(cfg: &ExperimentConfig) -> anyhow::Result<Self> {
+    pub fn new(cfg: &ExperimentConfig) -> crate::Result<Self> {
         Ok(Self {
             cfg: cfg.clone(),
             train_set: Arc::new(topdown_train_dataset(cfg)?),
@@ -87,7 +87,7 @@ impl TopDownTask {
 }
 
 /// The training split of a top-down config.
-pub fn topdown_train_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDataset> {
+pub fn topdown_train_dataset(cfg: &ExperimentConfig) -> crate::Result<TopDownDataset> {
     let d = &cfg.dataset;
     let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
         bail!("dataset.train_annotations and dataset.train_images are needed for training");
@@ -126,7 +126,7 @@ impl TrainingTask for TopDownTask {
         model: &LoadedModel,
         batch: &TopDownBatch,
         device: Device,
-    ) -> anyhow::Result<Tensor> {
+    ) -> crate::Result<Tensor> {
         let shape = batch.input_shape().map(|v| v as i64);
         let tshape = batch.target_shape().map(|v| v as i64);
         let x = Tensor::from_slice(&batch.inputs)
@@ -159,7 +159,7 @@ impl TrainingTask for TopDownTask {
                 None => l,
             });
         }
-        total.ok_or_else(|| anyhow::anyhow!("no loss"))
+        total.ok_or_else(|| crate::error::invalid!("no loss"))
     }
 
     fn validate(
@@ -169,7 +169,7 @@ impl TrainingTask for TopDownTask {
         out_dir: &Path,
         progress: bool,
         report: &Reporter,
-    ) -> anyhow::Result<(LoadedModel, Option<f64>)> {
+    ) -> crate::Result<(LoadedModel, Option<f64>)> {
         let opts = TestOptions {
             test: self.cfg.test.clone(),
             out_dir: Some(out_dir.to_path_buf()),
@@ -196,7 +196,7 @@ pub struct BottomUpTask {
 }
 
 impl BottomUpTask {
-    pub fn new(cfg: &ExperimentConfig) -> anyhow::Result<Self> {
+    pub fn new(cfg: &ExperimentConfig) -> crate::Result<Self> {
         let Some(bu) = &cfg.bottomup else {
             bail!("the config has no [bottomup] section");
         };
@@ -242,7 +242,7 @@ pub fn bottomup_dataset(
     cfg: &ExperimentConfig,
     ann: &Path,
     images: &Path,
-) -> anyhow::Result<BottomUpDataset> {
+) -> crate::Result<BottomUpDataset> {
     let Some(bu) = &cfg.bottomup else {
         bail!("the config has no [bottomup] section");
     };
@@ -259,20 +259,20 @@ pub fn bottomup_dataset(
 /// The network's outputs per resolution as HigherHRNet's forward returns them (heatmaps, then
 /// tags where present, along the channels), from the named heads `heatmaps_s{stride}` /
 /// `tags_s{stride}`, highest stride (1/4) first.
-fn raw_outputs(named: Vec<(String, Tensor)>) -> anyhow::Result<Vec<Tensor>> {
+fn raw_outputs(named: Vec<(String, Tensor)>) -> crate::Result<Vec<Tensor>> {
     let mut by_stride: Vec<(i64, Tensor, Option<Tensor>)> = Vec::new();
     for (name, t) in named {
         let (kind, stride) = name
             .split_once("_s")
             .and_then(|(k, s)| Some((k.to_string(), s.parse::<i64>().ok()?)))
-            .ok_or_else(|| anyhow::anyhow!("unexpected network output `{name}`"))?;
+            .ok_or_else(|| crate::error::invalid!("unexpected network output `{name}`"))?;
         match kind.as_str() {
             "heatmaps" => by_stride.push((stride, t, None)),
             "tags" => {
                 let entry = by_stride
                     .iter_mut()
                     .find(|(s, _, _)| *s == stride)
-                    .ok_or_else(|| anyhow::anyhow!("tags_s{stride} before its heatmaps"))?;
+                    .ok_or_else(|| crate::error::invalid!("tags_s{stride} before its heatmaps"))?;
                 entry.2 = Some(t);
             }
             _ => bail!("unexpected network output `{name}`"),
@@ -351,7 +351,7 @@ impl TrainingTask for BottomUpTask {
         model: &LoadedModel,
         batch: &BottomUpBatch,
         device: Device,
-    ) -> anyhow::Result<Tensor> {
+    ) -> crate::Result<Tensor> {
         let t = BottomUpTensors::new(batch, device);
         let outputs = raw_outputs(model.net.forward_named(&t.input, true)?)?;
         for (o, h) in outputs.iter().zip(&t.heatmaps) {
@@ -381,7 +381,7 @@ impl TrainingTask for BottomUpTask {
         out_dir: &Path,
         progress: bool,
         report: &Reporter,
-    ) -> anyhow::Result<(LoadedModel, Option<f64>)> {
+    ) -> crate::Result<(LoadedModel, Option<f64>)> {
         let (model, test) = test_config_model(model, &self.cfg, device, out_dir, progress)?;
         report(&bottomup_report_text(&test));
         Ok((model, Some(test.stats.ap)))

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use crate::error::{bail, ResultExt};
 use posekit_dist::{
     broadcast_var_store, Backend, DistEnv, GradAverager, GroupOptions, ProcessGroup,
 };
@@ -104,7 +104,7 @@ fn earlier_run_files(out: &Path) -> Vec<&'static str> {
 /// mixes two runs (a log with epochs 1, 2, 1, 2, 3; a `best` of the old run beside a new
 /// `last`). Only the files a run writes are removed; anything else in the folder is the
 /// user's and stays.
-fn remove_earlier_run(out: &Path, files: &[&str]) -> anyhow::Result<()> {
+fn remove_earlier_run(out: &Path, files: &[&str]) -> crate::Result<()> {
     for name in files {
         let path = out.join(name);
         let removed = if path.is_dir() {
@@ -112,18 +112,18 @@ fn remove_earlier_run(out: &Path, files: &[&str]) -> anyhow::Result<()> {
         } else {
             std::fs::remove_file(&path)
         };
-        removed.with_context(|| format!("--overwrite: cannot remove {}", path.display()))?;
+        removed.map_err(|e| crate::Error::io(&path, "cannot remove (--overwrite)", e))?;
     }
     Ok(())
 }
 
 /// The training split of a top-down config.
-pub fn train_dataset(cfg: &ExperimentConfig) -> anyhow::Result<TopDownDataset> {
+pub fn train_dataset(cfg: &ExperimentConfig) -> crate::Result<TopDownDataset> {
     super::task::topdown_train_dataset(cfg)
 }
 
 /// Trains the experiment of `loaded` into `opts.out_dir`, in this process alone.
-pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+pub fn train(loaded: &LoadedConfig, opts: &TrainOptions) -> crate::Result<TrainSummary> {
     train_with(loaded, opts, None)
 }
 
@@ -142,7 +142,7 @@ pub fn train_in_group(
     loaded: &LoadedConfig,
     opts: &TrainOptions,
     env: &DistEnv,
-) -> anyhow::Result<TrainSummary> {
+) -> crate::Result<TrainSummary> {
     let options = GroupOptions {
         backend: Backend::for_device(opts.device)?,
         ..GroupOptions::default()
@@ -177,7 +177,7 @@ impl Rank<'_> {
         self.group.map_or(1, ProcessGroup::world_size)
     }
 
-    fn shard(&self) -> anyhow::Result<Shard> {
+    fn shard(&self) -> crate::Result<Shard> {
         Ok(match self.group {
             Some(g) => Shard::new(g.rank(), g.world_size())?,
             None => Shard::WHOLE,
@@ -189,7 +189,7 @@ fn train_with(
     loaded: &LoadedConfig,
     opts: &TrainOptions,
     group: Option<&ProcessGroup>,
-) -> anyhow::Result<TrainSummary> {
+) -> crate::Result<TrainSummary> {
     let rank = Rank { group };
     // One writer: the other ranks report nothing and show no progress bar.
     let quiet;
@@ -329,7 +329,7 @@ fn run<T: TrainingTask>(
     task: T,
     resume_from: Option<checkpoint::Checkpoint>,
     earlier: &[&str],
-) -> anyhow::Result<TrainSummary> {
+) -> crate::Result<TrainSummary> {
     let cfg = &loaded.config;
     let out = &opts.out_dir;
     let layout = cfg.layout()?;
@@ -338,7 +338,7 @@ fn run<T: TrainingTask>(
         if opts.overwrite && !opts.resume {
             remove_earlier_run(out, earlier)?;
         }
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, "cannot create", e))?;
     }
 
     tch::manual_seed(cfg.train.seed as i64);
@@ -607,7 +607,7 @@ fn train_epoch<T: TrainingTask>(
     loader: &Loader<T::Data>,
     place: EpochPlace,
     global_iter: &mut u64,
-) -> anyhow::Result<EpochStats> {
+) -> crate::Result<EpochStats> {
     let t = &cfg.train;
     let epoch = place.epoch;
     let start = Instant::now();
@@ -714,7 +714,7 @@ fn train_step<T: TrainingTask>(
     batch: &BatchOf<T>,
     lr: f64,
     device: Device,
-) -> anyhow::Result<f64> {
+) -> crate::Result<f64> {
     let loss = task.loss(model, batch, device)?;
     adam.zero_grad();
     loss.backward();
@@ -735,7 +735,7 @@ fn parallel_step<T: TrainingTask>(
     lr: f64,
     device: Device,
     p: &Parallel,
-) -> anyhow::Result<Option<StepOutcome>> {
+) -> crate::Result<Option<StepOutcome>> {
     adam.zero_grad();
     let mine = match batch {
         Some(b) => {
