@@ -226,3 +226,161 @@ fn a_video_run_killed_midway_keeps_every_flushed_frame_with_its_track() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A tiny HRNet with random weights (`DIR/tiny.toml`, `DIR/tiny.safetensors`): top-down
+/// plumbing, not accuracy.
+fn tiny_top_down(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = dir.join("tiny.toml");
+    std::fs::write(
+        &config,
+        r#"
+[model]
+preset = "hrnet-w32"
+[model.hrnet]
+width = 4
+modules = [1, 1, 1]
+blocks = 1
+
+[dataset]
+format = "coco"
+val_annotations = "unused.json"
+val_images = "unused"
+
+[data]
+input_size = [32, 64]
+heatmap_size = [8, 16]
+"#,
+    )
+    .unwrap();
+    let loaded = posekit::pipelines::config::ExperimentConfig::load(&config)
+        .unwrap()
+        .config;
+    tch::manual_seed(7);
+    let model = loaded
+        .model
+        .build(&loaded.layout().unwrap(), tch::Device::Cpu)
+        .unwrap();
+    let weights = dir.join("tiny.safetensors");
+    posekit_nn::weights::save_safetensors(&model.vs, &weights).unwrap();
+    (config, weights)
+}
+
+/// `--det-interval 4` with a top-down model: the bundled model's proposals run on frames 0, 4
+/// and 8 only (results.jsonl says which boxes each frame used), the frames between crop the
+/// tracks' predicted boxes, so every person there continues a track of the frame before.
+#[test]
+fn a_top_down_model_on_video_uses_proposals_every_n_frames_and_track_boxes_between() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: --det-interval was NOT exercised");
+        return;
+    }
+    const N: u64 = 4;
+    const FRAMES: u64 = 10;
+    let dir = scratch("tracking-det-interval");
+    let clip = dir.join("slide.mp4");
+    let filter = format!(
+        "zoompan=z='1.1':x='(iw-iw/zoom)*on/{FRAMES}':y='(ih-ih/zoom)/2':d=1:s=640x428:fps=10"
+    );
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(common::data("infer").join("000000196141.jpg"))
+        .args(["-vf", &filter, "-frames:v", &FRAMES.to_string()])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let (config, weights) = tiny_top_down(&dir);
+    let out = dir.join("out");
+    // Random weights give low heatmap maxima: every joint counts (--min-score), so that the
+    // tracks have keypoints to predict boxes from.
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&clip), "--out", path_str(&out)])
+        .args([
+            "--config",
+            path_str(&config),
+            "--weights",
+            path_str(&weights),
+        ])
+        .args(["--det-interval", &N.to_string(), "--min-score=-1000"])
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text_of(&run));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, FRAMES);
+    let mut previous: BTreeSet<u64> = BTreeSet::new();
+    for (f, line) in lines.iter().enumerate() {
+        let f = f as u64;
+        let expected = if f.is_multiple_of(N) {
+            "proposals"
+        } else {
+            "tracks"
+        };
+        assert_eq!(line["boxes"], expected, "frame {f}");
+        let ids: BTreeSet<u64> = people(line)
+            .iter()
+            .map(|(id, _)| id.unwrap_or_else(|| panic!("frame {f}: a person without track_id")))
+            .collect();
+        assert_eq!(
+            ids.len(),
+            people(line).len(),
+            "frame {f}: an id given twice"
+        );
+        assert!(!ids.is_empty(), "frame {f}: nobody");
+        if !f.is_multiple_of(N) {
+            assert!(
+                ids.is_subset(&previous),
+                "frame {f}: ids {ids:?} do not all continue the tracks {previous:?} of frame {}",
+                f - 1
+            );
+        }
+        previous = ids;
+    }
+    let said = common::stdout(&run);
+    assert!(
+        said.contains(&format!(
+            "person boxes of {} pictures/frames: the tracks' predicted boxes",
+            FRAMES - FRAMES.div_ceil(N)
+        )) && said.contains(&format!(
+            "person boxes of {} pictures/frames: the people",
+            FRAMES.div_ceil(N)
+        )),
+        "{said}"
+    );
+
+    // An interval needs a tracker, and a top-down model.
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&clip), "--out", path_str(&dir.join("x"))])
+        .args([
+            "--config",
+            path_str(&config),
+            "--weights",
+            path_str(&weights),
+        ])
+        .args(["--det-interval", "4", "--track", "none"])
+        .output()
+        .unwrap();
+    common::assert_clean_failure(&run, "--det-interval with --track none");
+    assert!(
+        common::stderr(&run).contains("--track"),
+        "{}",
+        text_of(&run)
+    );
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&clip), "--out", path_str(&dir.join("y"))])
+        .args(["--det-interval", "4"])
+        .output()
+        .unwrap();
+    common::assert_clean_failure(&run, "--det-interval with a bottom-up model");
+    assert!(
+        common::stderr(&run).contains("top-down"),
+        "{}",
+        text_of(&run)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -84,6 +84,12 @@ pub struct InferArgs {
     /// kalman: frames a person may be missing and keep the id.
     #[arg(long, default_value_t = 10)]
     max_missed: u32,
+    /// Top-down models on video: person proposals (the people openpose-mobilenetv2 finds)
+    /// every N frames only, and on the frames between a crop where each track is expected
+    /// (the box of its predicted keypoints); new people are found at the next proposals. 1:
+    /// proposals on every frame (MMDeploy's PoseTracker default); larger is faster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    det_interval: u32,
     /// Keypoint smoothing per track of a video: one-euro (online: results.jsonl, results.json
     /// and the drawn video), savgol (over each whole track at the end: results.json only).
     #[arg(long, value_enum, default_value_t = SmoothArg::None)]
@@ -152,6 +158,13 @@ fn tracking_options(args: &InferArgs) -> anyhow::Result<(TrackerKind, KalmanPara
     };
     if args.track == TrackArg::None && smooth != SmoothKind::None {
         bail!("--smooth works per track: it needs --track greedy or kalman, not none");
+    }
+    if args.track == TrackArg::None && args.det_interval > 1 {
+        bail!(
+            "--det-interval {} crops the tracks' boxes between proposals: it needs --track \
+             greedy or kalman, not none",
+            args.det_interval
+        );
     }
     Ok((track, kalman, smooth))
 }
@@ -228,6 +241,13 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         }
         other => other.into(),
     })?;
+    if args.det_interval > 1 && !estimator.is_top_down() {
+        bail!(
+            "--det-interval is for top-down models; {} is a bottom-up model that finds the \
+             people in every frame itself: leave --det-interval out, or give a top-down --model",
+            estimator.preset().name
+        );
+    }
     if args.boxes.is_some() && !estimator.is_top_down() {
         bail!(
             "--boxes is for top-down models; {} is a bottom-up model that finds the people \
@@ -262,6 +282,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             track,
             kalman,
             smooth,
+            det_interval: args.det_interval,
         },
         &mut |event| view.show(event),
     )?;
@@ -274,6 +295,10 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
                  boxes, or --boxes whole for the whole picture)"
             ),
             BoxSource::WholeImage => "the whole picture as one person".to_string(),
+            BoxSource::Tracks => format!(
+                "the tracks' predicted boxes (proposals every {} frames)",
+                args.det_interval
+            ),
         };
         println!("person boxes of {count} pictures/frames: {what}");
     }

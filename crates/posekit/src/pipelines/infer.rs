@@ -4,8 +4,9 @@
 //! What it writes to the output folder:
 //! * `results.jsonl`, written and flushed picture by picture (frame by frame for a video), so
 //!   that a run stopped at any moment keeps every finished one: one JSON object per line,
-//!   `{"file_name", "image_id", "frame" (videos), "people": [{"keypoints", "score", "bbox",
-//!   "track_id" (videos)}]}`;
+//!   `{"file_name", "image_id", "frame" (videos), "boxes" (top-down models: where the person
+//!   boxes came from, `given`, `proposals`, `whole` or `tracks`), "people": [{"keypoints",
+//!   "score", "bbox", "track_id" (videos)}]}`;
 //! * `results.json` at the end: one COCO keypoint result per person, in input order, each with
 //!   `file_name` (the input's name), `image_id`, `category_id` 1, `keypoints`, `score` and
 //!   `bbox`, plus `frame` (0-based) and `track_id` for video frames. Keypoints are COCO-17 for COCO models
@@ -29,6 +30,15 @@
 //! and the drawing all carry the smoothed keypoints) or Savitzky-Golay offline (over each
 //! whole track when the video ends: results.json only, since results.jsonl and the drawing
 //! are written while the video is still being read).
+//!
+//! A top-down model on a video crops the people the bundled model proposes; with
+//! [`InferOptions::det_interval`] `N` it asks for proposals on frames 0, N, 2N, ... only, and
+//! on the frames between crops each track where the tracker expects it: the box of the track's
+//! predicted keypoints (the last frame's for `greedy`), grown as proposals are
+//! ([`crate::estimator::proposals::box_around`]), to which the crop adds HRNet's 25%. This is
+//! MMDeploy's `PoseTracker` with a detector every N frames. Between proposals nobody new is
+//! found, and a track's crop whose pose the tracker does not take (too few joints: the person
+//! left) is dropped until the next proposals.
 //!
 //! Image ids are the COCO ids when `--gt` names the file, otherwise a running index over all
 //! pictures and video frames (each frame its own id, so the file stays evaluable).
@@ -64,6 +74,7 @@ use super::data::read_rgb_checked;
 use super::image_io::write_rgb;
 use super::video::{probe, FrameReader, FrameWriter};
 use crate::error::{bail, Error, Result, ResultExt};
+use crate::estimator::proposals::box_around;
 use crate::estimator::{BoxSource, Estimate, PoseEstimator};
 
 /// How a run writes its outputs.
@@ -86,6 +97,10 @@ pub struct InferOptions {
     pub kalman: KalmanParams,
     /// Keypoint smoothing per track (needs a tracker).
     pub smooth: SmoothKind,
+    /// Top-down models on video: person proposals on every `det_interval`-th frame (0, N,
+    /// 2N, ...), the tracks' predicted boxes on the frames between (needs a tracker). 0 and 1
+    /// both mean proposals on every frame.
+    pub det_interval: u32,
 }
 
 /// One line of `results.json`: a COCO keypoint result, plus the frame of a video.
@@ -151,6 +166,22 @@ pub fn run_infer(
     opts: &InferOptions,
     on_event: &mut dyn FnMut(InferEvent),
 ) -> Result<InferSummary> {
+    if opts.det_interval > 1 {
+        if matches!(opts.track, TrackerKind::None) {
+            bail!(
+                "a detection interval of {} crops the tracks' boxes between proposals: it \
+                 needs a tracker (greedy or kalman)",
+                opts.det_interval
+            );
+        }
+        if !estimator.is_top_down() {
+            bail!(
+                "a detection interval is for top-down models; {} is a bottom-up model that \
+                 finds the people in every frame itself",
+                estimator.preset().name
+            );
+        }
+    }
     let plans = plan_outputs(inputs, &opts.out_dir, opts.heatmaps)?;
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(|e| Error::io(&opts.out_dir, "cannot create the output folder", e))?;
@@ -319,14 +350,40 @@ impl Run<'_> {
         };
         let first_record = self.summary.records.len();
         let mut tracked: Vec<(usize, u64, Pose)> = Vec::new();
+        let det_interval = u64::from(self.opts.det_interval.max(1));
         while let Some(frame) = reader.next_frame().map_err(|e| Failure::Input(e.into()))? {
-            let mut estimate =
-                self.estimator
-                    .estimate_detailed(&frame, None, self.opts.heatmaps)?;
-            let ids = match tracker.as_mut() {
+            // Between proposals (top-down models), each track is cropped where the tracker
+            // expects it, as MMDeploy's PoseTracker does.
+            let from_tracks = match tracker.as_ref() {
+                Some(t)
+                    if self.estimator.is_top_down()
+                        && !frame_index.is_multiple_of(det_interval) =>
+                {
+                    let (h, w, _) = frame.dim();
+                    Some(
+                        t.predicted_boxes()
+                            .into_iter()
+                            .filter_map(|(_, b)| box_around(b.map(f64::from), w, h))
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                _ => None,
+            };
+            let mut estimate = self.estimator.estimate_detailed(
+                &frame,
+                from_tracks.as_deref(),
+                self.opts.heatmaps,
+            )?;
+            let mut ids = match tracker.as_mut() {
                 Some(t) => t.update(&estimate.poses),
                 None => vec![None; estimate.poses.len()],
             };
+            if from_tracks.is_some() {
+                estimate.box_source = Some(BoxSource::Tracks);
+                // A track's crop whose pose the tracker does not take (too few joints found:
+                // the person left or is hidden) holds nobody until the next proposals.
+                keep_people(&mut estimate, &mut ids, |id| id.is_some())?;
+            }
             if let Some(s) = one_euro.as_mut() {
                 s.smooth(frame_index, &ids, &mut estimate.poses);
             }
@@ -472,6 +529,7 @@ impl Run<'_> {
             file_name,
             image_id,
             frame,
+            boxes: estimate.box_source.map(BoxSource::name),
             people: self.summary.records[first..]
                 .iter()
                 .map(|r| StreamPerson {
@@ -571,6 +629,38 @@ pub fn plan_outputs(inputs: &[Input], out_dir: &Path, heatmaps: bool) -> Result<
     Ok(plans)
 }
 
+/// Keeps the people of `estimate` (poses, boxes, the rows of a top-down model's heatmaps) whose
+/// track id passes `keep`, and their ids.
+fn keep_people(
+    estimate: &mut Estimate,
+    ids: &mut Vec<Option<u64>>,
+    keep: impl Fn(Option<u64>) -> bool,
+) -> Result<()> {
+    let kept: Vec<usize> = (0..ids.len()).filter(|&i| keep(ids[i])).collect();
+    if kept.len() == ids.len() {
+        return Ok(());
+    }
+    let people = ids.len();
+    if estimate.poses.len() != people || estimate.boxes.len() != people {
+        bail!(
+            "{} poses and {} boxes for {people} tracked people",
+            estimate.poses.len(),
+            estimate.boxes.len()
+        );
+    }
+    *ids = kept.iter().map(|&i| ids[i]).collect();
+    estimate.poses = kept.iter().map(|&i| estimate.poses[i].clone()).collect();
+    estimate.boxes = kept.iter().map(|&i| estimate.boxes[i]).collect();
+    estimate.maps.retain_mut(|(_, map)| {
+        if map.shape().first() != Some(&people) {
+            return true;
+        }
+        *map = map.select(ndarray::Axis(0), &kept);
+        !kept.is_empty()
+    });
+    Ok(())
+}
+
 /// Removes an earlier run's `results.json`, which would otherwise sit beside this run's
 /// pictures if this run were stopped before writing its own.
 fn remove_stale(path: &Path) -> Result<()> {
@@ -600,6 +690,9 @@ struct StreamLine<'a> {
     image_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     frame: Option<u64>,
+    /// Top-down models: where the person boxes came from ([`BoxSource::name`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boxes: Option<&'static str>,
     people: Vec<StreamPerson<'a>>,
 }
 
