@@ -384,3 +384,101 @@ fn a_top_down_model_on_video_uses_proposals_every_n_frames_and_track_boxes_betwe
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--out -`: the results.jsonl lines go to standard output as each picture or frame is done
+/// (the first arrives while the video is still being processed), standard output carries
+/// nothing else, and no file or folder is written.
+#[test]
+fn out_dash_streams_the_result_lines_to_stdout_and_writes_no_file() {
+    use std::io::{BufRead, BufReader, Read};
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: --out - on a video was NOT exercised");
+        return;
+    }
+    const FRAMES: usize = 12;
+    let dir = scratch("tracking-stdout");
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let picture = inputs.join("astronaut.jpg");
+    std::fs::copy(common::data("infer").join("astronaut.jpg"), &picture).unwrap();
+    let clip = inputs.join("still.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(&picture)
+        .args(["-frames:v", &FRAMES.to_string(), "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut child = common::posekit_cmd()
+        .current_dir(&work)
+        .args(["infer", path_str(&picture), path_str(&clip), "--out", "-"])
+        .arg("--no-progress")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let still_running = child.try_wait().unwrap().is_none();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "stdout:\n{first}{rest}\nstderr:\n{err}");
+    assert!(
+        still_running,
+        "the first line came only when the run ended: not streamed"
+    );
+    let lines: Vec<serde_json::Value> = std::iter::once(first.as_str())
+        .chain(rest.lines())
+        .map(|l| {
+            serde_json::from_str(l.trim_end())
+                .unwrap_or_else(|e| panic!("a stdout line that is not JSON ({e}): {l:?}"))
+        })
+        .collect();
+    assert_eq!(lines.len(), 1 + FRAMES, "{first}{rest}");
+    assert_eq!(lines[0]["file_name"], "astronaut.jpg");
+    assert_eq!(lines[0]["people"].as_array().unwrap().len(), 1);
+    for (f, line) in lines[1..].iter().enumerate() {
+        assert_eq!(line["file_name"], "still.mp4");
+        assert_eq!(line["frame"].as_u64(), Some(f as u64));
+        let ids: Vec<Option<u64>> = people(line).iter().map(|p| p.0).collect();
+        assert_eq!(ids, [Some(0)], "frame {f}");
+    }
+    // The summary went to standard error, and nothing was written anywhere.
+    assert!(err.contains("results: standard output"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "files in the work folder"
+    );
+    assert_eq!(
+        std::fs::read_dir(&inputs).unwrap().count(),
+        2,
+        "files beside the inputs"
+    );
+
+    // What needs files is refused with it.
+    for extra in [["--heatmaps", ""], ["--smooth", "savgol"]] {
+        let run = common::posekit_cmd()
+            .current_dir(&work)
+            .args(["infer", path_str(&clip), "--out", "-"])
+            .args(extra.iter().filter(|a| !a.is_empty()))
+            .output()
+            .unwrap();
+        common::assert_clean_failure(&run, &format!("--out - with {extra:?}"));
+        assert!(common::stdout(&run).is_empty(), "{}", text_of(&run));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -37,7 +37,9 @@ pub struct InferArgs {
     /// settings replace --model's defaults.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Output folder for results.json and the drawn pictures/videos.
+    /// Output folder for results.json and the drawn pictures/videos. `-`: the results.jsonl
+    /// lines (one JSON object per picture or frame) go to standard output as they come, for
+    /// piping, and no file is written; messages go to standard error.
     #[arg(long, default_value = "posekit-infer")]
     out: PathBuf,
     /// Person boxes for a top-down model: COCO detection results (`image_id`, with --gt) or a
@@ -186,9 +188,33 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         Some(Some("whole"))
     );
     let (track, kalman, smooth) = tracking_options(&args)?;
+    let to_stdout = args.out.as_os_str() == "-";
+    if to_stdout {
+        if args.heatmaps {
+            bail!(
+                "--heatmaps writes files: it cannot go with --out - (results to standard output)"
+            );
+        }
+        if args.smooth == SmoothArg::Savgol {
+            bail!(
+                "--smooth savgol rewrites results.json at the end of each video, which --out - \
+                 does not write (its lines go out frame by frame): use --smooth one-euro"
+            );
+        }
+    }
+    // Human messages: standard output, unless the results go there.
+    let say = |line: &str| {
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     // Everything the user named is checked before the model loads.
     let inputs = expand_inputs(&args.inputs)?;
-    plan_outputs(&inputs, &args.out, args.heatmaps)?;
+    if !to_stdout {
+        plan_outputs(&inputs, &args.out, args.heatmaps)?;
+    }
     let gt = match &args.gt {
         Some(path) => Some(CocoKeypointsGt::load(path)?),
         None => None,
@@ -256,12 +282,12 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         );
     }
     if let Some((index, _)) = &boxes {
-        println!(
+        say(&format!(
             "{} person boxes ({} below --box-score-threshold {} left out)",
             index.kept(),
             index.below_threshold,
             args.box_score_threshold
-        );
+        ));
     }
     let image_ids: Option<HashMap<String, i64>> = gt.map(|gt| {
         gt.images
@@ -269,7 +295,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             .map(|im| (im.file_name.clone(), im.id))
             .collect()
     });
-    let mut view = ProgressView::new(!args.no_progress, &inputs);
+    let mut view = ProgressView::new(!args.no_progress, &inputs, to_stdout);
     let summary = run_infer(
         &estimator,
         &inputs,
@@ -283,6 +309,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             kalman,
             smooth,
             det_interval: args.det_interval,
+            to_stdout,
         },
         &mut |event| view.show(event),
     )?;
@@ -300,15 +327,19 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
                 args.det_interval
             ),
         };
-        println!("person boxes of {count} pictures/frames: {what}");
+        say(&format!("person boxes of {count} pictures/frames: {what}"));
     }
-    println!(
+    say(&format!(
         "{} pictures, {} video frames, {} people; results: {}",
         summary.images,
         summary.frames,
         summary.people,
-        summary.results_path.display()
-    );
+        if to_stdout {
+            "standard output".to_string()
+        } else {
+            summary.results_path.display().to_string()
+        }
+    ));
     if !summary.failures.is_empty() {
         bail!(
             "{} of {} inputs could not be processed{}:\n  {}",
@@ -331,16 +362,35 @@ struct ProgressView {
     bar: indicatif::ProgressBar,
     show: bool,
     lines: bool,
+    /// Lines go to standard error (standard output carries the results).
+    to_stderr: bool,
+}
+
+/// `what` for the drawing of an input: its path, or that none was written.
+fn drawn_to(drawing: Option<&std::path::Path>) -> String {
+    drawing.map_or_else(|| "(not drawn)".to_string(), |d| d.display().to_string())
 }
 
 impl ProgressView {
-    fn new(show: bool, inputs: &[Input]) -> Self {
+    fn new(show: bool, inputs: &[Input], to_stderr: bool) -> Self {
         let long = inputs.len() > 1 || inputs.iter().any(|i| i.kind == InputKind::Video);
         ProgressView {
             bar: indicatif::ProgressBar::hidden(),
             show: show && long,
             lines: inputs.len() <= 20,
+            to_stderr,
         }
+    }
+
+    fn line(&self, line: String) {
+        let to_stderr = self.to_stderr;
+        self.bar.suspend(|| {
+            if to_stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        });
     }
 
     fn show(&mut self, event: InferEvent) {
@@ -357,14 +407,12 @@ impl ProgressView {
             } => {
                 self.bar.inc(1);
                 if self.lines {
-                    self.bar.suspend(|| {
-                        println!(
-                            "{}: {people} {} -> {}",
-                            input.path.display(),
-                            if people == 1 { "person" } else { "people" },
-                            drawing.display()
-                        )
-                    });
+                    self.line(format!(
+                        "{}: {people} {} -> {}",
+                        input.path.display(),
+                        if people == 1 { "person" } else { "people" },
+                        drawn_to(drawing)
+                    ));
                 }
             }
             InferEvent::Frame { .. } => self.bar.inc(1),
@@ -373,13 +421,11 @@ impl ProgressView {
                 frames,
                 people,
                 drawing,
-            } => self.bar.suspend(|| {
-                println!(
-                    "{}: {frames} frames, {people} people in all -> {}",
-                    input.path.display(),
-                    drawing.display()
-                )
-            }),
+            } => self.line(format!(
+                "{}: {frames} frames, {people} people in all -> {}",
+                input.path.display(),
+                drawn_to(drawing)
+            )),
             InferEvent::Skipped { message, .. } => {
                 self.bar.suspend(|| eprintln!("warning: skipped {message}"))
             }

@@ -23,6 +23,10 @@
 //!   grouped; SPM: `root` [1, h, w] and `displacements` [34, h, w]; OpenPose-VGG19: the last
 //!   stage's `heatmaps` [19, h, w] and `pafs` [38, h, w]).
 //!
+//! With [`InferOptions::to_stdout`] (`posekit infer --out -`) the `results.jsonl` lines go to
+//! standard output instead, each flushed when its picture or frame is done, and nothing is
+//! written to disk.
+//!
 //! Videos are tracked ([`InferOptions::track`], Kalman by default): every person of a frame gets
 //! the `track_id` of the person it continues (none only for a pose with too few joints to
 //! start a track), the drawn video colours each person by track, and the keypoints can be
@@ -101,6 +105,10 @@ pub struct InferOptions {
     /// 2N, ...), the tracks' predicted boxes on the frames between (needs a tracker). 0 and 1
     /// both mean proposals on every frame.
     pub det_interval: u32,
+    /// Stream the `results.jsonl` lines to standard output instead, and write no file at all
+    /// (`out_dir` is not used: no drawings, no `results.json`): for piping. Raw outputs
+    /// (`heatmaps`) and Savitzky-Golay smoothing (results.json only) are refused with it.
+    pub to_stdout: bool,
 }
 
 /// One line of `results.json`: a COCO keypoint result, plus the frame of a video.
@@ -123,6 +131,8 @@ pub struct InferSummary {
     pub people: usize,
     /// `path: problem` for each input that could not be processed.
     pub failures: Vec<String>,
+    /// `results.json`; `-` when the results went to standard output
+    /// ([`InferOptions::to_stdout`]).
     pub results_path: PathBuf,
     pub records: Vec<InferRecord>,
     /// Top-down models: how many pictures and frames used each kind of person box.
@@ -135,11 +145,11 @@ pub struct InferSummary {
 pub enum InferEvent<'a> {
     /// The run starts: pictures plus video frames (0 when ffprobe could not count them).
     Started { total: u64 },
-    /// A picture was done.
+    /// A picture was done (`drawing`: where it was drawn; `None` when writing no files).
     Picture {
         input: &'a Input,
         people: usize,
-        drawing: &'a Path,
+        drawing: Option<&'a Path>,
     },
     /// A video frame was done.
     Frame { input: &'a Input, frame: u64 },
@@ -148,7 +158,7 @@ pub enum InferEvent<'a> {
         input: &'a Input,
         frames: u64,
         people: usize,
-        drawing: &'a Path,
+        drawing: Option<&'a Path>,
     },
     /// An input could not be processed and was skipped (`message` names it).
     Skipped { input: &'a Input, message: String },
@@ -182,12 +192,30 @@ pub fn run_infer(
             );
         }
     }
-    let plans = plan_outputs(inputs, &opts.out_dir, opts.heatmaps)?;
-    std::fs::create_dir_all(&opts.out_dir)
-        .map_err(|e| Error::io(&opts.out_dir, "cannot create the output folder", e))?;
-    let results_path = opts.out_dir.join(RESULTS);
-    remove_stale(&results_path)?;
-    let stream = ResultStream::create(&opts.out_dir.join(RESULTS_STREAM))?;
+    let (plans, stream, results_path) = if opts.to_stdout {
+        if opts.heatmaps {
+            bail!("raw network outputs are files: they cannot go with results streamed to standard output");
+        }
+        if matches!(opts.smooth, SmoothKind::Savgol(_)) {
+            bail!(
+                "Savitzky-Golay smoothing rewrites results.json at the end of each video; \
+                 results streamed to standard output are written frame by frame: use one-euro"
+            );
+        }
+        (vec![None; inputs.len()], ResultStream::stdout(), None)
+    } else {
+        let plans = plan_outputs(inputs, &opts.out_dir, opts.heatmaps)?;
+        std::fs::create_dir_all(&opts.out_dir)
+            .map_err(|e| Error::io(&opts.out_dir, "cannot create the output folder", e))?;
+        let results_path = opts.out_dir.join(RESULTS);
+        remove_stale(&results_path)?;
+        let stream = ResultStream::create(&opts.out_dir.join(RESULTS_STREAM))?;
+        (
+            plans.into_iter().map(Some).collect(),
+            stream,
+            Some(results_path),
+        )
+    };
     let style = DrawStyle {
         min_score: opts.min_score.unwrap_or(estimator.default_min_score()),
         ..DrawStyle::default()
@@ -209,6 +237,7 @@ pub fn run_infer(
         .sum();
     on_event(InferEvent::Started { total });
     for (index, (input, plan)) in inputs.iter().zip(&plans).enumerate() {
+        let plan = plan.as_ref();
         let outcome = match input.kind {
             InputKind::Image => run.image(index, input, plan, on_event),
             InputKind::Video => run.video(input, plan, on_event),
@@ -233,14 +262,21 @@ pub fn run_infer(
                 // What was done so far is kept; the error is not about this input alone (a
                 // model that does not fit its config, a full disk), so going on would only
                 // repeat it for every input.
-                write_results(&results_path, &run.summary.records)?;
+                if let Some(path) = &results_path {
+                    write_results(path, &run.summary.records)?;
+                }
                 return Err(err)
                     .with_context(|| format!("while processing {}", input.path.display()));
             }
         }
     }
-    write_results(&results_path, &run.summary.records)?;
-    run.summary.results_path = results_path;
+    match results_path {
+        Some(path) => {
+            write_results(&path, &run.summary.records)?;
+            run.summary.results_path = path;
+        }
+        None => run.summary.results_path = PathBuf::from("-"),
+    }
     Ok(run.summary)
 }
 
@@ -297,7 +333,7 @@ impl Run<'_> {
         &mut self,
         index: usize,
         input: &Input,
-        plan: &OutputPlan,
+        plan: Option<&OutputPlan>,
         on_event: &mut dyn FnMut(InferEvent),
     ) -> Result<(), Failure> {
         let image = read_rgb_checked(&input.path).map_err(|e| Failure::Input(e.into()))?;
@@ -308,10 +344,12 @@ impl Run<'_> {
         let estimate = self
             .estimator
             .estimate_detailed(&image, boxes, self.opts.heatmaps)?;
-        create_parent(&plan.drawing)?;
-        write_rgb(&plan.drawing, &self.drawn(&image, &estimate))?;
-        if let Some(maps) = &plan.maps {
-            write_maps(maps, &estimate.maps)?;
+        if let Some(plan) = plan {
+            create_parent(&plan.drawing)?;
+            write_rgb(&plan.drawing, &self.drawn(&image, &estimate))?;
+            if let Some(maps) = &plan.maps {
+                write_maps(maps, &estimate.maps)?;
+            }
         }
         let image_id = self.image_id(&input.file_name());
         self.push_results(&input.name, image_id, None, &estimate, &[])?;
@@ -319,7 +357,7 @@ impl Run<'_> {
         on_event(InferEvent::Picture {
             input,
             people: estimate.poses.len(),
-            drawing: &plan.drawing,
+            drawing: plan.map(|p| p.drawing.as_path()),
         });
         Ok(())
     }
@@ -327,18 +365,29 @@ impl Run<'_> {
     fn video(
         &mut self,
         input: &Input,
-        plan: &OutputPlan,
+        plan: Option<&OutputPlan>,
         on_event: &mut dyn FnMut(InferEvent),
     ) -> Result<(), Failure> {
         let mut reader = FrameReader::open(&input.path).map_err(|e| Failure::Input(e.into()))?;
         let info = reader.info();
-        let out_path = &plan.drawing;
-        if let Some(maps_dir) = &plan.maps {
+        let out_path = plan.map(|p| p.drawing.as_path());
+        let maps_dir = plan.and_then(|p| p.maps.as_deref());
+        if let Some(maps_dir) = maps_dir {
             std::fs::create_dir_all(maps_dir)
                 .map_err(|e| Error::io(maps_dir, "cannot create", e))?;
         }
-        create_parent(out_path)?;
-        let mut writer = FrameWriter::create(out_path, info.width, info.height, info.fps)?;
+        let mut writer = match out_path {
+            Some(out_path) => {
+                create_parent(out_path)?;
+                Some(FrameWriter::create(
+                    out_path,
+                    info.width,
+                    info.height,
+                    info.fps,
+                )?)
+            }
+            None => None,
+        };
         let mut frame_index = 0u64;
         let mut people = 0usize;
         // A tracker and smoother per video: ids start again at 0 in every video.
@@ -387,8 +436,10 @@ impl Run<'_> {
             if let Some(s) = one_euro.as_mut() {
                 s.smooth(frame_index, &ids, &mut estimate.poses);
             }
-            writer.write_frame(&self.drawn_tracked(&frame, &estimate, &ids))?;
-            if let Some(maps_dir) = &plan.maps {
+            if let Some(writer) = writer.as_mut() {
+                writer.write_frame(&self.drawn_tracked(&frame, &estimate, &ids))?;
+            }
+            if let Some(maps_dir) = maps_dir {
                 write_maps(
                     &maps_dir.join(format!("frame_{frame_index:06}.safetensors")),
                     &estimate.maps,
@@ -414,14 +465,18 @@ impl Run<'_> {
             frame_index += 1;
         }
         if frame_index == 0 {
-            let _ = writer.finish();
-            let _ = std::fs::remove_file(out_path);
+            if let (Some(writer), Some(out_path)) = (writer, out_path) {
+                let _ = writer.finish();
+                let _ = std::fs::remove_file(out_path);
+            }
             return Err(Failure::Input(Error::Invalid(format!(
                 "{}: the video has no frame that ffmpeg could decode",
                 input.path.display()
             ))));
         }
-        writer.finish()?;
+        if let Some(writer) = writer {
+            writer.finish()?;
+        }
         if let SmoothKind::Savgol(params) = &self.opts.smooth {
             self.savgol(first_record, tracked, params, min_score)?;
         }
@@ -707,10 +762,11 @@ struct StreamPerson<'a> {
 }
 
 /// `results.jsonl`, created empty when the run starts and flushed after every line, so a run
-/// killed at any moment leaves every finished picture in it (at worst a torn last line).
+/// killed at any moment leaves every finished picture in it (at worst a torn last line); or
+/// standard output, flushed the same way.
 struct ResultStream {
     path: PathBuf,
-    file: std::io::BufWriter<std::fs::File>,
+    file: Box<dyn Write>,
 }
 
 impl ResultStream {
@@ -718,8 +774,16 @@ impl ResultStream {
         let file = std::fs::File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
         Ok(ResultStream {
             path: path.to_path_buf(),
-            file: std::io::BufWriter::new(file),
+            file: Box::new(std::io::BufWriter::new(file)),
         })
+    }
+
+    /// The lines to standard output, where a pipe reads them as they come.
+    fn stdout() -> Self {
+        ResultStream {
+            path: PathBuf::from("<standard output>"),
+            file: Box::new(std::io::stdout()),
+        }
     }
 
     fn write(&mut self, line: &StreamLine) -> Result<()> {
