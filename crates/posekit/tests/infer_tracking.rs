@@ -458,6 +458,7 @@ fn out_dash_streams_the_result_lines_to_stdout_and_writes_no_file() {
     }
     // The summary went to standard error, and nothing was written anywhere.
     assert!(err.contains("results: standard output"), "{err}");
+    assert!(!err.contains("warning"), "a clean video reported: {err}");
     assert_eq!(
         std::fs::read_dir(&work).unwrap().count(),
         0,
@@ -480,5 +481,85 @@ fn out_dash_streams_the_result_lines_to_stdout_and_writes_no_file() {
         common::assert_clean_failure(&run, &format!("--out - with {extra:?}"));
         assert!(common::stdout(&run).is_empty(), "{}", text_of(&run));
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A video whose middle keyframe is damaged (its packet overwritten with noise): ffmpeg
+/// conceals it, the run goes on through the frames after it, and the damage is reported as a
+/// warning naming the file instead of passing unseen.
+#[test]
+fn a_video_with_a_broken_frame_in_the_middle_goes_on_after_it_and_reports_it() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: a broken video frame was NOT exercised");
+        return;
+    }
+    const FRAMES: usize = 10;
+    let dir = scratch("tracking-broken");
+    let clip = dir.join("clip.mp4");
+    // A keyframe every 5 frames: frame 5's packet is the middle keyframe.
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(common::data("infer").join("astronaut.jpg"))
+        .args(["-vf", "scale=256:256", "-frames:v", &FRAMES.to_string()])
+        .args(["-g", "5", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let packets = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["packet=pos,size,flags", "-of", "csv=p=0"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(packets.status.success(), "{}", text_of(&packets));
+    // `pos,size,flags` per packet in decoding order; the second keyframe is the middle one.
+    let keyframes: Vec<(usize, usize)> = common::stdout(&packets)
+        .lines()
+        .filter(|l| l.contains('K'))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(keyframes.len(), 2, "{}", common::stdout(&packets));
+    let (pos, size) = keyframes[1];
+    let mut bytes = std::fs::read(&clip).unwrap();
+    let mut noise = 12345u32;
+    for b in &mut bytes[pos + 40..pos + size] {
+        noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (noise >> 16) as u8;
+    }
+    let broken = dir.join("broken.mp4");
+    std::fs::write(&broken, bytes).unwrap();
+
+    let out = dir.join("out");
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&broken), "--out", path_str(&out)])
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text_of(&run));
+    let err = common::stderr(&run);
+    assert!(
+        err.contains("warning: ") && err.contains("broken.mp4") && err.contains("decoding error"),
+        "{}",
+        text_of(&run)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        FRAMES,
+        "every frame, the ones after the damage too"
+    );
+    for (f, line) in lines.iter().enumerate() {
+        assert_eq!(line["frame"].as_u64(), Some(f as u64));
+    }
+    assert!(out.join("broken.mp4").is_file(), "no drawn video");
+    assert_eq!(results(&out).iter().filter(|r| r["frame"] == 9).count(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }

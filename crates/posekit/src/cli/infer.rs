@@ -429,6 +429,9 @@ impl ProgressView {
             InferEvent::Skipped { message, .. } => {
                 self.bar.suspend(|| eprintln!("warning: skipped {message}"))
             }
+            InferEvent::Warning { message, .. } => {
+                self.bar.suspend(|| eprintln!("warning: {message}"))
+            }
         }
     }
 

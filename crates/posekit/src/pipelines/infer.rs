@@ -53,7 +53,10 @@
 //! unreadable (corrupt, truncated) or a video ffmpeg cannot decode is skipped with a warning
 //! naming it, the others are still processed and written, and the run then ends with an error
 //! listing the failures (a non-zero exit): one bad file in a folder of thousands should not
-//! cost the user the rest, and a script must still notice it.
+//! cost the user the rest, and a script must still notice it. A video with damaged frames is
+//! not a failure: ffmpeg conceals what it cannot decode and goes on, every frame is processed,
+//! and the damage (ffmpeg's first error messages, or that it stopped before the end) is
+//! reported as an [`InferEvent::Warning`] and in [`InferSummary::warnings`].
 
 pub mod boxes;
 pub mod inputs;
@@ -131,6 +134,9 @@ pub struct InferSummary {
     pub people: usize,
     /// `path: problem` for each input that could not be processed.
     pub failures: Vec<String>,
+    /// `path: problem` for each input processed in spite of a problem (a video with damaged
+    /// frames: the frames after them were processed too).
+    pub warnings: Vec<String>,
     /// `results.json`; `-` when the results went to standard output
     /// ([`InferOptions::to_stdout`]).
     pub results_path: PathBuf,
@@ -162,6 +168,9 @@ pub enum InferEvent<'a> {
     },
     /// An input could not be processed and was skipped (`message` names it).
     Skipped { input: &'a Input, message: String },
+    /// An input was processed, but something in it was wrong: a video with damaged frames,
+    /// which ffmpeg decoded as well as it could (`message` names it).
+    Warning { input: &'a Input, message: String },
 }
 
 /// Runs `estimator` on `inputs` and writes everything to `opts.out_dir`, reporting progress
@@ -463,6 +472,16 @@ impl Run<'_> {
                 frame: frame_index,
             });
             frame_index += 1;
+        }
+        // The frames after a damaged one were processed; the damage is reported.
+        let decoding = reader.finish().map_err(|e| Failure::Input(e.into()))?;
+        if let Some(problem) = decoding.problem().filter(|_| frame_index > 0) {
+            let message = format!("{}: {problem}", input.path.display());
+            on_event(InferEvent::Warning {
+                input,
+                message: message.clone(),
+            });
+            self.summary.warnings.push(message);
         }
         if frame_index == 0 {
             if let (Some(writer), Some(out_path)) = (writer, out_path) {

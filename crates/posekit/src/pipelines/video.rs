@@ -92,11 +92,113 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
 }
 
 /// Decoded RGB frames of a video, one at a time.
+///
+/// ffmpeg goes on past a damaged frame (a corrupt or missing packet): it conceals what it
+/// could not decode and keeps going, so the frames after it still come. What it said about the
+/// damage (its error output) and whether it reached the end are collected for
+/// [`FrameReader::finish`], so that the damage can be reported instead of passing unseen.
 pub struct FrameReader {
     path: PathBuf,
     info: VideoInfo,
     child: Child,
     stdout: ChildStdout,
+    /// Reads ffmpeg's error output as it comes (so ffmpeg never blocks on it).
+    messages: Option<std::thread::JoinHandle<Messages>>,
+    frames_read: u64,
+    /// A frame cut short: ffmpeg stopped in the middle of it.
+    cut_short: bool,
+}
+
+/// The first few of ffmpeg's error lines, and how many there were.
+#[derive(Debug, Clone, Default)]
+struct Messages {
+    first: Vec<String>,
+    count: usize,
+}
+
+/// Error lines of ffmpeg kept for a report.
+const KEPT_MESSAGES: usize = 3;
+
+impl Messages {
+    fn read(from: impl Read) -> Messages {
+        use std::io::BufRead;
+        let mut messages = Messages::default();
+        for line in std::io::BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            messages.count += 1;
+            if messages.first.len() < KEPT_MESSAGES {
+                messages.first.push(without_address(line));
+            }
+        }
+        messages
+    }
+}
+
+/// `[h264 @ 0x55d5bf218e00] error ...` without the decoder's memory address.
+fn without_address(line: &str) -> String {
+    if let (Some(at), Some(end)) = (line.find(" @ 0x"), line.find(']')) {
+        if line.starts_with('[') && at < end {
+            return format!("{}{}", &line[..at], &line[end..]);
+        }
+    }
+    line.to_string()
+}
+
+/// How the decoding of a whole video went ([`FrameReader::finish`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeReport {
+    /// Frames read.
+    pub frames: u64,
+    /// Frames the container holds (video packets counted by ffprobe), when known.
+    pub expected: Option<u64>,
+    /// How many error lines ffmpeg wrote, and the first few.
+    pub error_count: usize,
+    pub errors: Vec<String>,
+    /// ffmpeg stopped before the end of the video (it failed, or the last frame was cut
+    /// short).
+    pub stopped_early: bool,
+}
+
+impl DecodeReport {
+    /// What went wrong in words, `None` for a clean decode. Fewer frames than packets alone is
+    /// no problem (ffmpeg may drop frames to keep a variable-rate video's timing); it is
+    /// reported with the errors that explain it.
+    pub fn problem(&self) -> Option<String> {
+        if self.error_count == 0 && !self.stopped_early {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if self.stopped_early {
+            parts.push(format!(
+                "ffmpeg stopped decoding after frame {}, before the end of the video",
+                self.frames
+            ));
+        } else if let Some(expected) = self.expected.filter(|&e| e > self.frames) {
+            parts.push(format!(
+                "{} of its {expected} frames could not be decoded",
+                expected - self.frames
+            ));
+        }
+        if self.error_count > 0 {
+            parts.push(format!(
+                "ffmpeg reported {} decoding error{} (damaged frames are concealed, so they may \
+                 show smeared blocks): {}{}",
+                self.error_count,
+                if self.error_count == 1 { "" } else { "s" },
+                self.errors.join("; "),
+                if self.error_count > self.errors.len() {
+                    "; ..."
+                } else {
+                    ""
+                }
+            ));
+        }
+        Some(parts.join("; "))
+    }
 }
 
 impl FrameReader {
@@ -107,18 +209,46 @@ impl FrameReader {
             .arg(path)
             .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(VideoError::MissingTool)?;
         let stdout = child.stdout.take().ok_or_else(|| VideoError::Video {
             path: path.to_path_buf(),
             message: "ffmpeg gave no output pipe".into(),
         })?;
+        let messages = child
+            .stderr
+            .take()
+            .map(|stderr| std::thread::spawn(move || Messages::read(stderr)));
         Ok(FrameReader {
             path: path.to_path_buf(),
             info,
             child,
             stdout,
+            messages,
+            frames_read: 0,
+            cut_short: false,
+        })
+    }
+
+    /// Once [`Self::next_frame`] has said the video ended: waits for ffmpeg and says how the
+    /// decoding went (see [`DecodeReport::problem`]).
+    pub fn finish(mut self) -> Result<DecodeReport, VideoError> {
+        let status = self.child.wait().map_err(|e| VideoError::Video {
+            path: self.path.clone(),
+            message: format!("waiting for ffmpeg: {e}"),
+        })?;
+        let messages = self
+            .messages
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        Ok(DecodeReport {
+            frames: self.frames_read,
+            expected: self.info.frames,
+            error_count: messages.count,
+            errors: messages.first,
+            stopped_early: self.cut_short || !status.success(),
         })
     }
 
@@ -149,8 +279,10 @@ impl FrameReader {
         }
         if filled < len {
             // A partial frame means the stream was cut short; what came before was fine.
+            self.cut_short = true;
             return Ok(None);
         }
+        self.frames_read += 1;
         Array3::from_shape_vec((self.info.height, self.info.width, 3), buf)
             .map(Some)
             .map_err(|e| VideoError::Video {
@@ -295,6 +427,38 @@ mod tests {
         }
         assert_eq!(n, 5);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn decode_problems_are_worded_and_a_clean_decode_is_none() {
+        let clean = DecodeReport {
+            frames: 18,
+            expected: Some(20),
+            error_count: 0,
+            errors: vec![],
+            stopped_early: false,
+        };
+        // Fewer frames than packets alone: a variable frame rate, not damage.
+        assert_eq!(clean.problem(), None);
+        let damaged = DecodeReport {
+            error_count: 5,
+            errors: vec![without_address(
+                "[h264 @ 0x55d5bf218e00] error while decoding MB 1 0",
+            )],
+            ..clean.clone()
+        };
+        let text = damaged.problem().unwrap();
+        assert!(text.contains("2 of its 20 frames"), "{text}");
+        assert!(
+            text.contains("5 decoding errors")
+                && text.contains("[h264] error while decoding MB 1 0; ..."),
+            "{text}"
+        );
+        let cut = DecodeReport {
+            stopped_early: true,
+            ..clean
+        };
+        assert!(cut.problem().unwrap().contains("after frame 18"));
     }
 
     #[test]
