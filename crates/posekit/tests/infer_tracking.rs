@@ -470,6 +470,34 @@ fn out_dash_streams_the_result_lines_to_stdout_and_writes_no_file() {
         "files beside the inputs"
     );
 
+    // A reader that stops early (`| head -1`) ends the run quietly, not with an error.
+    let mut child = common::posekit_cmd()
+        .current_dir(&work)
+        .args(["infer", path_str(&picture), path_str(&clip), "--out", "-"])
+        .arg("--no-progress")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    drop(out);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success() && !err.contains("error"),
+        "{status}: {err}"
+    );
+    assert!(err.contains("closed"), "{err}");
+
     // What needs files is refused with it.
     for extra in [["--heatmaps", ""], ["--smooth", "savgol"]] {
         let run = common::posekit_cmd()

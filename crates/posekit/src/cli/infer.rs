@@ -312,8 +312,17 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             to_stdout,
         },
         &mut |event| view.show(event),
-    )?;
+    );
     view.finish();
+    let summary = match summary {
+        Ok(summary) => summary,
+        // The reader of the stream went away (`| head`): it has what it wanted.
+        Err(err) if to_stdout && is_broken_pipe(&err) => {
+            eprintln!("standard output was closed by its reader: stopped");
+            return Ok(());
+        }
+        Err(err) => return Err(err.into()),
+    };
     for (source, count) in &summary.box_sources {
         let what = match source {
             BoxSource::Given => continue,
@@ -354,6 +363,20 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// An error that comes from writing to a pipe nobody reads any more.
+fn is_broken_pipe(err: &posekit::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// What the user sees while a run goes: a progress bar over several pictures or a video, one
