@@ -30,6 +30,9 @@ pub fn is_video_path(path: &Path) -> bool {
 /// What ffprobe says of the first video stream.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VideoInfo {
+    /// The size of the decoded frames, upright: a phone video stored sideways with a
+    /// rotation in its metadata is turned by ffmpeg as it decodes, so its width and height are
+    /// those of the stored picture swapped.
     pub width: usize,
     pub height: usize,
     pub fps: f64,
@@ -54,7 +57,10 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
             "-count_packets",
             "-show_entries",
         ])
-        .arg("stream=width,height,r_frame_rate,nb_read_packets")
+        .arg(
+            "stream=width,height,r_frame_rate,nb_read_packets:stream_tags=rotate:\
+             stream_side_data=rotation",
+        )
         .args(["-of", "default=noprint_wrappers=1"])
         .arg(path)
         .output()
@@ -72,9 +78,18 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
     };
     let width = field("width").and_then(|v| v.trim().parse().ok());
     let height = field("height").and_then(|v| v.trim().parse().ok());
-    let (Some(width), Some(height)) = (width, height) else {
+    let (Some(mut width), Some(mut height)) = (width, height) else {
         return Err(err("no video stream".into()));
     };
+    // The display matrix (or the older `rotate` tag) of a phone video: ffmpeg applies it
+    // while decoding, so a quarter turn swaps the frames' width and height.
+    let rotation = field("rotation")
+        .or_else(|| field("TAG:rotate"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    if (rotation.round() as i64).rem_euclid(180) == 90 {
+        std::mem::swap(&mut width, &mut height);
+    }
     let fps = field("r_frame_rate")
         .and_then(|v| {
             let (n, d) = v.trim().split_once('/')?;
@@ -426,6 +441,52 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 5);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A video stored sideways with a rotation in its metadata (as phones record) is decoded
+    /// upright by ffmpeg: the reader must expect the turned size, or every frame is sheared.
+    #[test]
+    fn a_rotated_video_is_read_upright_with_its_width_and_height_swapped() {
+        if !have_ffmpeg() {
+            eprintln!("ffmpeg not installed: rotated video not exercised");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("posekit-video-rot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stored = dir.join("stored.mp4");
+        // Left half white, right half black.
+        let frame = Array3::from_shape_fn((48, 64, 3), |(_, x, _)| if x < 32 { 255 } else { 0 });
+        let mut w = FrameWriter::create(&stored, 64, 48, 10.0).unwrap();
+        for _ in 0..3 {
+            w.write_frame(&frame).unwrap();
+        }
+        w.finish().unwrap();
+        let rotated = dir.join("rotated.mp4");
+        let remux = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-i"])
+            .arg(&stored)
+            .args(["-c", "copy", "-metadata:s:v:0", "rotate=90"])
+            .arg(&rotated)
+            .output()
+            .unwrap();
+        assert!(remux.status.success(), "{remux:?}");
+        let mut r = FrameReader::open(&rotated).unwrap();
+        assert_eq!((r.info().width, r.info().height), (48, 64));
+        let mut n = 0;
+        while let Some(f) = r.next_frame().unwrap() {
+            assert_eq!(f.shape(), [64, 48, 3]);
+            // A quarter turn makes the halves the top and bottom: each row is one shade.
+            for y in [4, 16, 47, 60] {
+                let row: Vec<i32> = (0..48).map(|x| f[[y, x, 0]] as i32).collect();
+                let (lo, hi) = (row.iter().min().unwrap(), row.iter().max().unwrap());
+                assert!(hi - lo < 40, "frame {n} row {y} is not one shade: {row:?}");
+            }
+            assert!((f[[4, 24, 0]] as i32 - f[[60, 24, 0]] as i32).abs() > 150);
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert_eq!(r.finish().unwrap().problem(), None);
         std::fs::remove_dir_all(&dir).ok();
     }
 
