@@ -106,7 +106,9 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
     })
 }
 
-/// Decoded RGB frames of a video, one at a time.
+/// Decoded RGB frames of a video, one at a time, upright (a rotation in the metadata is
+/// applied) and at the stream's frame rate ([`VideoInfo::fps`]): in a variable-frame-rate
+/// video a frame shown longer comes repeated, so frame `n` is at time `n / fps`.
 ///
 /// ffmpeg goes on past a damaged frame (a corrupt or missing packet): it conceals what it
 /// could not decode and keeps going, so the frames after it still come. What it said about the
@@ -487,6 +489,54 @@ mod tests {
         }
         assert_eq!(n, 3);
         assert_eq!(r.finish().unwrap().problem(), None);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A variable-frame-rate video (phones record them) keeps its timing: frames come at the
+    /// stream's frame rate, a frame shown longer repeated, so that the drawn video (written at
+    /// that rate) and the `frame` numbers of the results (time = frame / rate) follow the
+    /// clock, not the packet count.
+    #[test]
+    fn a_variable_frame_rate_video_is_read_at_its_frame_rate_with_its_timing() {
+        if !have_ffmpeg() {
+            eprintln!("ffmpeg not installed: variable frame rate not exercised");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("posekit-video-vfr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vfr.mp4");
+        // Ten frames of rising grey: five 0.1 s apart, then five 0.3 s apart.
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("color=c=black:s=64x64:r=10,format=gray,geq=lum='N*25'")
+            .args([
+                "-vf",
+                "setpts='if(lt(N,5),N*0.1,0.5+(N-5)*0.3)/TB',format=yuv420p",
+            ])
+            .args(["-fps_mode", "vfr", "-frames:v", "10"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        let mut r = FrameReader::open(&path).unwrap();
+        assert_eq!(r.info().fps, 10.0);
+        let mut greys = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            greys.push(f[[32, 32, 0]] as i32);
+        }
+        // Runs of one grey: one frame each for the first five, about three each after.
+        let mut runs: Vec<usize> = Vec::new();
+        for (i, g) in greys.iter().enumerate() {
+            if i > 0 && (g - greys[i - 1]).abs() < 8 {
+                *runs.last_mut().unwrap() += 1;
+            } else {
+                runs.push(1);
+            }
+        }
+        assert_eq!(runs.len(), 10, "{greys:?}");
+        assert_eq!(runs[..5], [1; 5], "{greys:?}");
+        let slow: usize = runs[5..].iter().sum();
+        assert!((12..=16).contains(&slow), "{greys:?}");
         std::fs::remove_dir_all(&dir).ok();
     }
 
