@@ -3,7 +3,10 @@
 //! in its README): a window that slides and zooms over the picture so the people move and grow,
 //! with the batter covered for three frames. Checks that each person keeps one `track_id`, that
 //! the covered person gets the same id back, and that `--smooth savgol` rewrites results.json
-//! per track while results.jsonl keeps the frame-by-frame keypoints.
+//! per track while results.jsonl keeps the frame-by-frame keypoints. Also: a killed run keeps
+//! its flushed frames, a top-down model with `--det-interval` takes proposals every N frames
+//! and the tracks' boxes between, `--out -` streams the lines to standard output, and a video
+//! with a damaged frame goes on after it and reports it.
 
 mod common;
 
