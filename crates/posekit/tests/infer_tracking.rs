@@ -3,7 +3,10 @@
 //! in its README): a window that slides and zooms over the picture so the people move and grow,
 //! with the batter covered for three frames. Checks that each person keeps one `track_id`, that
 //! the covered person gets the same id back, and that `--smooth savgol` rewrites results.json
-//! per track while results.jsonl keeps the frame-by-frame keypoints.
+//! per track while results.jsonl keeps the frame-by-frame keypoints. Also: a killed run keeps
+//! its flushed frames, a top-down model with `--det-interval` takes proposals every N frames
+//! and the tracks' boxes between, `--out -` streams the lines to standard output, and a video
+//! with a damaged frame goes on after it and reports it.
 
 mod common;
 
@@ -224,5 +227,370 @@ fn a_video_run_killed_midway_keeps_every_flushed_frame_with_its_track() {
             .collect();
         assert_eq!(ids, [Some(0)], "frame {f}: the astronaut keeps track 0");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A tiny HRNet with random weights (`DIR/tiny.toml`, `DIR/tiny.safetensors`): top-down
+/// plumbing, not accuracy.
+fn tiny_top_down(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = dir.join("tiny.toml");
+    std::fs::write(
+        &config,
+        r#"
+[model]
+preset = "hrnet-w32"
+[model.hrnet]
+width = 4
+modules = [1, 1, 1]
+blocks = 1
+
+[dataset]
+format = "coco"
+val_annotations = "unused.json"
+val_images = "unused"
+
+[data]
+input_size = [32, 64]
+heatmap_size = [8, 16]
+"#,
+    )
+    .unwrap();
+    let loaded = posekit::pipelines::config::ExperimentConfig::load(&config)
+        .unwrap()
+        .config;
+    tch::manual_seed(7);
+    let model = loaded
+        .model
+        .build(&loaded.layout().unwrap(), tch::Device::Cpu)
+        .unwrap();
+    let weights = dir.join("tiny.safetensors");
+    posekit_nn::weights::save_safetensors(&model.vs, &weights).unwrap();
+    (config, weights)
+}
+
+/// `--det-interval 4` with a top-down model: the bundled model's proposals run on frames 0, 4
+/// and 8 only (results.jsonl says which boxes each frame used), the frames between crop the
+/// tracks' predicted boxes, so every person there continues a track of the frame before.
+#[test]
+fn a_top_down_model_on_video_uses_proposals_every_n_frames_and_track_boxes_between() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: --det-interval was NOT exercised");
+        return;
+    }
+    const N: u64 = 4;
+    const FRAMES: u64 = 10;
+    let dir = scratch("tracking-det-interval");
+    let clip = dir.join("slide.mp4");
+    let filter = format!(
+        "zoompan=z='1.1':x='(iw-iw/zoom)*on/{FRAMES}':y='(ih-ih/zoom)/2':d=1:s=640x428:fps=10"
+    );
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(common::data("infer").join("000000196141.jpg"))
+        .args(["-vf", &filter, "-frames:v", &FRAMES.to_string()])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let (config, weights) = tiny_top_down(&dir);
+    let out = dir.join("out");
+    // Random weights give low heatmap maxima: every joint counts (--min-score), so that the
+    // tracks have keypoints to predict boxes from.
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&clip), "--out", path_str(&out)])
+        .args([
+            "--config",
+            path_str(&config),
+            "--weights",
+            path_str(&weights),
+        ])
+        .args(["--det-interval", &N.to_string(), "--min-score=-1000"])
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text_of(&run));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, FRAMES);
+    let mut previous: BTreeSet<u64> = BTreeSet::new();
+    for (f, line) in lines.iter().enumerate() {
+        let f = f as u64;
+        let expected = if f.is_multiple_of(N) {
+            "proposals"
+        } else {
+            "tracks"
+        };
+        assert_eq!(line["boxes"], expected, "frame {f}");
+        let ids: BTreeSet<u64> = people(line)
+            .iter()
+            .map(|(id, _)| id.unwrap_or_else(|| panic!("frame {f}: a person without track_id")))
+            .collect();
+        assert_eq!(
+            ids.len(),
+            people(line).len(),
+            "frame {f}: an id given twice"
+        );
+        assert!(!ids.is_empty(), "frame {f}: nobody");
+        if !f.is_multiple_of(N) {
+            assert!(
+                ids.is_subset(&previous),
+                "frame {f}: ids {ids:?} do not all continue the tracks {previous:?} of frame {}",
+                f - 1
+            );
+        }
+        previous = ids;
+    }
+    let said = common::stdout(&run);
+    assert!(
+        said.contains(&format!(
+            "person boxes of {} pictures/frames: the tracks' predicted boxes",
+            FRAMES - FRAMES.div_ceil(N)
+        )) && said.contains(&format!(
+            "person boxes of {} pictures/frames: the people",
+            FRAMES.div_ceil(N)
+        )),
+        "{said}"
+    );
+
+    // An interval needs a tracker, and a top-down model.
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&clip), "--out", path_str(&dir.join("x"))])
+        .args([
+            "--config",
+            path_str(&config),
+            "--weights",
+            path_str(&weights),
+        ])
+        .args(["--det-interval", "4", "--track", "none"])
+        .output()
+        .unwrap();
+    common::assert_clean_failure(&run, "--det-interval with --track none");
+    assert!(
+        common::stderr(&run).contains("--track"),
+        "{}",
+        text_of(&run)
+    );
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&clip), "--out", path_str(&dir.join("y"))])
+        .args(["--det-interval", "4"])
+        .output()
+        .unwrap();
+    common::assert_clean_failure(&run, "--det-interval with a bottom-up model");
+    assert!(
+        common::stderr(&run).contains("top-down"),
+        "{}",
+        text_of(&run)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `--out -`: the results.jsonl lines go to standard output as each picture or frame is done
+/// (the first arrives while the video is still being processed), standard output carries
+/// nothing else, and no file or folder is written.
+#[test]
+fn out_dash_streams_the_result_lines_to_stdout_and_writes_no_file() {
+    use std::io::{BufRead, BufReader, Read};
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: --out - on a video was NOT exercised");
+        return;
+    }
+    const FRAMES: usize = 12;
+    let dir = scratch("tracking-stdout");
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let picture = inputs.join("astronaut.jpg");
+    std::fs::copy(common::data("infer").join("astronaut.jpg"), &picture).unwrap();
+    let clip = inputs.join("still.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(&picture)
+        .args(["-frames:v", &FRAMES.to_string(), "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut child = common::posekit_cmd()
+        .current_dir(&work)
+        .args(["infer", path_str(&picture), path_str(&clip), "--out", "-"])
+        .arg("--no-progress")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let still_running = child.try_wait().unwrap().is_none();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "stdout:\n{first}{rest}\nstderr:\n{err}");
+    assert!(
+        still_running,
+        "the first line came only when the run ended: not streamed"
+    );
+    let lines: Vec<serde_json::Value> = std::iter::once(first.as_str())
+        .chain(rest.lines())
+        .map(|l| {
+            serde_json::from_str(l.trim_end())
+                .unwrap_or_else(|e| panic!("a stdout line that is not JSON ({e}): {l:?}"))
+        })
+        .collect();
+    assert_eq!(lines.len(), 1 + FRAMES, "{first}{rest}");
+    assert_eq!(lines[0]["file_name"], "astronaut.jpg");
+    assert_eq!(lines[0]["people"].as_array().unwrap().len(), 1);
+    for (f, line) in lines[1..].iter().enumerate() {
+        assert_eq!(line["file_name"], "still.mp4");
+        assert_eq!(line["frame"].as_u64(), Some(f as u64));
+        let ids: Vec<Option<u64>> = people(line).iter().map(|p| p.0).collect();
+        assert_eq!(ids, [Some(0)], "frame {f}");
+    }
+    // The summary went to standard error, and nothing was written anywhere.
+    assert!(err.contains("results: standard output"), "{err}");
+    assert!(!err.contains("warning"), "a clean video reported: {err}");
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "files in the work folder"
+    );
+    assert_eq!(
+        std::fs::read_dir(&inputs).unwrap().count(),
+        2,
+        "files beside the inputs"
+    );
+
+    // A reader that stops early (`| head -1`) ends the run quietly, not with an error.
+    let mut child = common::posekit_cmd()
+        .current_dir(&work)
+        .args(["infer", path_str(&picture), path_str(&clip), "--out", "-"])
+        .arg("--no-progress")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    drop(out);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success() && !err.contains("error"),
+        "{status}: {err}"
+    );
+    assert!(err.contains("closed"), "{err}");
+
+    // What needs files is refused with it.
+    for extra in [["--heatmaps", ""], ["--smooth", "savgol"]] {
+        let run = common::posekit_cmd()
+            .current_dir(&work)
+            .args(["infer", path_str(&clip), "--out", "-"])
+            .args(extra.iter().filter(|a| !a.is_empty()))
+            .output()
+            .unwrap();
+        common::assert_clean_failure(&run, &format!("--out - with {extra:?}"));
+        assert!(common::stdout(&run).is_empty(), "{}", text_of(&run));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A video whose middle keyframe is damaged (its packet overwritten with noise): ffmpeg
+/// conceals it, the run goes on through the frames after it, and the damage is reported as a
+/// warning naming the file instead of passing unseen.
+#[test]
+fn a_video_with_a_broken_frame_in_the_middle_goes_on_after_it_and_reports_it() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: a broken video frame was NOT exercised");
+        return;
+    }
+    const FRAMES: usize = 10;
+    let dir = scratch("tracking-broken");
+    let clip = dir.join("clip.mp4");
+    // A keyframe every 5 frames: frame 5's packet is the middle keyframe.
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(common::data("infer").join("astronaut.jpg"))
+        .args(["-vf", "scale=256:256", "-frames:v", &FRAMES.to_string()])
+        .args(["-g", "5", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let packets = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["packet=pos,size,flags", "-of", "csv=p=0"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(packets.status.success(), "{}", text_of(&packets));
+    // `pos,size,flags` per packet in decoding order; the second keyframe is the middle one.
+    let keyframes: Vec<(usize, usize)> = common::stdout(&packets)
+        .lines()
+        .filter(|l| l.contains('K'))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(keyframes.len(), 2, "{}", common::stdout(&packets));
+    let (pos, size) = keyframes[1];
+    let mut bytes = std::fs::read(&clip).unwrap();
+    let mut noise = 12345u32;
+    for b in &mut bytes[pos + 40..pos + size] {
+        noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (noise >> 16) as u8;
+    }
+    let broken = dir.join("broken.mp4");
+    std::fs::write(&broken, bytes).unwrap();
+
+    let out = dir.join("out");
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&broken), "--out", path_str(&out)])
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text_of(&run));
+    let err = common::stderr(&run);
+    assert!(
+        err.contains("warning: ") && err.contains("broken.mp4") && err.contains("decoding error"),
+        "{}",
+        text_of(&run)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        FRAMES,
+        "every frame, the ones after the damage too"
+    );
+    for (f, line) in lines.iter().enumerate() {
+        assert_eq!(line["frame"].as_u64(), Some(f as u64));
+    }
+    assert!(out.join("broken.mp4").is_file(), "no drawn video");
+    assert_eq!(results(&out).iter().filter(|r| r["frame"] == 9).count(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }

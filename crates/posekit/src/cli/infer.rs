@@ -37,7 +37,9 @@ pub struct InferArgs {
     /// settings replace --model's defaults.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Output folder for results.json and the drawn pictures/videos.
+    /// Output folder for results.json and the drawn pictures/videos. `-`: the results.jsonl
+    /// lines (one JSON object per picture or frame) go to standard output as they come, for
+    /// piping, and no file is written; messages go to standard error.
     #[arg(long, default_value = "posekit-infer")]
     out: PathBuf,
     /// Person boxes for a top-down model: COCO detection results (`image_id`, with --gt) or a
@@ -84,6 +86,12 @@ pub struct InferArgs {
     /// kalman: frames a person may be missing and keep the id.
     #[arg(long, default_value_t = 10)]
     max_missed: u32,
+    /// Top-down models on video: person proposals (the people openpose-mobilenetv2 finds)
+    /// every N frames only, and on the frames between a crop where each track is expected
+    /// (the box of its predicted keypoints); new people are found at the next proposals. 1:
+    /// proposals on every frame (MMDeploy's PoseTracker default); larger is faster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    det_interval: u32,
     /// Keypoint smoothing per track of a video: one-euro (online: results.jsonl, results.json
     /// and the drawn video), savgol (over each whole track at the end: results.json only).
     #[arg(long, value_enum, default_value_t = SmoothArg::None)]
@@ -153,6 +161,13 @@ fn tracking_options(args: &InferArgs) -> anyhow::Result<(TrackerKind, KalmanPara
     if args.track == TrackArg::None && smooth != SmoothKind::None {
         bail!("--smooth works per track: it needs --track greedy or kalman, not none");
     }
+    if args.track == TrackArg::None && args.det_interval > 1 {
+        bail!(
+            "--det-interval {} crops the tracks' boxes between proposals: it needs --track \
+             greedy or kalman, not none",
+            args.det_interval
+        );
+    }
     Ok((track, kalman, smooth))
 }
 
@@ -173,9 +188,33 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         Some(Some("whole"))
     );
     let (track, kalman, smooth) = tracking_options(&args)?;
+    let to_stdout = args.out.as_os_str() == "-";
+    if to_stdout {
+        if args.heatmaps {
+            bail!(
+                "--heatmaps writes files: it cannot go with --out - (results to standard output)"
+            );
+        }
+        if args.smooth == SmoothArg::Savgol {
+            bail!(
+                "--smooth savgol rewrites results.json at the end of each video, which --out - \
+                 does not write (its lines go out frame by frame): use --smooth one-euro"
+            );
+        }
+    }
+    // Human messages: standard output, unless the results go there.
+    let say = |line: &str| {
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     // Everything the user named is checked before the model loads.
     let inputs = expand_inputs(&args.inputs)?;
-    plan_outputs(&inputs, &args.out, args.heatmaps)?;
+    if !to_stdout {
+        plan_outputs(&inputs, &args.out, args.heatmaps)?;
+    }
     let gt = match &args.gt {
         Some(path) => Some(CocoKeypointsGt::load(path)?),
         None => None,
@@ -228,6 +267,13 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         }
         other => other.into(),
     })?;
+    if args.det_interval > 1 && !estimator.is_top_down() {
+        bail!(
+            "--det-interval is for top-down models; {} is a bottom-up model that finds the \
+             people in every frame itself: leave --det-interval out, or give a top-down --model",
+            estimator.preset().name
+        );
+    }
     if args.boxes.is_some() && !estimator.is_top_down() {
         bail!(
             "--boxes is for top-down models; {} is a bottom-up model that finds the people \
@@ -236,12 +282,12 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         );
     }
     if let Some((index, _)) = &boxes {
-        println!(
+        say(&format!(
             "{} person boxes ({} below --box-score-threshold {} left out)",
             index.kept(),
             index.below_threshold,
             args.box_score_threshold
-        );
+        ));
     }
     let image_ids: Option<HashMap<String, i64>> = gt.map(|gt| {
         gt.images
@@ -249,7 +295,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             .map(|im| (im.file_name.clone(), im.id))
             .collect()
     });
-    let mut view = ProgressView::new(!args.no_progress, &inputs);
+    let mut view = ProgressView::new(!args.no_progress, &inputs, to_stdout);
     let summary = run_infer(
         &estimator,
         &inputs,
@@ -262,10 +308,21 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             track,
             kalman,
             smooth,
+            det_interval: args.det_interval,
+            to_stdout,
         },
         &mut |event| view.show(event),
-    )?;
+    );
     view.finish();
+    let summary = match summary {
+        Ok(summary) => summary,
+        // The reader of the stream went away (`| head`): it has what it wanted.
+        Err(err) if to_stdout && is_broken_pipe(&err) => {
+            eprintln!("standard output was closed by its reader: stopped");
+            return Ok(());
+        }
+        Err(err) => return Err(err.into()),
+    };
     for (source, count) in &summary.box_sources {
         let what = match source {
             BoxSource::Given => continue,
@@ -274,16 +331,24 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
                  boxes, or --boxes whole for the whole picture)"
             ),
             BoxSource::WholeImage => "the whole picture as one person".to_string(),
+            BoxSource::Tracks => format!(
+                "the tracks' predicted boxes (proposals every {} frames)",
+                args.det_interval
+            ),
         };
-        println!("person boxes of {count} pictures/frames: {what}");
+        say(&format!("person boxes of {count} pictures/frames: {what}"));
     }
-    println!(
+    say(&format!(
         "{} pictures, {} video frames, {} people; results: {}",
         summary.images,
         summary.frames,
         summary.people,
-        summary.results_path.display()
-    );
+        if to_stdout {
+            "standard output".to_string()
+        } else {
+            summary.results_path.display().to_string()
+        }
+    ));
     if !summary.failures.is_empty() {
         bail!(
             "{} of {} inputs could not be processed{}:\n  {}",
@@ -300,22 +365,55 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An error that comes from writing to a pipe nobody reads any more.
+fn is_broken_pipe(err: &posekit::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// What the user sees while a run goes: a progress bar over several pictures or a video, one
 /// line per picture for short runs, one line per video, a warning per skipped input.
 struct ProgressView {
     bar: indicatif::ProgressBar,
     show: bool,
     lines: bool,
+    /// Lines go to standard error (standard output carries the results).
+    to_stderr: bool,
+}
+
+/// `what` for the drawing of an input: its path, or that none was written.
+fn drawn_to(drawing: Option<&std::path::Path>) -> String {
+    drawing.map_or_else(|| "(not drawn)".to_string(), |d| d.display().to_string())
 }
 
 impl ProgressView {
-    fn new(show: bool, inputs: &[Input]) -> Self {
+    fn new(show: bool, inputs: &[Input], to_stderr: bool) -> Self {
         let long = inputs.len() > 1 || inputs.iter().any(|i| i.kind == InputKind::Video);
         ProgressView {
             bar: indicatif::ProgressBar::hidden(),
             show: show && long,
             lines: inputs.len() <= 20,
+            to_stderr,
         }
+    }
+
+    fn line(&self, line: String) {
+        let to_stderr = self.to_stderr;
+        self.bar.suspend(|| {
+            if to_stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        });
     }
 
     fn show(&mut self, event: InferEvent) {
@@ -332,14 +430,12 @@ impl ProgressView {
             } => {
                 self.bar.inc(1);
                 if self.lines {
-                    self.bar.suspend(|| {
-                        println!(
-                            "{}: {people} {} -> {}",
-                            input.path.display(),
-                            if people == 1 { "person" } else { "people" },
-                            drawing.display()
-                        )
-                    });
+                    self.line(format!(
+                        "{}: {people} {} -> {}",
+                        input.path.display(),
+                        if people == 1 { "person" } else { "people" },
+                        drawn_to(drawing)
+                    ));
                 }
             }
             InferEvent::Frame { .. } => self.bar.inc(1),
@@ -348,15 +444,16 @@ impl ProgressView {
                 frames,
                 people,
                 drawing,
-            } => self.bar.suspend(|| {
-                println!(
-                    "{}: {frames} frames, {people} people in all -> {}",
-                    input.path.display(),
-                    drawing.display()
-                )
-            }),
+            } => self.line(format!(
+                "{}: {frames} frames, {people} people in all -> {}",
+                input.path.display(),
+                drawn_to(drawing)
+            )),
             InferEvent::Skipped { message, .. } => {
                 self.bar.suspend(|| eprintln!("warning: skipped {message}"))
+            }
+            InferEvent::Warning { message, .. } => {
+                self.bar.suspend(|| eprintln!("warning: {message}"))
             }
         }
     }

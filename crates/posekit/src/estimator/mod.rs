@@ -71,6 +71,22 @@ pub enum BoxSource {
     Proposals,
     /// The whole picture ([`Proposals::WholeImage`]).
     WholeImage,
+    /// A video's tracks, each box around the keypoints the tracker predicts for the frame
+    /// (`posekit infer --det-interval`, between the frames with proposals). The estimator is
+    /// given these boxes; the caller marks the estimate with this source.
+    Tracks,
+}
+
+impl BoxSource {
+    /// The name results and messages use: `given`, `proposals`, `whole`, `tracks`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BoxSource::Given => "given",
+            BoxSource::Proposals => "proposals",
+            BoxSource::WholeImage => "whole",
+            BoxSource::Tracks => "tracks",
+        }
+    }
 }
 
 /// Everything one picture gave, for callers that want more than the poses.

@@ -32,22 +32,38 @@ pub fn boxes_with_margin(
     height: usize,
     margin: f64,
 ) -> Vec<PersonBox> {
-    let (w, h) = (width as f64, height as f64);
     people
         .iter()
         .filter(|p| p.keypoints.iter().filter(|k| k.score > 0.0).count() >= MIN_JOINTS)
         .filter_map(|p| p.bounds(0.0))
-        .filter_map(|[x0, y0, x1, y1]| {
-            let (x0, y0, x1, y1) = (x0 as f64, y0 as f64, x1 as f64, y1 as f64);
-            let (mx, my) = ((x1 - x0) * margin, (y1 - y0) * margin);
-            let left = (x0 - mx).max(0.0);
-            let top = (y0 - my).max(0.0);
-            let right = (x1 + mx).min(w);
-            let bottom = (y1 + my).min(h);
-            (right > left && bottom > top)
-                .then(|| PersonBox::new([left, top, right - left, bottom - top]))
-        })
+        .filter_map(|b| grown(b.map(f64::from), width, height, margin))
         .collect()
+}
+
+/// The person box of joints spanning `[x0, y0, x1, y1]`, grown and clipped as the proposals
+/// are: the box a video's track is cropped with between proposals (`posekit infer
+/// --det-interval`), so a person's crop keeps one size whether it came from the bundled
+/// model or from the track. `None` when nothing of it is inside the picture.
+pub fn box_around(extent: [f64; 4], width: usize, height: usize) -> Option<PersonBox> {
+    grown(extent, width, height, PROPOSAL_MARGIN)
+}
+
+fn grown(
+    [x0, y0, x1, y1]: [f64; 4],
+    width: usize,
+    height: usize,
+    margin: f64,
+) -> Option<PersonBox> {
+    if ![x0, y0, x1, y1].iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let (w, h) = (width as f64, height as f64);
+    let (mx, my) = ((x1 - x0) * margin, (y1 - y0) * margin);
+    let left = (x0 - mx).max(0.0);
+    let top = (y0 - my).max(0.0);
+    let right = (x1 + mx).min(w);
+    let bottom = (y1 + my).min(h);
+    (right > left && bottom > top).then(|| PersonBox::new([left, top, right - left, bottom - top]))
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! What it writes to the output folder:
 //! * `results.jsonl`, written and flushed picture by picture (frame by frame for a video), so
 //!   that a run stopped at any moment keeps every finished one: one JSON object per line,
-//!   `{"file_name", "image_id", "frame" (videos), "people": [{"keypoints", "score", "bbox",
-//!   "track_id" (videos)}]}`;
+//!   `{"file_name", "image_id", "frame" (videos), "boxes" (top-down models: where the person
+//!   boxes came from, `given`, `proposals`, `whole` or `tracks`), "people": [{"keypoints",
+//!   "score", "bbox", "track_id" (videos)}]}`;
 //! * `results.json` at the end: one COCO keypoint result per person, in input order, each with
 //!   `file_name` (the input's name), `image_id`, `category_id` 1, `keypoints`, `score` and
 //!   `bbox`, plus `frame` (0-based) and `track_id` for video frames. Keypoints are COCO-17 for COCO models
@@ -22,6 +23,10 @@
 //!   grouped; SPM: `root` [1, h, w] and `displacements` [34, h, w]; OpenPose-VGG19: the last
 //!   stage's `heatmaps` [19, h, w] and `pafs` [38, h, w]).
 //!
+//! With [`InferOptions::to_stdout`] (`posekit infer --out -`) the `results.jsonl` lines go to
+//! standard output instead, each flushed when its picture or frame is done, and nothing is
+//! written to disk.
+//!
 //! Videos are tracked ([`InferOptions::track`], Kalman by default): every person of a frame gets
 //! the `track_id` of the person it continues (none only for a pose with too few joints to
 //! start a track), the drawn video colours each person by track, and the keypoints can be
@@ -29,6 +34,15 @@
 //! and the drawing all carry the smoothed keypoints) or Savitzky-Golay offline (over each
 //! whole track when the video ends: results.json only, since results.jsonl and the drawing
 //! are written while the video is still being read).
+//!
+//! A top-down model on a video crops the people the bundled model proposes; with
+//! [`InferOptions::det_interval`] `N` it asks for proposals on frames 0, N, 2N, ... only, and
+//! on the frames between crops each track where the tracker expects it: the box of the track's
+//! predicted keypoints (the last frame's for `greedy`), grown as proposals are
+//! ([`crate::estimator::proposals::box_around`]), to which the crop adds HRNet's 25%. This is
+//! MMDeploy's `PoseTracker` with a detector every N frames. Between proposals nobody new is
+//! found, and a track's crop whose pose the tracker does not take (too few joints: the person
+//! left) is dropped until the next proposals.
 //!
 //! Image ids are the COCO ids when `--gt` names the file, otherwise a running index over all
 //! pictures and video frames (each frame its own id, so the file stays evaluable).
@@ -39,7 +53,10 @@
 //! unreadable (corrupt, truncated) or a video ffmpeg cannot decode is skipped with a warning
 //! naming it, the others are still processed and written, and the run then ends with an error
 //! listing the failures (a non-zero exit): one bad file in a folder of thousands should not
-//! cost the user the rest, and a script must still notice it.
+//! cost the user the rest, and a script must still notice it. A video with damaged frames is
+//! not a failure: ffmpeg conceals what it cannot decode and goes on, every frame is processed,
+//! and the damage (ffmpeg's first error messages, or that it stopped before the end) is
+//! reported as an [`InferEvent::Warning`] and in [`InferSummary::warnings`].
 
 pub mod boxes;
 pub mod inputs;
@@ -64,6 +81,7 @@ use super::data::read_rgb_checked;
 use super::image_io::write_rgb;
 use super::video::{probe, FrameReader, FrameWriter};
 use crate::error::{bail, Error, Result, ResultExt};
+use crate::estimator::proposals::box_around;
 use crate::estimator::{BoxSource, Estimate, PoseEstimator};
 
 /// How a run writes its outputs.
@@ -86,6 +104,14 @@ pub struct InferOptions {
     pub kalman: KalmanParams,
     /// Keypoint smoothing per track (needs a tracker).
     pub smooth: SmoothKind,
+    /// Top-down models on video: person proposals on every `det_interval`-th frame (0, N,
+    /// 2N, ...), the tracks' predicted boxes on the frames between (needs a tracker). 0 and 1
+    /// both mean proposals on every frame.
+    pub det_interval: u32,
+    /// Stream the `results.jsonl` lines to standard output instead, and write no file at all
+    /// (`out_dir` is not used: no drawings, no `results.json`): for piping. Raw outputs
+    /// (`heatmaps`) and Savitzky-Golay smoothing (results.json only) are refused with it.
+    pub to_stdout: bool,
 }
 
 /// One line of `results.json`: a COCO keypoint result, plus the frame of a video.
@@ -108,6 +134,11 @@ pub struct InferSummary {
     pub people: usize,
     /// `path: problem` for each input that could not be processed.
     pub failures: Vec<String>,
+    /// `path: problem` for each input processed in spite of a problem (a video with damaged
+    /// frames: the frames after them were processed too).
+    pub warnings: Vec<String>,
+    /// `results.json`; `-` when the results went to standard output
+    /// ([`InferOptions::to_stdout`]).
     pub results_path: PathBuf,
     pub records: Vec<InferRecord>,
     /// Top-down models: how many pictures and frames used each kind of person box.
@@ -120,11 +151,11 @@ pub struct InferSummary {
 pub enum InferEvent<'a> {
     /// The run starts: pictures plus video frames (0 when ffprobe could not count them).
     Started { total: u64 },
-    /// A picture was done.
+    /// A picture was done (`drawing`: where it was drawn; `None` when writing no files).
     Picture {
         input: &'a Input,
         people: usize,
-        drawing: &'a Path,
+        drawing: Option<&'a Path>,
     },
     /// A video frame was done.
     Frame { input: &'a Input, frame: u64 },
@@ -133,10 +164,13 @@ pub enum InferEvent<'a> {
         input: &'a Input,
         frames: u64,
         people: usize,
-        drawing: &'a Path,
+        drawing: Option<&'a Path>,
     },
     /// An input could not be processed and was skipped (`message` names it).
     Skipped { input: &'a Input, message: String },
+    /// An input was processed, but something in it was wrong: a video with damaged frames,
+    /// which ffmpeg decoded as well as it could (`message` names it).
+    Warning { input: &'a Input, message: String },
 }
 
 /// Runs `estimator` on `inputs` and writes everything to `opts.out_dir`, reporting progress
@@ -151,12 +185,46 @@ pub fn run_infer(
     opts: &InferOptions,
     on_event: &mut dyn FnMut(InferEvent),
 ) -> Result<InferSummary> {
-    let plans = plan_outputs(inputs, &opts.out_dir, opts.heatmaps)?;
-    std::fs::create_dir_all(&opts.out_dir)
-        .map_err(|e| Error::io(&opts.out_dir, "cannot create the output folder", e))?;
-    let results_path = opts.out_dir.join(RESULTS);
-    remove_stale(&results_path)?;
-    let stream = ResultStream::create(&opts.out_dir.join(RESULTS_STREAM))?;
+    if opts.det_interval > 1 {
+        if matches!(opts.track, TrackerKind::None) {
+            bail!(
+                "a detection interval of {} crops the tracks' boxes between proposals: it \
+                 needs a tracker (greedy or kalman)",
+                opts.det_interval
+            );
+        }
+        if !estimator.is_top_down() {
+            bail!(
+                "a detection interval is for top-down models; {} is a bottom-up model that \
+                 finds the people in every frame itself",
+                estimator.preset().name
+            );
+        }
+    }
+    let (plans, stream, results_path) = if opts.to_stdout {
+        if opts.heatmaps {
+            bail!("raw network outputs are files: they cannot go with results streamed to standard output");
+        }
+        if matches!(opts.smooth, SmoothKind::Savgol(_)) {
+            bail!(
+                "Savitzky-Golay smoothing rewrites results.json at the end of each video; \
+                 results streamed to standard output are written frame by frame: use one-euro"
+            );
+        }
+        (vec![None; inputs.len()], ResultStream::stdout(), None)
+    } else {
+        let plans = plan_outputs(inputs, &opts.out_dir, opts.heatmaps)?;
+        std::fs::create_dir_all(&opts.out_dir)
+            .map_err(|e| Error::io(&opts.out_dir, "cannot create the output folder", e))?;
+        let results_path = opts.out_dir.join(RESULTS);
+        remove_stale(&results_path)?;
+        let stream = ResultStream::create(&opts.out_dir.join(RESULTS_STREAM))?;
+        (
+            plans.into_iter().map(Some).collect(),
+            stream,
+            Some(results_path),
+        )
+    };
     let style = DrawStyle {
         min_score: opts.min_score.unwrap_or(estimator.default_min_score()),
         ..DrawStyle::default()
@@ -178,6 +246,7 @@ pub fn run_infer(
         .sum();
     on_event(InferEvent::Started { total });
     for (index, (input, plan)) in inputs.iter().zip(&plans).enumerate() {
+        let plan = plan.as_ref();
         let outcome = match input.kind {
             InputKind::Image => run.image(index, input, plan, on_event),
             InputKind::Video => run.video(input, plan, on_event),
@@ -202,14 +271,21 @@ pub fn run_infer(
                 // What was done so far is kept; the error is not about this input alone (a
                 // model that does not fit its config, a full disk), so going on would only
                 // repeat it for every input.
-                write_results(&results_path, &run.summary.records)?;
+                if let Some(path) = &results_path {
+                    write_results(path, &run.summary.records)?;
+                }
                 return Err(err)
                     .with_context(|| format!("while processing {}", input.path.display()));
             }
         }
     }
-    write_results(&results_path, &run.summary.records)?;
-    run.summary.results_path = results_path;
+    match results_path {
+        Some(path) => {
+            write_results(&path, &run.summary.records)?;
+            run.summary.results_path = path;
+        }
+        None => run.summary.results_path = PathBuf::from("-"),
+    }
     Ok(run.summary)
 }
 
@@ -266,7 +342,7 @@ impl Run<'_> {
         &mut self,
         index: usize,
         input: &Input,
-        plan: &OutputPlan,
+        plan: Option<&OutputPlan>,
         on_event: &mut dyn FnMut(InferEvent),
     ) -> Result<(), Failure> {
         let image = read_rgb_checked(&input.path).map_err(|e| Failure::Input(e.into()))?;
@@ -277,10 +353,12 @@ impl Run<'_> {
         let estimate = self
             .estimator
             .estimate_detailed(&image, boxes, self.opts.heatmaps)?;
-        create_parent(&plan.drawing)?;
-        write_rgb(&plan.drawing, &self.drawn(&image, &estimate))?;
-        if let Some(maps) = &plan.maps {
-            write_maps(maps, &estimate.maps)?;
+        if let Some(plan) = plan {
+            create_parent(&plan.drawing)?;
+            write_rgb(&plan.drawing, &self.drawn(&image, &estimate))?;
+            if let Some(maps) = &plan.maps {
+                write_maps(maps, &estimate.maps)?;
+            }
         }
         let image_id = self.image_id(&input.file_name());
         self.push_results(&input.name, image_id, None, &estimate, &[])?;
@@ -288,7 +366,7 @@ impl Run<'_> {
         on_event(InferEvent::Picture {
             input,
             people: estimate.poses.len(),
-            drawing: &plan.drawing,
+            drawing: plan.map(|p| p.drawing.as_path()),
         });
         Ok(())
     }
@@ -296,18 +374,29 @@ impl Run<'_> {
     fn video(
         &mut self,
         input: &Input,
-        plan: &OutputPlan,
+        plan: Option<&OutputPlan>,
         on_event: &mut dyn FnMut(InferEvent),
     ) -> Result<(), Failure> {
         let mut reader = FrameReader::open(&input.path).map_err(|e| Failure::Input(e.into()))?;
         let info = reader.info();
-        let out_path = &plan.drawing;
-        if let Some(maps_dir) = &plan.maps {
+        let out_path = plan.map(|p| p.drawing.as_path());
+        let maps_dir = plan.and_then(|p| p.maps.as_deref());
+        if let Some(maps_dir) = maps_dir {
             std::fs::create_dir_all(maps_dir)
                 .map_err(|e| Error::io(maps_dir, "cannot create", e))?;
         }
-        create_parent(out_path)?;
-        let mut writer = FrameWriter::create(out_path, info.width, info.height, info.fps)?;
+        let mut writer = match out_path {
+            Some(out_path) => {
+                create_parent(out_path)?;
+                Some(FrameWriter::create(
+                    out_path,
+                    info.width,
+                    info.height,
+                    info.fps,
+                )?)
+            }
+            None => None,
+        };
         let mut frame_index = 0u64;
         let mut people = 0usize;
         // A tracker and smoother per video: ids start again at 0 in every video.
@@ -319,19 +408,47 @@ impl Run<'_> {
         };
         let first_record = self.summary.records.len();
         let mut tracked: Vec<(usize, u64, Pose)> = Vec::new();
+        let det_interval = u64::from(self.opts.det_interval.max(1));
         while let Some(frame) = reader.next_frame().map_err(|e| Failure::Input(e.into()))? {
-            let mut estimate =
-                self.estimator
-                    .estimate_detailed(&frame, None, self.opts.heatmaps)?;
-            let ids = match tracker.as_mut() {
+            // Between proposals (top-down models), each track is cropped where the tracker
+            // expects it, as MMDeploy's PoseTracker does.
+            let from_tracks = match tracker.as_ref() {
+                Some(t)
+                    if self.estimator.is_top_down()
+                        && !frame_index.is_multiple_of(det_interval) =>
+                {
+                    let (h, w, _) = frame.dim();
+                    Some(
+                        t.predicted_boxes()
+                            .into_iter()
+                            .filter_map(|(_, b)| box_around(b.map(f64::from), w, h))
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                _ => None,
+            };
+            let mut estimate = self.estimator.estimate_detailed(
+                &frame,
+                from_tracks.as_deref(),
+                self.opts.heatmaps,
+            )?;
+            let mut ids = match tracker.as_mut() {
                 Some(t) => t.update(&estimate.poses),
                 None => vec![None; estimate.poses.len()],
             };
+            if from_tracks.is_some() {
+                estimate.box_source = Some(BoxSource::Tracks);
+                // A track's crop whose pose the tracker does not take (too few joints found:
+                // the person left or is hidden) holds nobody until the next proposals.
+                keep_people(&mut estimate, &mut ids, |id| id.is_some())?;
+            }
             if let Some(s) = one_euro.as_mut() {
                 s.smooth(frame_index, &ids, &mut estimate.poses);
             }
-            writer.write_frame(&self.drawn_tracked(&frame, &estimate, &ids))?;
-            if let Some(maps_dir) = &plan.maps {
+            if let Some(writer) = writer.as_mut() {
+                writer.write_frame(&self.drawn_tracked(&frame, &estimate, &ids))?;
+            }
+            if let Some(maps_dir) = maps_dir {
                 write_maps(
                     &maps_dir.join(format!("frame_{frame_index:06}.safetensors")),
                     &estimate.maps,
@@ -356,15 +473,29 @@ impl Run<'_> {
             });
             frame_index += 1;
         }
+        // The frames after a damaged one were processed; the damage is reported.
+        let decoding = reader.finish().map_err(|e| Failure::Input(e.into()))?;
+        if let Some(problem) = decoding.problem().filter(|_| frame_index > 0) {
+            let message = format!("{}: {problem}", input.path.display());
+            on_event(InferEvent::Warning {
+                input,
+                message: message.clone(),
+            });
+            self.summary.warnings.push(message);
+        }
         if frame_index == 0 {
-            let _ = writer.finish();
-            let _ = std::fs::remove_file(out_path);
+            if let (Some(writer), Some(out_path)) = (writer, out_path) {
+                let _ = writer.finish();
+                let _ = std::fs::remove_file(out_path);
+            }
             return Err(Failure::Input(Error::Invalid(format!(
                 "{}: the video has no frame that ffmpeg could decode",
                 input.path.display()
             ))));
         }
-        writer.finish()?;
+        if let Some(writer) = writer {
+            writer.finish()?;
+        }
         if let SmoothKind::Savgol(params) = &self.opts.smooth {
             self.savgol(first_record, tracked, params, min_score)?;
         }
@@ -472,6 +603,7 @@ impl Run<'_> {
             file_name,
             image_id,
             frame,
+            boxes: estimate.box_source.map(BoxSource::name),
             people: self.summary.records[first..]
                 .iter()
                 .map(|r| StreamPerson {
@@ -571,6 +703,38 @@ pub fn plan_outputs(inputs: &[Input], out_dir: &Path, heatmaps: bool) -> Result<
     Ok(plans)
 }
 
+/// Keeps the people of `estimate` (poses, boxes, the rows of a top-down model's heatmaps) whose
+/// track id passes `keep`, and their ids.
+fn keep_people(
+    estimate: &mut Estimate,
+    ids: &mut Vec<Option<u64>>,
+    keep: impl Fn(Option<u64>) -> bool,
+) -> Result<()> {
+    let kept: Vec<usize> = (0..ids.len()).filter(|&i| keep(ids[i])).collect();
+    if kept.len() == ids.len() {
+        return Ok(());
+    }
+    let people = ids.len();
+    if estimate.poses.len() != people || estimate.boxes.len() != people {
+        bail!(
+            "{} poses and {} boxes for {people} tracked people",
+            estimate.poses.len(),
+            estimate.boxes.len()
+        );
+    }
+    *ids = kept.iter().map(|&i| ids[i]).collect();
+    estimate.poses = kept.iter().map(|&i| estimate.poses[i].clone()).collect();
+    estimate.boxes = kept.iter().map(|&i| estimate.boxes[i]).collect();
+    estimate.maps.retain_mut(|(_, map)| {
+        if map.shape().first() != Some(&people) {
+            return true;
+        }
+        *map = map.select(ndarray::Axis(0), &kept);
+        !kept.is_empty()
+    });
+    Ok(())
+}
+
 /// Removes an earlier run's `results.json`, which would otherwise sit beside this run's
 /// pictures if this run were stopped before writing its own.
 fn remove_stale(path: &Path) -> Result<()> {
@@ -600,6 +764,9 @@ struct StreamLine<'a> {
     image_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     frame: Option<u64>,
+    /// Top-down models: where the person boxes came from ([`BoxSource::name`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boxes: Option<&'static str>,
     people: Vec<StreamPerson<'a>>,
 }
 
@@ -614,10 +781,11 @@ struct StreamPerson<'a> {
 }
 
 /// `results.jsonl`, created empty when the run starts and flushed after every line, so a run
-/// killed at any moment leaves every finished picture in it (at worst a torn last line).
+/// killed at any moment leaves every finished picture in it (at worst a torn last line); or
+/// standard output, flushed the same way.
 struct ResultStream {
     path: PathBuf,
-    file: std::io::BufWriter<std::fs::File>,
+    file: Box<dyn Write>,
 }
 
 impl ResultStream {
@@ -625,8 +793,16 @@ impl ResultStream {
         let file = std::fs::File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
         Ok(ResultStream {
             path: path.to_path_buf(),
-            file: std::io::BufWriter::new(file),
+            file: Box::new(std::io::BufWriter::new(file)),
         })
+    }
+
+    /// The lines to standard output, where a pipe reads them as they come.
+    fn stdout() -> Self {
+        ResultStream {
+            path: PathBuf::from("<standard output>"),
+            file: Box::new(std::io::stdout()),
+        }
     }
 
     fn write(&mut self, line: &StreamLine) -> Result<()> {
