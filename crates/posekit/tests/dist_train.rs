@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use posekit::pipelines::config::ExperimentConfig;
-use posekit::pipelines::data::{LoadMode, Loader, LoaderOptions, Shard};
+use posekit::pipelines::data::{LoadMode, Loader, LoaderOptions, Shard, TopDownBatch};
 use posekit::pipelines::train::checkpoint;
 use posekit::pipelines::train::task::{BottomUpTask, TopDownTask, TrainingTask};
 use posekit_nn::optim::Optimizer;
@@ -461,9 +461,10 @@ fn the_ranks_shards_interleave_into_the_single_process_epoch() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One process on the whole batch of every step (6 people: the two ranks' halves, checked to
-/// be them) with plain BatchNorm, on `threads` libtorch threads. Returns the variables by name.
-fn whole_batch_reference(config: &Path, threads: i32) -> Vec<(String, Tensor)> {
+/// One process on the whole batch of every step (the two ranks' batches of `per_rank`, checked
+/// to be them; in a last step that only rank 0 has, its batch alone) with plain BatchNorm, on
+/// `threads` libtorch threads. Returns the variables by name.
+fn whole_batch_reference(config: &Path, threads: i32, per_rank: usize) -> Vec<(String, Tensor)> {
     tch::set_num_threads(threads);
     let loaded = ExperimentConfig::load(config).unwrap();
     let cfg = &loaded.config;
@@ -486,7 +487,7 @@ fn whole_batch_reference(config: &Path, threads: i32) -> Vec<(String, Tensor)> {
         )
         .unwrap()
     };
-    let (halves, whole) = (loader(3), loader(6));
+    let (halves, whole) = (loader(per_rank), loader(2 * per_rank));
     let mut iter = 0;
     for epoch in 0..cfg.train.epochs {
         let mode = LoadMode::Train {
@@ -502,10 +503,12 @@ fn whole_batch_reference(config: &Path, threads: i32) -> Vec<(String, Tensor)> {
             })
             .collect();
         for (step, b) in whole.epoch(mode).map(|b| b.unwrap()).enumerate() {
-            // The whole batch is the two ranks' halves, rank 0's first.
-            let (h0, h1) = (&ranks[0][step], &ranks[1][step]);
-            assert_eq!(b.inputs, [h0.inputs.clone(), h1.inputs.clone()].concat());
-            assert_eq!(b.targets, [h0.targets.clone(), h1.targets.clone()].concat());
+            // The whole batch is the ranks' batches of the step, rank 0's first.
+            let parts: Vec<&TopDownBatch> = ranks.iter().filter_map(|r| r.get(step)).collect();
+            let inputs: Vec<f32> = parts.iter().flat_map(|p| p.inputs.clone()).collect();
+            let targets: Vec<f32> = parts.iter().flat_map(|p| p.targets.clone()).collect();
+            assert_eq!(b.inputs, inputs);
+            assert_eq!(b.targets, targets);
             opt.zero_grad();
             task.loss(&model, &b, Device::Cpu).unwrap().backward();
             opt.step(cfg.train.schedule.lr_at(epoch, iter));
@@ -536,10 +539,16 @@ fn largest_differences(got: &[(String, Tensor)], want: &[(String, Tensor)]) -> (
     worst
 }
 
+/// How far SyncBatchNorm ranks may end from one process on the whole batch after two steps:
+/// 1e-3 (running statistics) and 5e-2 (weights) relative to each tensor's largest value (see
+/// `largest_differences`). Far from 1e-5, and why: see the test below; measured: 4e-5 and
+/// 2e-3 with equal halves, 2e-4 and 2e-2 when the last step is rank 0's 2 people alone.
+const SYNC_BOUND: (f64, f64) = (1e-3, 5e-2);
+
 /// SyncBatchNorm (`train.sync_batchnorm = true`): two torchrun ranks, each with half of every
 /// step's batch, end with the weights and running statistics of one process that trains on
 /// the whole batch (both halves at once: BatchNorm statistics over all six people) with plain
-/// BatchNorm, as closely as that process agrees with itself on another thread count.
+/// BatchNorm, within [`SYNC_BOUND`]; per-rank BatchNorm ends a hundred times farther.
 ///
 /// Why not 1e-5: SyncBatchNorm sums the statistics in another order, and differentiates an
 /// equivalent formula, so the two agree to float rounding, and training this tiny network
@@ -550,9 +559,11 @@ fn largest_differences(got: &[(String, Tensor)], want: &[(String, Tensor)]) -> (
 /// Adam with eps 1 here (a step of about lr x gradient) and one epoch (two steps): there, one
 /// process on 2 threads instead of 1 moves by up to 5e-5 (running statistics) and 3e-3 (the
 /// near-zero biases) relative, and the ranks by 4e-5 and 2e-3 (measured); after four steps
-/// both grow to 1e-2 and 5e-2. Per-rank BatchNorm ends 1e-1 and more away: the bound tells
-/// the two apart by orders of magnitude. Without the option the ranks match the
-/// two-half-batch reference within 1e-5
+/// both grow to 1e-2 and 5e-2. Another formula moves the last bits more than another
+/// summation order: after one step the ranks are 6e-5 from the process in those biases, the
+/// process 1.5e-6 from itself on 2 threads. Per-rank BatchNorm ends 1 (running statistics)
+/// and 0.26 (weights) away. Without the option the ranks match the two-half-batch reference
+/// within 1e-5
 /// (`two_torchrun_ranks_equal_one_process_averaging_two_half_batches`).
 #[test]
 fn two_ranks_with_sync_batchnorm_equal_one_process_on_the_whole_batch() {
@@ -587,8 +598,8 @@ fn two_ranks_with_sync_batchnorm_equal_one_process_on_the_whole_batch() {
     assert!(got.iter().any(|(n, _)| n.ends_with("running_var")));
 
     // The ranks run one thread each; so does the reference. Its 2-thread run is the noise floor.
-    let want = whole_batch_reference(&plain, 1);
-    let floor = largest_differences(&whole_batch_reference(&plain, 2), &want);
+    let want = whole_batch_reference(&plain, 1, 3);
+    let floor = largest_differences(&whole_batch_reference(&plain, 2, 3), &want);
     let synced = largest_differences(&got, &want);
     let per_rank = largest_differences(&two_rank_reference(&plain, TopDownTask::new), &want);
     eprintln!(
@@ -596,15 +607,54 @@ fn two_ranks_with_sync_batchnorm_equal_one_process_on_the_whole_batch() {
          weights): SyncBatchNorm ranks {synced:?}, the same process on 2 threads \
          {floor:?}, per-rank BatchNorm {per_rank:?}"
     );
-    let bound = |floor: f64| (3.0 * floor).max(1e-5);
     assert!(
-        synced.0 <= bound(floor.0) && synced.1 <= bound(floor.1),
-        "SyncBatchNorm ranks {synced:?} from the reference, beyond 3 x its own 2-thread \
-         difference {floor:?}"
+        synced.0 <= SYNC_BOUND.0 && synced.1 <= SYNC_BOUND.1,
+        "SyncBatchNorm ranks {synced:?} from the reference, beyond {SYNC_BOUND:?}"
     );
     assert!(
-        per_rank.0 > 30.0 * bound(floor.0),
+        per_rank.0 > 100.0 * SYNC_BOUND.0,
         "per-rank BatchNorm ends only {per_rank:?} away: the test cannot tell them apart"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SyncBatchNorm when a step has a batch for rank 0 only (12 people in batches of 5: steps of
+/// 5 + 5 and 2 + nothing). Rank 1 runs its previous batch uncounted so that it joins rank 0's
+/// collectives: the run ends (no hang), and the last step is one process's step on rank 0's 2
+/// people alone (BatchNorm statistics over those 2 only), within [`SYNC_BOUND`]. (Rank 1's
+/// zeros leave rank 0's sums bit for bit as they are, so what differs from the process is
+/// SyncBatchNorm's formula against the fused kernel, over 2 people.)
+#[test]
+fn sync_batchnorm_with_a_rank_short_of_a_batch_joins_in_uncounted() {
+    let Some(torchrun) = torchrun() else {
+        eprintln!("SKIPPED: .venv/bin/torchrun is missing (run scripts/setup.sh)");
+        return;
+    };
+    let dir = common::scratch("dist-syncbn-short");
+    let plain = topdown_config(&dir, 1);
+    let text = std::fs::read_to_string(&plain)
+        .unwrap()
+        .replacen("batch_size = 3\n", "batch_size = 5\n", 1)
+        .replace("[test]\n", "[train.optimizer]\neps = 1.0\n\n[test]\n");
+    std::fs::write(&plain, &text).unwrap();
+    let config = dir.join("tiny_syncbn.toml");
+    std::fs::write(
+        &config,
+        text.replace("[train]\n", "[train]\nsync_batchnorm = true\n"),
+    )
+    .unwrap();
+    let out = dir.join("sync");
+    torchrun_two_ranks(&torchrun, &config, &out);
+    let ck = checkpoint::load(&out.join("last.safetensors")).unwrap();
+    assert_eq!(ck.meta.global_iter, 2);
+    let got = read_weights(&out.join("final.safetensors"));
+    let want = whole_batch_reference(&plain, 1, 5);
+    let floor = largest_differences(&whole_batch_reference(&plain, 2, 5), &want);
+    let synced = largest_differences(&got, &want);
+    eprintln!("SyncBatchNorm ranks {synced:?} from one process, which is {floor:?} from itself");
+    assert!(
+        synced.0 <= SYNC_BOUND.0 && synced.1 <= SYNC_BOUND.1,
+        "SyncBatchNorm ranks {synced:?} from the reference, beyond {SYNC_BOUND:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -839,8 +839,13 @@ fn parallel_step<T: TrainingTask>(
                 task.loss(model, b, device)?
             };
             let loss = if counts { loss } else { loss * 0.0 };
-            loss.f_backward()
-                .map_err(|e| p.group.explain_failure("backward", e.to_string()))?;
+            if let Err(e) = loss.f_backward() {
+                // Synchronised, the backward runs collectives: name the rank that failed them.
+                if synced {
+                    return Err(p.group.explain_failure("backward", e.to_string()).into());
+                }
+                return Err(e.into());
+            }
             if counts {
                 [
                     1.0,
