@@ -17,6 +17,8 @@
 
 #include <c10/util/Logging.h>
 
+#include <torch/csrc/autograd/custom_function.h>
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -91,6 +93,42 @@ class QuietConnectLogs {
 PkWork* wrap(c10::intrusive_ptr<c10d::Work> work) {
   return new PkWork{std::move(work)};
 }
+
+// Sums `tensor` (dense, contiguous) across the group in place and waits for the result.
+void allreduce_sum_now(c10d::Backend& backend, at::Tensor& tensor) {
+  std::vector<at::Tensor> tensors{tensor};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::SUM;
+  backend.allreduce(tensors, options)->wait();
+}
+
+// y = sum over ranks of x, with dL/dx = sum over ranks of dL/dy: the rule of
+// torch.distributed.nn.functional's `_AllReduce` (torch/distributed/nn/functional.py) for
+// ReduceOp.SUM. Each rank's loss L_r reaches every rank's x through y, so the gradient that
+// flows back into rank r's x is the sum of all ranks' dL_r'/dy: what SyncBatchNorm's backward
+// all-reduces as `sum_dy` / `sum_dy_xmu` (torch/nn/modules/_functions.py).
+//
+// The backend rides in the autograd context (as a capsule holding a reference), so the graph
+// keeps the group's connections alive until its backward has run.
+class AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
+                            const c10::intrusive_ptr<c10d::Backend>& backend) {
+    ctx->saved_data["backend"] = c10::IValue::make_capsule(backend);
+    at::Tensor sum = input.clone(at::MemoryFormat::Contiguous);
+    allreduce_sum_now(*backend, sum);
+    return sum;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto backend = c10::static_intrusive_pointer_cast<c10d::Backend>(
+        ctx->saved_data["backend"].toCapsule());
+    at::Tensor sum = grads[0].clone(at::MemoryFormat::Contiguous);
+    allreduce_sum_now(*backend, sum);
+    return {sum, at::Tensor()};
+  }
+};
 
 } // namespace
 
@@ -325,6 +363,16 @@ char* pk_tensor_set_grad(void* tensor, void* grad) {
                     view.device() == variable.device(),
                 "the gradient does not match its tensor's shape, dtype or device");
     variable.mutable_grad() = view;
+  });
+}
+
+char* pk_allreduce_sum_autograd(PkGroup* group, void* input, void* out) {
+  return guarded([&] {
+    TORCH_CHECK(out != nullptr, "null argument");
+    const at::Tensor& x = tensor_ref(input);
+    TORCH_CHECK(x.defined() && x.layout() == at::kStrided,
+                "all_reduce (autograd): only dense tensors are supported");
+    tensor_ref(out) = AllReduceSum::apply(x, group_ref(group)->backend);
   });
 }
 

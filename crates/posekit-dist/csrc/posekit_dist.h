@@ -76,6 +76,13 @@ void pk_work_free(PkWork* work);
 // DistributedDataParallel does with gradient_as_bucket_view=True.
 char* pk_tensor_set_grad(void* tensor, void* grad);
 
+// Differentiable all-reduce (sum) over `group`: `*out` (a tch tensor handle, overwritten) becomes
+// the sum of every rank's `input`, tracked by autograd; its backward sums the incoming
+// gradients across the ranks in the same way (torch.distributed.nn.functional.all_reduce with
+// ReduceOp.SUM). Blocking: it returns once the sum is complete. Every rank must call it (and
+// run the backward through it) in the same order as its other collectives.
+char* pk_allreduce_sum_autograd(PkGroup* group, void* input, void* out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -103,6 +103,12 @@ extern "C" {
     pub fn pk_work_free(work: *mut PkWork);
 
     pub fn pk_tensor_set_grad(tensor: *mut c_void, grad: *mut c_void) -> *mut c_char;
+
+    pub fn pk_allreduce_sum_autograd(
+        group: *mut PkGroup,
+        input: *mut c_void,
+        out: *mut c_void,
+    ) -> *mut c_char;
 }
 
 /// Turns a shim return value into `Ok(())` or the error message it carries (and frees it).

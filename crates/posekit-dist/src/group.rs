@@ -366,6 +366,35 @@ impl ProcessGroup {
         Ok(())
     }
 
+    /// The sum of every rank's `input`, as a new tensor that autograd tracks: its backward
+    /// sums the incoming gradients across the ranks too (the shim's `AllReduceSum`, the rule
+    /// of torch.distributed.nn.functional.all_reduce with SUM). The building block of
+    /// SyncBatchNorm's statistics. Blocking; every rank calls it with a tensor of the same
+    /// shape and dtype, and runs the backward through it, in the same order.
+    ///
+    /// A failure in the forward is diagnosed like any collective's; one in the backward
+    /// surfaces as the error of `Tensor::f_backward`, which [`Self::explain_failure`] turns
+    /// into the same diagnosis.
+    pub fn all_reduce_sum_autograd(&self, input: &Tensor) -> Result<Tensor> {
+        const OP: &str = "all_reduce (autograd)";
+        self.check_usable(OP)?;
+        let out = Tensor::new();
+        // SAFETY: valid group; `input` and `out` are live tch tensors; the shim replaces the
+        // tensor `out` points at (an undefined one) with the result.
+        let error = unsafe {
+            ffi::pk_allreduce_sum_autograd(self.raw, ffi::tensor_ptr(input), ffi::tensor_ptr(&out))
+        };
+        ffi::check(error).map_err(|e| self.diagnose(OP, e))?;
+        Ok(out)
+    }
+
+    /// The group's diagnosis of a collective that failed outside its own calls (the backward
+    /// of [`Self::all_reduce_sum_autograd`], run by autograd): names the lost ranks, and breaks
+    /// the group as a failed collective does.
+    pub fn explain_failure(&self, op: &str, detail: String) -> DistError {
+        self.diagnose(op, detail)
+    }
+
     /// Copies rank `root`'s `tensors` into every rank's, in place (bucketed like
     /// `all_reduce`). Every rank passes tensors of the same shapes and dtypes in the same order.
     pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {

@@ -51,8 +51,10 @@
 //! // the others report that error rather than "rank N is lost".
 //! ```
 //!
-//! BatchNorm stays per rank (each rank normalises with its own batch statistics, as the
-//! official HRNet/MMPose trainings do); rank 0's running statistics are the ones saved.
+//! BatchNorm stays per rank by default (each rank normalises with its own batch statistics, as
+//! the official HRNet/MMPose trainings do); rank 0's running statistics are the ones saved.
+//! SyncBatchNorm is built on [`ProcessGroup::all_reduce_sum_autograd`], a differentiable sum
+//! across ranks, by posekit-nn's `sync_bn` (which the trainer hands the group).
 //!
 //! Faults: a rank killed mid-step makes the others' next collective fail at once (Gloo sees
 //! the connection close), and after about three heartbeat intervals the error names the rank

@@ -93,6 +93,28 @@ fn bucketed_all_reduce_mean_equals_the_local_mean() {
     check_allreduce_means(dir.path(), 2, true);
 }
 
+/// The differentiable all-reduce (SyncBatchNorm's building block): the forward sums the ranks'
+/// tensors, the backward sums the ranks' incoming gradients (see the harness's `autograd`).
+#[test]
+fn autograd_all_reduce_sums_values_forward_and_gradients_backward() {
+    let dir = common::out_dir();
+    let ranks = common::launch(
+        2,
+        free_port().unwrap(),
+        "autograd",
+        &["--out", &out_arg(&dir)],
+    );
+    common::finish_ok(ranks, DEADLINE);
+    let arange = Tensor::arange(6, (Kind::Float, tch::Device::Cpu));
+    let sum = &arange * 2.0 + 10.0;
+    let grad = (&arange * 1.0 - 1.0) + (&arange * 2.0 - 1.0);
+    for rank in 0..2 {
+        let got = common::read(dir.path(), rank);
+        assert_same(&got[0].1, &sum, &format!("rank {rank} sum"));
+        assert_same(&got[1].1, &grad, &format!("rank {rank} gradient"));
+    }
+}
+
 #[test]
 fn all_gather_collects_values_of_different_lengths_from_three_ranks() {
     let dir = common::out_dir();

@@ -58,7 +58,7 @@ pub fn conv2d_bias(p: nn::Path, cin: i64, cout: i64, k: i64) -> nn::Conv2D {
 
 /// `nn.BatchNorm2d(c)` with PyTorch's initialisation (weight 1, bias 0; tch's default weight
 /// init is uniform, which would make from-scratch training differ from the reference).
-pub fn batch_norm(p: nn::Path, c: i64) -> nn::BatchNorm {
+pub fn batch_norm(p: nn::Path, c: i64) -> BatchNorm {
     let cfg = nn::BatchNormConfig {
         eps: BN_EPS,
         momentum: BN_MOMENTUM,
@@ -66,7 +66,43 @@ pub fn batch_norm(p: nn::Path, c: i64) -> nn::BatchNorm {
         bs_init: nn::Init::Const(0.0),
         ..Default::default()
     };
-    nn::batch_norm2d(p, c, cfg)
+    BatchNorm {
+        inner: nn::batch_norm2d(p, c, cfg),
+        eps: BN_EPS,
+        momentum: BN_MOMENTUM,
+    }
+}
+
+/// tch's `nn::BatchNorm` (the same variables under the same keys: `weight`, `bias`,
+/// `running_mean`, `running_var`), which becomes SyncBatchNorm in a training forward run
+/// inside [`crate::sync_bn::with_batch_norm_sync`]; everywhere else it is the plain one.
+/// Derefs to the tch module for its variables.
+#[derive(Debug)]
+pub struct BatchNorm {
+    inner: nn::BatchNorm,
+    eps: f64,
+    momentum: f64,
+}
+
+impl std::ops::Deref for BatchNorm {
+    type Target = nn::BatchNorm;
+
+    fn deref(&self) -> &nn::BatchNorm {
+        &self.inner
+    }
+}
+
+impl ModuleT for BatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if train {
+            if let Some(y) =
+                crate::sync_bn::forward_in_scope(&self.inner, xs, self.eps, self.momentum)
+            {
+                return y;
+            }
+        }
+        self.inner.forward_t(xs, train)
+    }
 }
 
 /// A bias-free convolution followed by BatchNorm, stored under two separate paths (the
@@ -80,7 +116,7 @@ pub fn batch_norm(p: nn::Path, c: i64) -> nn::BatchNorm {
 #[derive(Debug)]
 pub struct ConvNorm {
     pub conv: nn::Conv2D,
-    pub bn: nn::BatchNorm,
+    pub bn: BatchNorm,
     stride: i64,
     padding: i64,
     folded: Option<(Tensor, Tensor)>,

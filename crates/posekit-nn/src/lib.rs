@@ -11,4 +11,5 @@ pub mod loss;
 pub mod models;
 pub mod optim;
 pub mod ort_engine;
+pub mod sync_bn;
 pub mod weights;

@@ -125,6 +125,16 @@ fn run(argv: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let dir = args.out.as_ref().ok_or("--out is required")?;
             Tensor::write_safetensors(&out, dir.join(format!("rank{rank}.safetensors")))?;
         }
+        "autograd" => {
+            // y = sum over ranks of x; loss_r = sum(y * w_r); so every rank's dL/dx must be
+            // the sum over ranks of w_r (the backward all-reduces the gradient).
+            let x = (Tensor::arange(6, (Kind::Float, Device::Cpu)) + rank as f64 * 10.0)
+                .set_requires_grad(true);
+            let y = group.all_reduce_sum_autograd(&x)?;
+            let w = Tensor::arange(6, (Kind::Float, Device::Cpu)) * (rank as f64 + 1.0) - 1.0;
+            (&y * &w).sum(Kind::Float).f_backward()?;
+            save(&[y.detach(), x.grad()])?;
+        }
         "mismatch" => {
             // Rank 1's model has one parameter more: GradAverager must refuse on every rank.
             let (vs, _net) = inputs::tiny_net(0);

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::blocks::{batch_norm, conv2d_bias, fold_into, BasicBlock, CONV_INIT_STD};
+use crate::blocks::{batch_norm, conv2d_bias, fold_into, BasicBlock, BatchNorm, CONV_INIT_STD};
 use crate::export::{OnnxGraph, Value};
 use crate::models::hrnet::{HrnetBackbone, HrnetConfig, COCO_JOINTS};
 
@@ -181,7 +181,7 @@ fn deconv_padding(k: i64) -> Option<(i64, i64)> {
 #[derive(Debug)]
 struct DeconvStage {
     deconv: nn::ConvTranspose2D,
-    bn: nn::BatchNorm,
+    bn: BatchNorm,
     padding: i64,
     output_padding: i64,
     /// BatchNorm folded into the transposed conv, for eval forwards (see `ConvNorm`).

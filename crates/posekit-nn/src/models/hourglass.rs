@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::blocks::{batch_norm, conv2d_bias, conv2d_no_bias, fold_into, BasicBlock};
+use crate::blocks::{batch_norm, conv2d_bias, conv2d_no_bias, fold_into, BasicBlock, BatchNorm};
 use crate::export::graph::same_pads;
 use crate::export::{OnnxGraph, Value};
 use crate::models::hrnet::COCO_JOINTS;
@@ -211,7 +211,7 @@ impl HourglassConfig {
 #[derive(Debug)]
 pub struct ConvModule {
     conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: BatchNorm,
     relu: bool,
     /// The conv's stride and padding (`k / 2`), for the export.
     stride: i64,

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::blocks::{batch_norm, fold_into, BN_EPS};
+use crate::blocks::{batch_norm, fold_into, BatchNorm, BN_EPS};
 use crate::export::graph::same_pads;
 use crate::export::{OnnxGraph, Value};
 
@@ -155,11 +155,11 @@ fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> nn::Conv2D {
 /// 2 * planes`, stride 1 (the port never strides one).
 #[derive(Debug)]
 struct Bottleneck {
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm,
     conv1: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: BatchNorm,
     conv2: nn::Conv2D,
-    bn3: nn::BatchNorm,
+    bn3: BatchNorm,
     conv3: nn::Conv2D,
     /// `downsample.0`: only where `inplanes != 2 * planes` (`_make_residual`'s test).
     downsample: Option<nn::Conv2D>,
@@ -338,13 +338,13 @@ impl Hourglass {
 #[derive(Debug)]
 pub struct StackedHourglass {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm,
     layer1: Residual,
     layer2: Residual,
     layer3: Residual,
     hg: Vec<Hourglass>,
     res: Vec<Residual>,
-    fc: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    fc: Vec<(nn::Conv2D, BatchNorm)>,
     score: Vec<nn::Conv2D>,
     fc_: Vec<nn::Conv2D>,
     score_: Vec<nn::Conv2D>,

@@ -165,6 +165,11 @@ pub struct TrainConfig {
     /// Adam (default) or RMSprop: `[train.optimizer]` with `type = "rmsprop"` and its
     /// arguments, or `optimizer = "rmsprop"` (see [`OptimizerConfig`]).
     pub optimizer: OptimizerConfig,
+    /// Data parallel only: SyncBatchNorm, every BatchNorm normalising with the statistics of
+    /// the whole group's batch (`torch.nn.SyncBatchNorm`) rather than each rank's own (the
+    /// official trainings, and the default). With one process it changes nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sync_batchnorm: bool,
 }
 
 impl Default for TrainConfig {
@@ -177,6 +182,7 @@ impl Default for TrainConfig {
             seed: 0,
             schedule: ScheduleConfig::hrnet_official(),
             optimizer: OptimizerConfig::default(),
+            sync_batchnorm: false,
         }
     }
 }

@@ -20,8 +20,11 @@
 //! of the epoch (batches `r, r + W, ...` of the single-process order, see
 //! [`Shard`]), and after backward the gradients are averaged
 //! over the ranks with a bucketed all-reduce, so that every rank takes the same optimizer step.
-//! BatchNorm stays per rank (the official HRNet and HigherHRNet trainings do not synchronise
-//! it; SyncBatchNorm is not implemented); rank 0's running statistics are the ones saved.
+//! BatchNorm stays per rank by default (the official HRNet and HigherHRNet trainings do not
+//! synchronise it); rank 0's running statistics are the ones saved. With
+//! `train.sync_batchnorm` it is SyncBatchNorm (`posekit_nn::sync_bn`, over the group's
+//! differentiable all-reduce): every rank normalises with the whole step's batch statistics
+//! and keeps the same running statistics, which is one process on the whole batch.
 //! Only rank 0 writes checkpoints, the log, validation results and the progress bar; the
 //! others wait for it at a barrier after each epoch, so a checkpoint on disk is always one the
 //! whole group completed.
@@ -36,7 +39,8 @@ use posekit_dist::{
     broadcast_var_store, Backend, DistEnv, GradAverager, GroupOptions, ProcessGroup,
 };
 use posekit_nn::optim::Optimizer;
-use tch::{Device, Kind};
+use posekit_nn::sync_bn::{with_batch_norm_sync, BatchNormSync};
+use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::task::{BatchOf, BottomUpTask, TopDownTask, TrainingTask};
@@ -375,9 +379,19 @@ fn run<T: TrainingTask>(
         None => None,
     };
     let parallel = match (rank.group, &averager) {
-        (Some(group), Some(averager)) => Some(Parallel { group, averager }),
+        (Some(group), Some(averager)) => Some(Parallel {
+            group,
+            averager,
+            sync_batchnorm: cfg.train.sync_batchnorm && group.world_size() > 1,
+        }),
         _ => None,
     };
+    if cfg.train.sync_batchnorm && parallel.is_none() {
+        (opts.report)(
+            "train.sync_batchnorm: one process, so BatchNorm is the plain one (it only \
+             synchronises the ranks of a data-parallel group)",
+        );
+    }
 
     let t = &cfg.train;
     let world = rank.world();
@@ -413,13 +427,18 @@ fn run<T: TrainingTask>(
         (opts.report)(&format!(
             "data parallel: world size {world} ({} ranks, {} backend), effective batch \
              {effective_batch} = {} per rank x {world}; gradients of {} tensors ({:.1} MB) \
-             averaged in {} bucket(s) per step",
+             averaged in {} bucket(s) per step; BatchNorm {}",
             world,
             p.group.backend().name(),
             t.batch_size,
             p.averager.len(),
             p.averager.bytes() as f64 / 1e6,
-            p.averager.buckets()
+            p.averager.buckets(),
+            if p.sync_batchnorm {
+                "synchronised over the ranks (train.sync_batchnorm)"
+            } else {
+                "per rank"
+            }
         ));
     }
     let config_toml = cfg.to_toml()?;
@@ -588,6 +607,25 @@ struct EpochStats {
 struct Parallel<'a> {
     group: &'a ProcessGroup,
     averager: &'a GradAverager,
+    /// SyncBatchNorm (`train.sync_batchnorm` with more than one rank).
+    sync_batchnorm: bool,
+}
+
+/// The group as posekit-nn's SyncBatchNorm sees it: a differentiable sum across the ranks.
+struct GroupSync<'a>(&'a ProcessGroup);
+
+impl BatchNormSync for GroupSync<'_> {
+    fn rank(&self) -> usize {
+        self.0.rank()
+    }
+
+    fn world_size(&self) -> usize {
+        self.0.world_size()
+    }
+
+    fn all_reduce_sum(&self, x: &Tensor) -> Result<Tensor, String> {
+        self.0.all_reduce_sum_autograd(x).map_err(|e| e.to_string())
+    }
 }
 
 /// Which epoch, and this rank's part of it.
@@ -626,6 +664,9 @@ fn train_epoch<T: TrainingTask>(
     let mut loss_sum = 0.0;
     let mut steps_taken = 0usize;
     let mut next = batches.next_step();
+    // SyncBatchNorm: this rank's latest batch, which it runs (without counting it) in a step
+    // where it has none, so that it joins the others' collectives.
+    let mut stand_in: Option<BatchOf<T>> = None;
     for step in 0..steps {
         // This rank's batch of the step; none when all its images were unreadable, or when
         // the epoch's batches ran out before this rank's turn in the last step.
@@ -649,7 +690,24 @@ fn train_epoch<T: TrainingTask>(
                 }),
                 None => None,
             },
-            Some(p) => parallel_step(task, model, adam, batch.as_ref(), lr, opts.device, p)?,
+            Some(p) => {
+                let outcome = parallel_step(
+                    task,
+                    model,
+                    adam,
+                    StepBatch {
+                        batch: batch.as_ref(),
+                        stand_in: stand_in.as_ref(),
+                    },
+                    lr,
+                    opts.device,
+                    p,
+                )?;
+                if p.sync_batchnorm && batch.is_some() {
+                    stand_in = batch;
+                }
+                outcome
+            }
         };
         let Some(outcome) = outcome else {
             // No rank had a sample: the step is skipped, as a single process skips a batch
@@ -722,31 +780,82 @@ fn train_step<T: TrainingTask>(
     Ok(loss.to_kind(Kind::Double).double_value(&[]))
 }
 
+/// A rank's batch of a data-parallel step, and (SyncBatchNorm) the stand-in it runs when it
+/// has none.
+struct StepBatch<'a, B> {
+    batch: Option<&'a B>,
+    stand_in: Option<&'a B>,
+}
+
 /// One data-parallel iteration: this rank's loss and backward (nothing when it has no batch
 /// this step), the ranks' losses and sample counts gathered, the gradients averaged over the
 /// ranks that had a batch (DDP divides by the world size; a rank without a batch contributes
 /// zeros, which are then taken out of the mean), and the same optimizer step on every rank.
 /// `None` when no rank had a batch (no step is taken).
+///
+/// With SyncBatchNorm every BatchNorm of the forward is a collective, so the ranks first agree
+/// on who has a batch: a rank without one runs its stand-in (its latest batch) uncounted and
+/// with its loss scaled by zero, so that it joins the others' all-reduces in the forward and
+/// the backward and contributes nothing. When a rank has neither (all its images unreadable
+/// since the epoch began), the step normalises per rank instead, as without the option.
 fn parallel_step<T: TrainingTask>(
     task: &T,
     model: &crate::pipelines::model::LoadedModel,
     adam: &mut Optimizer,
-    batch: Option<&BatchOf<T>>,
+    step: StepBatch<BatchOf<T>>,
     lr: f64,
     device: Device,
     p: &Parallel,
 ) -> crate::Result<Option<StepOutcome>> {
     adam.zero_grad();
-    let mine = match batch {
-        Some(b) => {
-            let loss = task.loss(model, b, device)?;
-            loss.backward();
-            [
-                1.0,
-                loss.to_kind(Kind::Double).double_value(&[]),
-                T::Data::batch_len(b) as f64,
-                task.overflowing(b) as f64,
-            ]
+    let batch = step.batch;
+    let synced = p.sync_batchnorm && {
+        let mine = [
+            i64::from(batch.is_some()),
+            i64::from(batch.is_some() || step.stand_in.is_some()),
+        ];
+        let all = p.group.all_gather_i64(&mine)?;
+        if all.iter().all(|v| v[0] == 0) {
+            return Ok(None);
+        }
+        all.iter().all(|v| v[1] == 1)
+    };
+    let run = match (batch, synced) {
+        (Some(b), _) => Some((b, true)),
+        (None, true) => step.stand_in.map(|b| (b, false)),
+        (None, false) => None,
+    };
+    let mine = match run {
+        Some((b, counts)) => {
+            let loss = if synced {
+                let sync = GroupSync(p.group);
+                let (loss, failed) =
+                    with_batch_norm_sync(&sync, counts, || task.loss(model, b, device));
+                if let Some(error) = failed {
+                    bail!("SyncBatchNorm: {error}");
+                }
+                loss?
+            } else {
+                task.loss(model, b, device)?
+            };
+            let loss = if counts { loss } else { loss * 0.0 };
+            if let Err(e) = loss.f_backward() {
+                // Synchronised, the backward runs collectives: name the rank that failed them.
+                if synced {
+                    return Err(p.group.explain_failure("backward", e.to_string()).into());
+                }
+                return Err(e.into());
+            }
+            if counts {
+                [
+                    1.0,
+                    loss.to_kind(Kind::Double).double_value(&[]),
+                    T::Data::batch_len(b) as f64,
+                    task.overflowing(b) as f64,
+                ]
+            } else {
+                [0.0; 4]
+            }
         }
         None => [0.0; 4],
     };
