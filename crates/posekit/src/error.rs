@@ -104,6 +104,19 @@ impl Error {
         }
     }
 
+    /// The whole message: this error and every cause under it, joined by ": " (what the
+    /// command line prints). `Display` alone gives the outermost layer only.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        text
+    }
+
     /// The error this one wraps, through every [`Error::Context`] layer: what to match on.
     pub fn root(&self) -> &Error {
         match self {

@@ -154,7 +154,7 @@ fn configs(cases: usize, seed: u64) {
             };
             ExperimentConfig::from_toml_str(text, origin, &base)
                 .map(|_| ())
-                .map_err(|e| format!("{e:#}"))
+                .map_err(|e| e.report())
         },
     );
 }

@@ -268,7 +268,7 @@ pub fn use_onnx_runtime_for_preset(
 /// The ONNX description of a network trained with a config: its preset's family, the config's
 /// layout and its input normalisation (what `posekit export CONFIG` writes).
 pub fn config_export_info(cfg: &ExperimentConfig, path: Option<&Path>) -> Result<ExportInfo> {
-    let layout = cfg.layout().map_err(|e| invalid!("{e:#}"))?;
+    let layout = cfg.layout()?;
     let preset = posekit_nn::models::Preset::find(&cfg.model.preset)?;
     let trained = path.map_or_else(|| "a config".to_string(), |p| p.display().to_string());
     Ok(ExportInfo {

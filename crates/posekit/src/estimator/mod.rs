@@ -469,11 +469,7 @@ impl PoseEstimatorBuilder {
             posekit_nn::ort_engine::library::environment()?;
         }
         let config = match &self.config {
-            Some(path) => Some(
-                ExperimentConfig::load(path)
-                    .map_err(|e| invalid!("{e:#}"))?
-                    .config,
-            ),
+            Some(path) => Some(ExperimentConfig::load(path)?.config),
             None => None,
         };
         let name = match (&self.preset, &config) {
@@ -538,15 +534,12 @@ impl PoseEstimatorBuilder {
         };
         let (mut model, mut data) = match &config {
             Some(cfg) => {
-                let layout = cfg.layout().map_err(|e| invalid!("{e:#}"))?;
-                let model = cfg
-                    .model
-                    .build(&layout, self.device)
-                    .map_err(|e| invalid!("{e:#}"))?;
+                let layout = cfg.layout()?;
+                let model = cfg.model.build(&layout, self.device)?;
                 (model, cfg.data.clone())
             }
             None => (
-                LoadedModel::new(preset.name, self.device).map_err(|e| invalid!("{e:#}"))?,
+                LoadedModel::new(preset.name, self.device)?,
                 topdown::preset_data_config(preset),
             ),
         };
@@ -554,7 +547,7 @@ impl PoseEstimatorBuilder {
             data.refinement = r;
         }
         weights::load(&mut model, weights)?;
-        model.fold_batchnorm().map_err(|e| invalid!("{e:#}"))?;
+        model.fold_batchnorm()?;
         if self.backend == Backend::Ort {
             let info = match &config {
                 Some(cfg) => backend::config_export_info(cfg, self.config.as_deref())?,
@@ -584,8 +577,7 @@ impl PoseEstimatorBuilder {
                 preset.name
             );
         }
-        let mut model =
-            LoadedModel::new(preset.name, self.device).map_err(|e| invalid!("{e:#}"))?;
+        let mut model = LoadedModel::new(preset.name, self.device)?;
         match &self.weights {
             Some(path) => weights::load(&mut model, path)?,
             None if preset.bundled_weights().is_some() => weights::load_bundled(&mut model)?,
@@ -599,7 +591,7 @@ impl PoseEstimatorBuilder {
                 })
             }
         }
-        model.fold_batchnorm().map_err(|e| invalid!("{e:#}"))?;
+        model.fold_batchnorm()?;
         if self.backend == Backend::Ort {
             model = backend::use_onnx_runtime_for_preset(model, &self.ort, None)?;
         }

@@ -10,7 +10,7 @@ use posekit_nn::models::Preset;
 use tch::Device;
 
 use super::Estimate;
-use crate::error::{invalid, Result};
+use crate::error::Result;
 use crate::pipelines::data::{DataConfig, TopDownTransform};
 use crate::pipelines::model::LoadedModel;
 use crate::pipelines::topdown::TopDownPredictor;
@@ -94,9 +94,7 @@ impl TopDownEngine {
                 crops.push(meta.center_scale());
                 areas[i].push(meta.area);
             }
-            let predictions = predictor
-                .predict(&inputs, &crops)
-                .map_err(|e| invalid!("{e:#}"))?;
+            let predictions = predictor.predict(&inputs, &crops)?;
             for (pred, &(i, b)) in predictions.into_iter().zip(chunk) {
                 // HRNet's test score: box score x mean of the confident joints' maxima.
                 let score = hrnet_rescore(b.score, &pred.keypoints, HRNET_IN_VIS_THRESHOLD);

@@ -248,7 +248,7 @@ mod tests {
             false,
         )
         .unwrap_err();
-        assert!(format!("{err:#}").contains("a.png"), "{err:#}");
+        assert!(err.report().contains("a.png"), "{}", err.report());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

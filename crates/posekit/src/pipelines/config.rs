@@ -667,7 +667,8 @@ heatmap_size = [48, 64]
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let loaded = ExperimentConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                let loaded =
+                    ExperimentConfig::load(&path).unwrap_or_else(|e| panic!("{}", e.report()));
                 loaded.config.layout().unwrap();
                 assert!(
                     loaded.config.dataset.train_annotations.is_some(),
@@ -733,9 +734,9 @@ heatmap_size = [48, 64]
             ["train.optimizer.centered", "train.optimizer.momentum"]
         );
         let err = parse("[train.optimizer]\ntype = \"rmsprop\"\nalpha = -1.0\n").unwrap_err();
-        assert!(format!("{err:#}").contains("alpha"), "{err:#}");
+        assert!(err.report().contains("alpha"), "{}", err.report());
         let err = parse("[train.optimizer]\ntype = \"rmsprop\"\nbeta1 = 0.9\n").unwrap_err();
-        assert!(format!("{err:#}").contains("beta1"), "{err:#}");
+        assert!(err.report().contains("beta1"), "{}", err.report());
     }
 
     #[test]
@@ -793,7 +794,7 @@ input_size = 512
         for (text, key) in cases {
             let err = ExperimentConfig::from_toml_str(&text, Path::new("bad.toml"), Path::new("."))
                 .unwrap_err();
-            let msg = format!("{err:#}");
+            let msg = err.report();
             assert!(
                 msg.contains(key) && msg.contains("bad.toml"),
                 "{key}: {msg}"
@@ -806,8 +807,6 @@ input_size = 512
         let text = format!("{MINIMAL}[train]\nbatch_size = 0\n");
         let err =
             ExperimentConfig::from_toml_str(&text, Path::new("x"), Path::new(".")).unwrap_err();
-        assert!(
-            err.to_string().contains("batch_size") || format!("{err:#}").contains("batch_size")
-        );
+        assert!(err.report().contains("batch_size"), "{}", err.report());
     }
 }

@@ -10,7 +10,7 @@ use tch::Device;
 
 use super::config::ExperimentConfig;
 use super::model::LoadedModel;
-use crate::error::{bail, invalid, Result, ResultExt};
+use crate::error::{bail, Result, ResultExt};
 use crate::estimator::weights;
 
 /// Which network to export.
@@ -43,7 +43,7 @@ pub fn prepare_export(
 ) -> Result<(LoadedModel, ExportInfo, (i64, i64))> {
     let (mut model, info, size) = match source {
         ExportSource::Preset(name) => {
-            let model = LoadedModel::new(name, Device::Cpu).map_err(|e| invalid!("{e:#}"))?;
+            let model = LoadedModel::new(name, Device::Cpu)?;
             let preset = model.preset;
             let info = ExportInfo::for_preset(preset)?;
             (
@@ -53,20 +53,15 @@ pub fn prepare_export(
             )
         }
         ExportSource::Config(path) => {
-            let cfg = ExperimentConfig::load(path)
-                .map_err(|e| invalid!("{e:#}"))?
-                .config;
+            let cfg = ExperimentConfig::load(path)?.config;
             if input_size.is_some() {
                 bail!(
                     "an input size: {} fixes the crop size (data.input_size)",
                     path.display()
                 );
             }
-            let layout = cfg.layout().map_err(|e| invalid!("{e:#}"))?;
-            let model = cfg
-                .model
-                .build(&layout, Device::Cpu)
-                .map_err(|e| invalid!("{e:#}"))?;
+            let layout = cfg.layout()?;
+            let model = cfg.model.build(&layout, Device::Cpu)?;
             let [w, h] = cfg.data.input_size;
             let preset = model.preset;
             let info = ExportInfo {

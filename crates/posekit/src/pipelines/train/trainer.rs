@@ -161,7 +161,7 @@ pub fn train_in_group(
             Ok(summary)
         }
         Err(err) => {
-            group.leave(&format!("{err:#}"));
+            group.leave(&err.report());
             Err(err)
         }
     }
