@@ -670,4 +670,47 @@ mod tests {
         assert!(!strictly_inside(&square, 11.0, 5.0));
         assert!(!strictly_inside(&square[..2], 5.0, 0.0));
     }
+
+    #[test]
+    fn ignore_regions_agree_with_shapely() {
+        // The real PoseTrack18 ignore polygons of the samples; vertices, edge midpoints and
+        // random points, with shapely's Polygon.contains (tools/fixtures/posetrack_mota.py).
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/posetrack/ignore_points.json");
+        let cases: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let nums = |v: &serde_json::Value| -> Vec<f64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let mut checked = 0;
+        for case in cases.as_array().unwrap() {
+            let ring: Vec<[f64; 2]> = nums(&case["x"])
+                .into_iter()
+                .zip(nums(&case["y"]))
+                .map(|(x, y)| [x, y])
+                .collect();
+            for (p, inside) in case["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(case["inside"].as_array().unwrap())
+            {
+                let p = nums(p);
+                let want = inside.as_bool().unwrap();
+                assert_eq!(
+                    strictly_inside(&ring, p[0], p[1]),
+                    want,
+                    "{} region {} at {p:?}",
+                    case["video"],
+                    case["region"]
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 800);
+    }
 }
