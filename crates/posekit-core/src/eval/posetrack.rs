@@ -254,18 +254,16 @@ pub fn evaluate_paths(gt: impl AsRef<Path>, results: impl AsRef<Path>) -> Result
             let name = gt_file.file_name().unwrap_or_default();
             results.join(name)
         } else if gt.is_dir() {
-            return Err(Error::invalid(
+            return Err(Error::parse(
                 results,
-                "",
                 "the ground truth is a folder, so the results must be a folder too",
             ));
         } else {
             results.to_path_buf()
         };
         if !res_file.is_file() {
-            return Err(Error::invalid(
+            return Err(Error::parse(
                 &res_file,
-                "",
                 format!("no results file for the sequence {}", gt_file.display()),
             ));
         }
