@@ -2,3 +2,4 @@
 
 pub mod coco;
 pub mod mpii;
+pub mod posetrack;

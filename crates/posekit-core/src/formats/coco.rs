@@ -594,7 +594,7 @@ pub fn keypoint_results_to_string(path: &Path, results: &[CocoKeypointResult]) -
 /// Parses JSON into `T`; on failure parses again tracking the path, so the error names the
 /// field (`[12].keypoints[4]`) and says plainly when the cause is a NaN or infinity, which
 /// Python's `json.dump` writes but JSON does not allow.
-fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+pub(crate) fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     match serde_json::from_slice(bytes) {
         Ok(value) => Ok(value),
         Err(_) => {

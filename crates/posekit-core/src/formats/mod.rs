@@ -4,3 +4,4 @@
 pub mod coco;
 pub mod mat;
 pub mod mpii;
+pub mod posetrack;

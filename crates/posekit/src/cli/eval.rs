@@ -1,5 +1,6 @@
-//! `posekit eval coco|mpii`: score a prediction file against ground truth with the core's
-//! evaluators (identical to pycocotools and to the HRNet/MMPose MPII protocol).
+//! `posekit eval coco|mpii|posetrack`: score a prediction file against ground truth with the
+//! core's evaluators (identical to pycocotools, to the HRNet/MMPose MPII protocol and to
+//! PoseTrack's poseval; the last lives in eval_posetrack.rs).
 
 use std::path::PathBuf;
 
@@ -13,6 +14,8 @@ pub enum EvalCommand {
     Coco(CocoArgs),
     /// MPII PCKh@0.5 (and Mean@0.1) from a gt_valid.mat-layout file.
     Mpii(MpiiArgs),
+    /// PoseTrack tracking MOTA/MOTP/precision/recall, as poseval computes them.
+    Posetrack(super::eval_posetrack::PosetrackArgs),
 }
 
 #[derive(Args)]
@@ -54,6 +57,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 print!("{}", stats.summary());
             }
         }
+        EvalCommand::Posetrack(args) => super::eval_posetrack::run(args)?,
         EvalCommand::Mpii(args) => {
             let table = mpii::evaluate_files(&args.gt, &args.pred)?;
             if args.json {

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod browse;
 pub mod convert;
 pub mod eval;
+pub mod eval_posetrack;
 pub mod export;
 pub mod forward;
 pub mod infer;
