@@ -27,16 +27,26 @@ fn main() {
     // command, and libtorch with them.
     match cli::Cli::parse().command {
         cli::Command::Eval(cmd) => cli::finish(cli::eval::run(cmd)),
-        _ => cli::finish(exec_engine()),
+        command => cli::finish(exec_engine(command.runs_onnx_runtime())),
     }
 }
 
 /// Replaces this process with `posekit-engine` and the same arguments; returns only on error.
-fn exec_engine() -> anyhow::Result<()> {
+///
+/// With ONNX Runtime running the network (`onnx_runtime`), libtorch's OpenMP is told to wait
+/// passively (`OMP_WAIT_POLICY=PASSIVE`, unless the user set it): its threads, woken by the
+/// glue around each run, otherwise spin on the cores ONNX Runtime's own pool is using.
+/// Measured on the 2-core dev box with 2 threads (BENCHMARKS.md): HRNet-W32 75 ms instead of
+/// 83, the shipped OpenPose-MobileNetV2 25 ms instead of 31, which is ONNX Runtime's speed from
+/// Python. The variable must be set before libgomp loads, hence here and not in the library.
+fn exec_engine(onnx_runtime: bool) -> anyhow::Result<()> {
     let engine = engine_path()?;
-    let err = std::process::Command::new(&engine)
-        .args(std::env::args_os().skip(1))
-        .exec();
+    let mut command = std::process::Command::new(&engine);
+    command.args(std::env::args_os().skip(1));
+    if onnx_runtime && std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        command.env("OMP_WAIT_POLICY", "PASSIVE");
+    }
+    let err = command.exec();
     Err(err).with_context(|| format!("cannot start {}", engine.display()))
 }
 

@@ -40,6 +40,12 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// Whether the network runs on ONNX Runtime (`--backend ort`, or an `--onnx` file).
+    #[allow(dead_code)] // the front's question (main.rs); the engine never asks
+    pub fn uses_onnx_runtime(&self) -> bool {
+        self.backend == Backend::Ort || self.onnx.is_some()
+    }
+
     /// The library's backend and ONNX Runtime settings; sets libtorch's threads for the torch
     /// backend (process-wide).
     pub fn settings(
@@ -112,7 +118,7 @@ pub struct BenchArgs {
     threads: Option<i32>,
     /// The engine: libtorch or ONNX Runtime (CPU, inference only).
     #[arg(long, value_enum, default_value_t = Backend::Torch)]
-    backend: Backend,
+    pub(crate) backend: Backend,
 }
 
 pub fn parse_size(spec: &str) -> anyhow::Result<(i64, i64)> {

@@ -77,7 +77,7 @@ pub struct InferArgs {
     #[arg(long)]
     no_progress: bool,
     #[command(flatten)]
-    engine: super::bench::EngineArgs,
+    pub(crate) engine: super::bench::EngineArgs,
     /// Video tracking: every person gets a `track_id`. kalman: keypoints predicted per track,
     /// Hungarian matching, tracks kept through short absences; greedy: MMPose's (IoU with the
     /// last frame only); none: no ids.

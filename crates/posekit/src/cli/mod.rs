@@ -59,6 +59,20 @@ pub enum Command {
     Browse(browse::BrowseArgs),
 }
 
+impl Command {
+    /// Whether the command runs its network on ONNX Runtime: the front then asks OpenMP to wait
+    /// passively (see `main.rs`). The engine binary, which compiles the same module, never asks.
+    #[allow(dead_code)]
+    pub fn runs_onnx_runtime(&self) -> bool {
+        match self {
+            Command::Infer(args) => args.engine.uses_onnx_runtime(),
+            Command::Test(args) => args.engine.uses_onnx_runtime(),
+            Command::Bench(args) => args.backend == bench::Backend::Ort,
+            _ => false,
+        }
+    }
+}
+
 /// Runs any command in this process.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {

@@ -63,7 +63,7 @@ pub struct TestArgs {
     #[arg(long)]
     no_progress: bool,
     #[command(flatten)]
-    engine: super::bench::EngineArgs,
+    pub(crate) engine: super::bench::EngineArgs,
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
