@@ -158,25 +158,10 @@ fn bad_pictures_options_and_weights_are_clear_errors() {
     );
 }
 
-/// A tiny top-down model with random weights, saved like a training run's final weights.
-fn tiny_top_down(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let config = tiny_hrnet_config(dir, &[]);
-    let loaded = posekit::pipelines::config::ExperimentConfig::load(&config).unwrap();
-    let cfg = &loaded.config;
-    tch::manual_seed(0);
-    let model = cfg
-        .model
-        .build(&cfg.layout().unwrap(), tch::Device::Cpu)
-        .unwrap();
-    let weights = dir.join("tiny.safetensors");
-    posekit_nn::weights::save_safetensors(&model.vs, &weights).unwrap();
-    (config, weights)
-}
-
 #[test]
 fn a_top_down_model_crops_given_boxes_proposals_or_the_whole_picture() {
     let dir = scratch("estimator-top-down");
-    let (config, weights) = tiny_top_down(&dir);
+    let (config, weights) = tiny_top_down(&dir, false);
     let image = posekit::read_image(data("coco/000000196141.jpg")).unwrap();
     let est = PoseEstimator::from_config(&config)
         .weights(&weights)

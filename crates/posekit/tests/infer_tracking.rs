@@ -231,8 +231,10 @@ fn a_video_run_killed_midway_keeps_every_flushed_frame_with_its_track() {
 }
 
 /// A tiny HRNet with random weights (`DIR/tiny.toml`, `DIR/tiny.safetensors`): top-down
-/// plumbing, not accuracy.
-fn tiny_top_down(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+/// plumbing, not accuracy. Its own, smaller than `common::tiny_top_down`: with that model's
+/// weights a frame between proposals can give a track-box crop a new id (the tracker
+/// re-associates the crop's pose instead of inheriting its track's id; issue 14 notes it).
+fn tiny_video_top_down(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let config = dir.join("tiny.toml");
     std::fs::write(
         &config,
@@ -293,7 +295,7 @@ fn a_top_down_model_on_video_uses_proposals_every_n_frames_and_track_boxes_betwe
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", text_of(&made));
-    let (config, weights) = tiny_top_down(&dir);
+    let (config, weights) = tiny_video_top_down(&dir);
     let out = dir.join("out");
     // Random weights give low heatmap maxima: every joint counts (--min-score), so that the
     // tracks have keypoints to predict boxes from.

@@ -9,13 +9,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use posekit::estimator::{Backend, OrtSettings};
 use posekit::pipelines::bottomup_test::run_bottomup_test;
 use posekit::{PersonBox, PoseEstimator};
 use posekit_core::codecs::heatmap::Refinement;
-use posekit_nn::export::random_weights;
 
 use common::*;
 
@@ -60,27 +57,10 @@ fn the_coco_test_of_the_shipped_model_gives_the_same_ap_on_both_backends() {
     }
 }
 
-/// A tiny top-down model with calibrated random weights (heatmaps with real peaks), saved
-/// like a training run's final weights.
-fn tiny_top_down(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let config = tiny_hrnet_config(dir, &[]);
-    let loaded = posekit::pipelines::config::ExperimentConfig::load(&config).unwrap();
-    let cfg = &loaded.config;
-    let model = cfg
-        .model
-        .build(&cfg.layout().unwrap(), tch::Device::Cpu)
-        .unwrap();
-    let normalization = model.preset.family.input_normalization();
-    random_weights::randomize(&model.vs, model.net.as_ref(), &normalization, 3).unwrap();
-    let weights = dir.join("tiny.safetensors");
-    posekit_nn::weights::save_safetensors(&model.vs, &weights).unwrap();
-    (config, weights)
-}
-
 #[test]
 fn a_top_down_model_crops_flips_and_decodes_alike_on_both_backends() {
     let dir = scratch("ort-top-down");
-    let (config, weights) = tiny_top_down(&dir);
+    let (config, weights) = tiny_top_down(&dir, true);
     let image = posekit::read_image(data("coco/000000196141.jpg")).unwrap();
     let boxes = [
         PersonBox::new([100.0, 50.0, 120.0, 300.0]),
@@ -147,7 +127,7 @@ fn a_model_file_that_is_not_the_presets_is_refused_with_what_differs() {
     );
     // The tiny top-down model's export given to the bundled model: another preset, another
     // input, other outputs; every difference is named.
-    let (config, weights) = tiny_top_down(&dir);
+    let (config, weights) = tiny_top_down(&dir, true);
     let onnx = dir.join("tiny.onnx");
     let (model, info, size) = posekit::pipelines::export::prepare_export(
         posekit::pipelines::export::ExportSource::Config(&config),

@@ -60,15 +60,24 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
         EvalCommand::Posetrack(args) => super::eval_posetrack::run(args)?,
         EvalCommand::Mpii(args) => {
             let table = mpii::evaluate_files(&args.gt, &args.pred)?;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&table).context("serialising the table")?
-                );
-            } else {
-                println!("{table}");
-            }
+            print_json_or_text(&table, args.json)?;
         }
+    }
+    Ok(())
+}
+
+/// Prints `report` as one JSON object (`--json`) or as its table.
+pub(super) fn print_json_or_text(
+    report: &(impl serde::Serialize + std::fmt::Display),
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).context("serialising the report")?
+        );
+    } else {
+        println!("{report}");
     }
     Ok(())
 }

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use posekit_core::eval::posetrack;
 
@@ -24,13 +23,5 @@ pub struct PosetrackArgs {
 
 pub fn run(args: PosetrackArgs) -> anyhow::Result<()> {
     let report = posetrack::evaluate_paths(&args.gt, &args.results)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).context("serialising the report")?
-        );
-    } else {
-        println!("{report}");
-    }
-    Ok(())
+    super::eval::print_json_or_text(&report, args.json)
 }

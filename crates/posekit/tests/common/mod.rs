@@ -90,6 +90,34 @@ pub fn tiny_hrnet_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
     path
 }
 
+/// The tiny HRNet config (`tiny_hrnet_config`) with random weights, saved like a training
+/// run's final weights: `(DIR/tiny.toml, DIR/tiny.safetensors)`. Top-down plumbing, not
+/// accuracy. `calibrated`: weights scaled like trained ones (heatmaps with real peaks);
+/// otherwise the layers' own initialisation from seed 0.
+pub fn tiny_top_down(dir: &Path, calibrated: bool) -> (PathBuf, PathBuf) {
+    let config = tiny_hrnet_config(dir, &[]);
+    let loaded = posekit::pipelines::config::ExperimentConfig::load(&config).unwrap();
+    let cfg = &loaded.config;
+    tch::manual_seed(0);
+    let model = cfg
+        .model
+        .build(&cfg.layout().unwrap(), tch::Device::Cpu)
+        .unwrap();
+    if calibrated {
+        let normalization = model.preset.family.input_normalization();
+        posekit_nn::export::random_weights::randomize(
+            &model.vs,
+            model.net.as_ref(),
+            &normalization,
+            3,
+        )
+        .unwrap();
+    }
+    let weights = dir.join("tiny.safetensors");
+    posekit_nn::weights::save_safetensors(&model.vs, &weights).unwrap();
+    (config, weights)
+}
+
 /// `DIR/results.json` as JSON values.
 pub fn results(out_dir: &Path) -> Vec<serde_json::Value> {
     let bytes = std::fs::read(out_dir.join("results.json"))

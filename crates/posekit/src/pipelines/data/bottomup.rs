@@ -131,6 +131,39 @@ impl BottomUpAugmentation {
     }
 }
 
+/// An error naming the file when a category's keypoint count is not the layout's.
+fn check_categories<'a>(
+    ann: &Path,
+    layout: &KeypointLayout,
+    categories: impl IntoIterator<Item = (&'a str, usize)>,
+) -> Result<(), DataError> {
+    let k = layout.num_keypoints();
+    match categories.into_iter().find(|&(_, n)| n != k) {
+        Some((name, n)) => Err(Error::invalid(
+            ann,
+            "categories",
+            format!(
+                "category `{name}` has {n} keypoints but layout `{}` has {k}",
+                layout.name
+            ),
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// Positions of the annotations of each image id, in annotation order (the order HigherHRNet
+/// keeps people in).
+fn indices_by_image(
+    image_ids: impl Iterator<Item = i64>,
+) -> std::collections::HashMap<i64, Vec<usize>> {
+    let mut per_image: std::collections::HashMap<i64, Vec<usize>> = Default::default();
+    for (i, id) in image_ids.enumerate() {
+        per_image.entry(id).or_default().push(i);
+    }
+    per_image
+}
+
 /// The crop size at scale 1 in units of 200 px.
 fn base_scale(kind: ScaleType, width: usize, height: usize) -> f64 {
     let (w, h) = (width as f64, height as f64);
@@ -215,23 +248,14 @@ impl BottomUpDataset {
         let layout = cfg.keypoint_layout()?;
         let gt = CocoKeypointsGt::load(ann)?;
         let k = layout.num_keypoints();
-        if let Some(c) = gt.categories.iter().find(|c| c.keypoints.len() != k) {
-            return Err(Error::invalid(
-                ann,
-                "categories",
-                format!(
-                    "category `{}` has {} keypoints but layout `{}` has {k}",
-                    c.name,
-                    c.keypoints.len(),
-                    layout.name
-                ),
-            )
-            .into());
-        }
-        let mut per_image: std::collections::HashMap<i64, Vec<usize>> = Default::default();
-        for (i, a) in gt.annotations.iter().enumerate() {
-            per_image.entry(a.image_id).or_default().push(i);
-        }
+        check_categories(
+            ann,
+            &layout,
+            gt.categories
+                .iter()
+                .map(|c| (c.name.as_str(), c.keypoints.len())),
+        )?;
+        let per_image = indices_by_image(gt.annotations.iter().map(|a| a.image_id));
         let mut images = Vec::new();
         let mut unannotated = 0;
         for im in &gt.images {
@@ -318,23 +342,14 @@ impl BottomUpDataset {
             .map_err(|e| Error::invalid(ann, "file", format!("cannot read: {e}")))?;
         let file: CrowdPoseFile =
             serde_json::from_str(&text).map_err(|e| Error::invalid(ann, "json", e.to_string()))?;
-        if let Some(c) = file.categories.iter().find(|c| c.keypoints.len() != k) {
-            return Err(Error::invalid(
-                ann,
-                "categories",
-                format!(
-                    "category `{}` has {} keypoints but layout `{}` has {k}",
-                    c.name,
-                    c.keypoints.len(),
-                    layout.name
-                ),
-            )
-            .into());
-        }
-        let mut per_image: std::collections::HashMap<i64, Vec<usize>> = Default::default();
-        for (i, a) in file.annotations.iter().enumerate() {
-            per_image.entry(a.image_id).or_default().push(i);
-        }
+        check_categories(
+            ann,
+            &layout,
+            file.categories
+                .iter()
+                .map(|c| (c.name.as_str(), c.keypoints.len())),
+        )?;
+        let per_image = indices_by_image(file.annotations.iter().map(|a| a.image_id));
         let mut images = Vec::new();
         let mut unannotated = 0;
         for im in &file.images {
