@@ -226,3 +226,42 @@ fn infer_runs_on_onnx_runtime() {
     assert!(o.status.success(), "{}", text_of(&o));
     assert_eq!(results(&out).len(), 1, "{}", text_of(&o));
 }
+
+/// `--backend auto` (the default) runs ONNX Runtime on the CPU where its library loads, and
+/// libtorch where it does not (no error: the choice is the faster engine, not a requirement);
+/// the start line says which ran, and both find the same person.
+#[test]
+fn the_default_engine_is_onnx_runtime_on_the_cpu_and_libtorch_without_it() {
+    let dir = scratch("ort-auto");
+    let run = |name: &str, lib: Option<std::path::PathBuf>| {
+        let out = dir.join(name);
+        let mut cmd = posekit_cmd();
+        cmd.args([
+            "infer",
+            path_str(&data("infer/astronaut.jpg")),
+            "--out",
+            path_str(&out),
+            "--no-progress",
+        ]);
+        if let Some(lib) = lib {
+            cmd.env("ORT_DYLIB_PATH", lib);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", text_of(&o));
+        (text_of(&o), results(&out))
+    };
+    let (with_ort, found) = run("auto", None);
+    assert!(
+        with_ort.contains("openpose-mobilenetv2 on ONNX Runtime"),
+        "{with_ort}"
+    );
+    let (without, found_torch) = run("no-lib", Some(dir.join("no-such-libonnxruntime.so")));
+    assert!(
+        without.contains("openpose-mobilenetv2 on libtorch"),
+        "{without}"
+    );
+    assert_eq!(found.len(), 1, "{with_ort}");
+    assert_eq!(found_torch.len(), 1, "{without}");
+    assert_eq!(Backend::default(), Backend::Auto);
+    assert_eq!(bundled(Backend::Auto).backend(), Backend::Ort);
+}

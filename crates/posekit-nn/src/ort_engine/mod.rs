@@ -126,19 +126,25 @@ impl OrtNetwork {
             )));
         }
         let device = input.device();
-        let data: Vec<f32> = {
-            let x = input
-                .detach()
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float)
-                .contiguous()
-                .flatten(0, -1);
-            Vec::try_from(&x).map_err(|e| Error::Shape(format!("{}: input: {e}", self.origin)))?
+        // A float32 tensor in CPU memory, one contiguous block (a no-op for the pipelines'
+        // inputs, which are made so); ONNX Runtime reads it in place, without the copy into a
+        // `Vec` that costs ~0.3 ms per 368x432 picture.
+        let x = input
+            .detach()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous();
+        let numel = x.numel();
+        // SAFETY: `x` is a contiguous float32 CPU tensor of `numel` elements that outlives
+        // `data` (both live to the end of this function) and nothing writes to it meanwhile.
+        let data: &[f32] = if numel == 0 {
+            &[]
+        } else {
+            unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, numel) }
         };
         let fail =
             |e: &dyn std::fmt::Display| Error::Shape(format!("{}: ONNX Runtime: {e}", self.origin));
-        let tensor =
-            TensorRef::from_array_view((size.clone(), data.as_slice())).map_err(|e| fail(&e))?;
+        let tensor = TensorRef::from_array_view((size.clone(), data)).map_err(|e| fail(&e))?;
         let mut session = self
             .session
             .lock()

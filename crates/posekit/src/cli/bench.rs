@@ -9,6 +9,9 @@ use posekit_nn::device::parse_device;
 /// The engine that runs the network (`--backend` of bench, infer and test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
+    /// ONNX Runtime on the CPU when its library is installed (it is faster there with the same
+    /// results), libtorch otherwise and on a GPU.
+    Auto,
     /// libtorch, through tch (CPU or CUDA).
     Torch,
     /// ONNX Runtime on the CPU, on the network exported to ONNX in memory (or a given .onnx).
@@ -18,6 +21,7 @@ pub enum Backend {
 impl From<Backend> for posekit::estimator::Backend {
     fn from(b: Backend) -> Self {
         match b {
+            Backend::Auto => posekit::estimator::Backend::Auto,
             Backend::Torch => posekit::estimator::Backend::Torch,
             Backend::Ort => posekit::estimator::Backend::Ort,
         }
@@ -27,8 +31,9 @@ impl From<Backend> for posekit::estimator::Backend {
 /// The engine flags of `infer` and `test`: which backend, its threads, an ONNX file.
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
-    /// The engine: libtorch, or ONNX Runtime (CPU; the network exported in memory, or --onnx).
-    #[arg(long, value_enum, default_value_t = Backend::Torch)]
+    /// The engine: auto (ONNX Runtime on the CPU when installed, else libtorch), libtorch, or
+    /// ONNX Runtime (CPU; the network exported in memory, or --onnx).
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
     /// CPU threads of the engine (default: each library's choice).
     #[arg(long)]
@@ -40,26 +45,30 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// Whether the network runs on ONNX Runtime (`--backend ort`, or an `--onnx` file).
-    #[allow(dead_code)] // the front's question (main.rs); the engine never asks
-    pub fn uses_onnx_runtime(&self) -> bool {
-        self.backend == Backend::Ort || self.onnx.is_some()
+    /// Whether the network will run on ONNX Runtime on `device` (`--backend ort`, an `--onnx`
+    /// file, or `auto` on the CPU with the library installed): the front's question
+    /// (main.rs), answered without loading anything.
+    #[allow(dead_code)] // the engine never asks
+    pub fn uses_onnx_runtime(&self, device: &str) -> bool {
+        self.onnx.is_some() || self.backend.runs_onnx_runtime(device)
     }
 
-    /// The library's backend and ONNX Runtime settings; sets libtorch's threads for the torch
-    /// backend (process-wide).
+    /// The engine that runs on `device` ([`Backend::Auto`] resolved, `--onnx` meaning ONNX
+    /// Runtime) and the ONNX Runtime settings; sets libtorch's threads for the torch backend
+    /// (process-wide).
     pub fn settings(
         &self,
+        device: tch::Device,
     ) -> anyhow::Result<(posekit::estimator::Backend, posekit::estimator::OrtSettings)> {
         if self.threads == Some(0) {
             anyhow::bail!("--threads must be at least 1");
         }
         let backend = if self.onnx.is_some() {
-            Backend::Ort
+            posekit::estimator::Backend::Ort
         } else {
-            self.backend
+            posekit::estimator::Backend::from(self.backend).resolve(device)
         };
-        if backend == Backend::Torch {
+        if backend == posekit::estimator::Backend::Torch {
             if let Some(n) = self.threads {
                 tch::set_num_threads(n as i32);
             }
@@ -68,15 +77,16 @@ impl EngineArgs {
             threads: self.threads,
             model: self.onnx.clone(),
         };
-        Ok((backend.into(), ort))
+        Ok((backend, ort))
     }
 
-    /// `builder` with these settings.
+    /// `builder` (which runs on `device`) with these settings.
     pub fn apply(
         &self,
         builder: posekit::estimator::PoseEstimatorBuilder,
+        device: tch::Device,
     ) -> anyhow::Result<posekit::estimator::PoseEstimatorBuilder> {
-        let (backend, ort) = self.settings()?;
+        let (backend, ort) = self.settings(device)?;
         let mut builder = builder.backend(backend);
         if let Some(n) = ort.threads {
             builder = builder.threads(n);
@@ -116,9 +126,37 @@ pub struct BenchArgs {
     /// CPU threads for libtorch and ONNX Runtime (default: each library's choice).
     #[arg(long)]
     threads: Option<i32>,
-    /// The engine: libtorch or ONNX Runtime (CPU, inference only).
-    #[arg(long, value_enum, default_value_t = Backend::Torch)]
+    /// The engine: auto (ONNX Runtime on the CPU for inference when installed, else libtorch),
+    /// libtorch, or ONNX Runtime (CPU, inference only).
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub(crate) backend: Backend,
+}
+
+impl Backend {
+    /// Whether this choice runs ONNX Runtime on the device named `device` (as given on the
+    /// command line), judged without loading the library: `auto` does on the CPU when
+    /// `libonnxruntime` is where the library would look for it.
+    pub fn runs_onnx_runtime(self, device: &str) -> bool {
+        match self {
+            Backend::Ort => true,
+            Backend::Torch => false,
+            Backend::Auto => {
+                device.trim() == "cpu" && posekit_nn::ort_engine::library::find_library().is_ok()
+            }
+        }
+    }
+}
+
+impl BenchArgs {
+    /// Whether the benchmark runs ONNX Runtime (the front's question, see main.rs): the
+    /// automatic choice times training, unfolded BatchNorm and bfloat16 on libtorch.
+    #[allow(dead_code)] // the engine never asks
+    pub fn runs_onnx_runtime(&self) -> bool {
+        match self.backend {
+            Backend::Auto if self.train || self.no_fold_bn || self.half => false,
+            chosen => chosen.runs_onnx_runtime(&self.device),
+        }
+    }
 }
 
 pub fn parse_size(spec: &str) -> anyhow::Result<(i64, i64)> {

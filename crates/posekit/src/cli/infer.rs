@@ -60,7 +60,7 @@ pub struct InferArgs {
     heatmaps: bool,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    pub(crate) device: String,
     /// Keypoints at or below this score are not drawn (default: every joint OpenPose found;
     /// 0.3 for top-down heatmap maxima). results.json always has every joint.
     #[arg(long)]
@@ -260,7 +260,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     if whole_picture {
         builder = builder.proposals(Proposals::WholeImage);
     }
-    let builder = args.engine.apply(builder)?;
+    let builder = args.engine.apply(builder, device)?;
     let estimator = builder.build().map_err(|err| match err {
         posekit::Error::WeightsNeeded { .. } => {
             anyhow::anyhow!("{err}: pass it with --weights FILE, or leave --model out for the bundled {BUNDLED_PRESET}")
@@ -281,6 +281,14 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             estimator.preset().name
         );
     }
+    say(&format!(
+        "{} on {}",
+        estimator.preset().name,
+        match estimator.backend() {
+            posekit::estimator::Backend::Ort => "ONNX Runtime",
+            _ => "libtorch",
+        }
+    ));
     if let Some((index, _)) = &boxes {
         say(&format!(
             "{} person boxes ({} below --box-score-threshold {} left out)",

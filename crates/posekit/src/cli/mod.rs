@@ -65,9 +65,9 @@ impl Command {
     #[allow(dead_code)]
     pub fn runs_onnx_runtime(&self) -> bool {
         match self {
-            Command::Infer(args) => args.engine.uses_onnx_runtime(),
-            Command::Test(args) => args.engine.uses_onnx_runtime(),
-            Command::Bench(args) => args.backend == bench::Backend::Ort,
+            Command::Infer(args) => args.engine.uses_onnx_runtime(&args.device),
+            Command::Test(args) => args.engine.uses_onnx_runtime(&args.device),
+            Command::Bench(args) => args.runs_onnx_runtime(),
             _ => false,
         }
     }

@@ -43,7 +43,7 @@ pub struct TestArgs {
     images: Option<PathBuf>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    pub(crate) device: String,
     /// Flip test on (the default of the official configs).
     #[arg(long, overrides_with = "no_flip")]
     flip: bool,
@@ -94,7 +94,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let layout = cfg.layout()?;
     let mut model = cfg.model.build(&layout, device)?;
     posekit::estimator::weights::load(&mut model, &weights)?;
-    let model = on_engine(model, &args.engine, cfg, &config_path, true)?;
+    let (model, engine) = on_engine(model, &args.engine, device, cfg, &config_path, true)?;
     let dataset = Arc::new(test_dataset(cfg)?);
     let report_load = dataset.report().to_string();
     if report_load != "nothing left out" {
@@ -111,7 +111,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         if cfg.test.flip { "on" } else { "off" },
         cfg.data.refinement,
         device,
-        engine_name(&args.engine)
+        engine
     );
     let report = run_test(
         model.net.as_ref(),
@@ -152,7 +152,7 @@ fn run_bottomup_config(
     let layout = cfg.layout()?;
     let mut model = cfg.model.build(&layout, device)?;
     posekit::estimator::weights::load(&mut model, weights)?;
-    let model = on_engine(model, &args.engine, cfg, config_path, false)?;
+    let (model, engine) = on_engine(model, &args.engine, device, cfg, config_path, false)?;
     let out_dir = args
         .out
         .unwrap_or_else(|| cfg.output_dir(config_path, None).join("test"));
@@ -163,7 +163,7 @@ fn run_bottomup_config(
         cfg.bottomup.as_ref().map_or(0, |b| b.test_size()),
         if cfg.test.flip { "on" } else { "off" },
         device,
-        engine_name(&args.engine)
+        engine
     );
     let (_, report) = test_config_model(model, cfg, device, &out_dir, !args.no_progress)?;
     print!("{}", bottomup_report_text(&report));
@@ -189,8 +189,11 @@ fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
     if args.no_flip {
         builder = builder.flip(false);
     }
-    let estimator = args.engine.apply(builder)?.build()?;
-    eprintln!("testing {preset} on {}", engine_name(&args.engine));
+    let estimator = args.engine.apply(builder, device)?.build()?;
+    eprintln!(
+        "testing {preset} on {}",
+        engine_name(&args.engine, estimator.backend())
+    );
     if estimator.is_top_down() {
         anyhow::bail!(
             "{preset} is a top-down model: test it with its config (posekit test CONFIG --weights W), \
@@ -206,38 +209,48 @@ fn run_bottomup(args: TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A config's trained network on the engine the flags name (libtorch: unchanged; ONNX Runtime:
-/// exported in memory or the given file, checked against the config's preset). `fixed_size`:
-/// the network sees the config's one crop size (top-down).
+/// A config's trained network on the engine the flags name for `device` (libtorch: unchanged;
+/// ONNX Runtime: exported in memory or the given file, checked against the config's preset),
+/// with the engine's name for the start line. `fixed_size`: the network sees the config's one
+/// crop size (top-down).
 fn on_engine(
     model: LoadedModel,
     engine: &EngineArgs,
+    device: tch::Device,
     cfg: &ExperimentConfig,
     config_path: &Path,
     fixed_size: bool,
-) -> anyhow::Result<LoadedModel> {
-    let (backend, ort) = engine.settings()?;
+) -> anyhow::Result<(LoadedModel, String)> {
+    let (backend, ort) = engine.settings(device)?;
+    let name = engine_name(engine, backend);
     if backend == Backend::Torch {
-        return Ok(model);
+        return Ok((model, name));
     }
     let info = backend::config_export_info(cfg, Some(config_path))?;
     let [w, h] = cfg.data.input_size;
     let size = fixed_size.then_some((h as i64, w as i64));
-    Ok(backend::use_onnx_runtime(model, info, &ort, size)?)
+    Ok((backend::use_onnx_runtime(model, info, &ort, size)?, name))
 }
 
-/// The engine as the start line says it.
-fn engine_name(engine: &EngineArgs) -> String {
-    match (&engine.onnx, engine.backend, engine.threads) {
-        (Some(path), _, t) => format!(
+/// The engine that runs (`backend`, resolved) as the start line says it; `--backend auto`
+/// says that it chose.
+fn engine_name(engine: &EngineArgs, backend: Backend) -> String {
+    let chosen = if engine.backend == super::bench::Backend::Auto && engine.onnx.is_none() {
+        " (--backend auto)"
+    } else {
+        ""
+    };
+    match (&engine.onnx, backend) {
+        (Some(path), _) => format!(
             "ONNX Runtime on {} (threads {})",
             path.display(),
-            threads(t)
+            threads(engine.threads)
         ),
-        (None, super::bench::Backend::Ort, t) => {
-            format!("ONNX Runtime, exported in memory (threads {})", threads(t))
-        }
-        (None, super::bench::Backend::Torch, _) => "libtorch".to_string(),
+        (None, Backend::Torch | Backend::Auto) => format!("libtorch{chosen}"),
+        (None, Backend::Ort) => format!(
+            "ONNX Runtime, exported in memory (threads {}){chosen}",
+            threads(engine.threads)
+        ),
     }
 }
 

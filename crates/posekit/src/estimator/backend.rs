@@ -40,8 +40,14 @@ pub const MAX_SESSIONS: usize = 4;
 /// The engine that runs the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// libtorch through tch (CPU or CUDA), BatchNorm folded for inference.
+    /// The faster engine that gives the same results: ONNX Runtime on the CPU when its library
+    /// can be loaded, libtorch otherwise and on a GPU ([`Backend::resolve`]). On the 2-core
+    /// CPU of BENCHMARKS.md ONNX Runtime is faster on every measured row (HRNet-W32 at batch 1
+    /// and 8, the shipped OpenPose-MobileNetV2) and `posekit test` gives the same AP on
+    /// coco-mini, which is the rule issue 12 set for the CPU default.
     #[default]
+    Auto,
+    /// libtorch through tch (CPU or CUDA), BatchNorm folded for inference.
     Torch,
     /// ONNX Runtime on the CPU, loaded from the `onnxruntime` wheel that `scripts/setup.sh`
     /// installs.
@@ -51,8 +57,33 @@ pub enum Backend {
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
+            Backend::Auto => "auto",
             Backend::Torch => "torch",
             Backend::Ort => "ort",
+        }
+    }
+
+    /// The engine that runs on `device`: [`Backend::Auto`] is ONNX Runtime on the CPU when
+    /// `libonnxruntime` loads (see [`posekit_nn::ort_engine::library`]) and libtorch
+    /// otherwise; the others are themselves.
+    pub fn resolve(self, device: Device) -> Backend {
+        match self {
+            Backend::Auto
+                if device == Device::Cpu && posekit_nn::ort_engine::library::is_available() =>
+            {
+                Backend::Ort
+            }
+            Backend::Auto => Backend::Torch,
+            chosen => chosen,
+        }
+    }
+
+    /// What runs, for start lines and reports (`libtorch`, `onnxruntime`) once resolved.
+    pub fn engine_name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Torch => "libtorch",
+            Backend::Ort => "onnxruntime",
         }
     }
 }
@@ -68,9 +99,10 @@ impl std::str::FromStr for Backend {
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "auto" => Ok(Backend::Auto),
             "torch" | "libtorch" => Ok(Backend::Torch),
             "ort" | "onnxruntime" => Ok(Backend::Ort),
-            other => bail!("unknown backend `{other}` (torch or ort)"),
+            other => bail!("unknown backend `{other}` (auto, torch or ort)"),
         }
     }
 }
@@ -387,8 +419,24 @@ mod tests {
     fn backend_names_parse() {
         assert_eq!("ort".parse::<Backend>().unwrap(), Backend::Ort);
         assert_eq!("torch".parse::<Backend>().unwrap(), Backend::Torch);
+        assert_eq!("auto".parse::<Backend>().unwrap(), Backend::Auto);
+        assert_eq!(Backend::default(), Backend::Auto);
         let err = "tensorrt".parse::<Backend>().unwrap_err().to_string();
         assert!(err.contains("tensorrt") && err.contains("ort"), "{err}");
+    }
+
+    #[test]
+    fn auto_is_libtorch_on_a_gpu_and_a_choice_is_kept() {
+        assert_eq!(Backend::Auto.resolve(Device::Cuda(0)), Backend::Torch);
+        assert_eq!(Backend::Torch.resolve(Device::Cpu), Backend::Torch);
+        assert_eq!(Backend::Ort.resolve(Device::Cpu), Backend::Ort);
+        let on_cpu = Backend::Auto.resolve(Device::Cpu);
+        let expected = if posekit_nn::ort_engine::library::is_available() {
+            Backend::Ort
+        } else {
+            Backend::Torch
+        };
+        assert_eq!(on_cpu, expected);
     }
 
     #[test]

@@ -174,7 +174,8 @@ impl PoseEstimator {
         &self.layout
     }
 
-    /// The engine that runs the network.
+    /// The engine that runs the network ([`Backend::Torch`] or [`Backend::Ort`]: an
+    /// [`Backend::Auto`] of the builder is resolved when the model is built).
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -427,7 +428,8 @@ impl PoseEstimatorBuilder {
         self
     }
 
-    /// The engine that runs the network (default: libtorch). [`Backend::Ort`] runs the same
+    /// The engine that runs the network (default [`Backend::Auto`]: ONNX Runtime on the CPU
+    /// when its library is installed, libtorch otherwise). [`Backend::Ort`] runs the same
     /// pipeline on ONNX Runtime, on the CPU, with the network exported in memory (see
     /// [`backend`]) or the file given to [`Self::onnx_model`].
     pub fn backend(mut self, backend: Backend) -> Self {
@@ -455,8 +457,9 @@ impl PoseEstimatorBuilder {
 
     /// Loads the model. Every way this can go wrong (an unknown name, missing weights, weights
     /// of another model, an option the model cannot take) is an error that says what to do.
-    pub fn build(self) -> Result<PoseEstimator> {
+    pub fn build(mut self) -> Result<PoseEstimator> {
         posekit_nn::device::check_device(self.device)?;
+        self.backend = self.backend.resolve(self.device);
         if self.backend == Backend::Ort {
             if self.device != Device::Cpu {
                 bail!(

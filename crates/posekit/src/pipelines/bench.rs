@@ -46,7 +46,8 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// Inference of `preset` at batch 1 on the CPU with libtorch, 3 warm-up and 10 timed runs.
+    /// Inference of `preset` at batch 1 on the CPU with the default engine ([`Backend::Auto`]),
+    /// 3 warm-up and 10 timed runs.
     pub fn new(preset: impl Into<String>) -> Self {
         BenchOptions {
             preset: preset.into(),
@@ -59,7 +60,7 @@ impl BenchOptions {
             warmup: 3,
             iters: 10,
             threads: None,
-            backend: Backend::Torch,
+            backend: Backend::Auto,
         }
     }
 }
@@ -69,6 +70,7 @@ impl BenchOptions {
 pub struct BenchReport {
     pub preset: &'static str,
     pub train: bool,
+    /// The engine that ran ([`Backend::Auto`] resolved).
     pub backend: Backend,
     pub batch: i64,
     pub input_size: (i64, i64),
@@ -99,10 +101,7 @@ impl BenchReport {
 /// The line `posekit bench` prints.
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let engine = match self.backend {
-            Backend::Torch => "libtorch",
-            Backend::Ort => "onnxruntime",
-        };
+        let engine = self.backend.engine_name();
         let threads = self
             .threads
             .map_or_else(|| "default".to_string(), |t| t.to_string());
@@ -136,7 +135,13 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     if opts.threads == Some(0) {
         bail!("threads must be at least 1");
     }
-    let ort = opts.backend == Backend::Ort;
+    let backend = match opts.backend {
+        // Training, unfolded BatchNorm and bfloat16 are libtorch's alone: the automatic choice
+        // times them there rather than refusing.
+        Backend::Auto if opts.train || !opts.fold_batchnorm || opts.half => Backend::Torch,
+        chosen => chosen.resolve(opts.device),
+    };
+    let ort = backend == Backend::Ort;
     if ort {
         if opts.train {
             bail!("ONNX Runtime runs inference only; time training with the torch backend");
@@ -189,7 +194,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     Ok(BenchReport {
         preset: model.preset.name,
         train: opts.train,
-        backend: opts.backend,
+        backend,
         batch: opts.batch,
         input_size: (h, w),
         precision: match (opts.half, ort) {
