@@ -565,3 +565,50 @@ fn a_video_with_a_broken_frame_in_the_middle_goes_on_after_it_and_reports_it() {
     assert_eq!(results(&out).iter().filter(|r| r["frame"] == 9).count(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A stage of the video pipeline that fails in the middle of a video (here the draw stage,
+/// which cannot write frame 3's raw maps: a folder sits where the file goes) stops the whole
+/// pipeline: the run ends (no thread left waiting on a queue) with an error naming the video,
+/// the frame and the file, without a panic, and the frames done before it are in
+/// results.jsonl.
+#[test]
+fn a_stage_failing_mid_video_stops_the_run_with_an_error_naming_the_frame() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: a failing pipeline stage was NOT exercised");
+        return;
+    }
+    let dir = scratch("tracking-stage-error");
+    let clip = dir.join("short.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(common::data("infer").join("astronaut.jpg"))
+        .args(["-frames:v", "8", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let out = dir.join("out");
+    let blocker = out.join("short.heatmaps").join("frame_000003.safetensors");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&clip), "--out", path_str(&out)])
+        .args(["--heatmaps", "--no-progress"])
+        .output()
+        .unwrap();
+    common::assert_clean_failure(&run, "a maps file that cannot be written");
+    let said = common::stderr(&run);
+    assert!(
+        said.contains("short.mp4") && said.contains("frame 3") && said.contains("frame_000003"),
+        "{said}"
+    );
+    let lines = complete_lines(&out.join("results.jsonl"));
+    assert!(
+        lines.len() <= 3,
+        "{} frames after the failing one",
+        lines.len()
+    );
+    for (f, line) in lines.iter().enumerate() {
+        assert_eq!(line["frame"].as_u64(), Some(f as u64));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
