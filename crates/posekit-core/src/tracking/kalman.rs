@@ -371,7 +371,7 @@ mod tests {
         let jumped = shifted(&a, 200.0, 0.0);
         // Associated from scratch, the jump is a newcomer...
         let mut plain = t.clone();
-        assert_eq!(plain.update(&[jumped.clone()]), vec![Some(2)]);
+        assert_eq!(plain.update(std::slice::from_ref(&jumped)), vec![Some(2)]);
         // ... from track 0's crop it is track 0, listed after a pose of no crop.
         let ids = t.update_with_crops(&[b.clone(), jumped.clone()], &[None, Some(0)]);
         assert_eq!(ids, vec![Some(1), Some(0)]);
