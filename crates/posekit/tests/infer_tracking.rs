@@ -230,49 +230,12 @@ fn a_video_run_killed_midway_keeps_every_flushed_frame_with_its_track() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A tiny HRNet with random weights (`DIR/tiny.toml`, `DIR/tiny.safetensors`): top-down
-/// plumbing, not accuracy. Its own, smaller than `common::tiny_top_down`: with that model's
-/// weights a frame between proposals can give a track-box crop a new id (the tracker
-/// re-associates the crop's pose instead of inheriting its track's id; issue 14 notes it).
-fn tiny_video_top_down(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let config = dir.join("tiny.toml");
-    std::fs::write(
-        &config,
-        r#"
-[model]
-preset = "hrnet-w32"
-[model.hrnet]
-width = 4
-modules = [1, 1, 1]
-blocks = 1
-
-[dataset]
-format = "coco"
-val_annotations = "unused.json"
-val_images = "unused"
-
-[data]
-input_size = [32, 64]
-heatmap_size = [8, 16]
-"#,
-    )
-    .unwrap();
-    let loaded = posekit::pipelines::config::ExperimentConfig::load(&config)
-        .unwrap()
-        .config;
-    tch::manual_seed(7);
-    let model = loaded
-        .model
-        .build(&loaded.layout().unwrap(), tch::Device::Cpu)
-        .unwrap();
-    let weights = dir.join("tiny.safetensors");
-    posekit_nn::weights::save_safetensors(&model.vs, &weights).unwrap();
-    (config, weights)
-}
-
 /// `--det-interval 4` with a top-down model: the bundled model's proposals run on frames 0, 4
 /// and 8 only (results.jsonl says which boxes each frame used), the frames between crop the
-/// tracks' predicted boxes, so every person there continues a track of the frame before.
+/// tracks' predicted boxes, and the person found in a track's box keeps that track's id (as
+/// MMDeploy's PoseTracker does): no new id appears between proposals, although the
+/// random-weight model's poses jump about and, associated again from scratch, some took new
+/// ids (this test once needed a smaller model of its own to pass).
 #[test]
 fn a_top_down_model_on_video_uses_proposals_every_n_frames_and_track_boxes_between() {
     if !have_ffmpeg() {
@@ -295,7 +258,7 @@ fn a_top_down_model_on_video_uses_proposals_every_n_frames_and_track_boxes_betwe
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", text_of(&made));
-    let (config, weights) = tiny_video_top_down(&dir);
+    let (config, weights) = common::tiny_top_down(&dir, false);
     let out = dir.join("out");
     // Random weights give low heatmap maxima: every joint counts (--min-score), so that the
     // tracks have keypoints to predict boxes from.
@@ -319,6 +282,7 @@ fn a_top_down_model_on_video_uses_proposals_every_n_frames_and_track_boxes_betwe
         .collect();
     assert_eq!(lines.len() as u64, FRAMES);
     let mut previous: BTreeSet<u64> = BTreeSet::new();
+    let mut kept = 0;
     for (f, line) in lines.iter().enumerate() {
         let f = f as u64;
         let expected = if f.is_multiple_of(N) {
@@ -338,14 +302,19 @@ fn a_top_down_model_on_video_uses_proposals_every_n_frames_and_track_boxes_betwe
         );
         assert!(!ids.is_empty(), "frame {f}: nobody");
         if !f.is_multiple_of(N) {
+            // Every person continues the track whose box it was found in: no new id. (A
+            // track can end there: HRNet's OKS-NMS keeps one of two tracks' crops that
+            // found the same pose.)
             assert!(
                 ids.is_subset(&previous),
                 "frame {f}: ids {ids:?} do not all continue the tracks {previous:?} of frame {}",
                 f - 1
             );
+            kept += ids.len();
         }
         previous = ids;
     }
+    assert!(kept > 0, "nobody found in the tracks' boxes");
     let said = common::stdout(&run);
     assert!(
         said.contains(&format!(
@@ -594,5 +563,52 @@ fn a_video_with_a_broken_frame_in_the_middle_goes_on_after_it_and_reports_it() {
     }
     assert!(out.join("broken.mp4").is_file(), "no drawn video");
     assert_eq!(results(&out).iter().filter(|r| r["frame"] == 9).count(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A stage of the video pipeline that fails in the middle of a video (here the draw stage,
+/// which cannot write frame 3's raw maps: a folder sits where the file goes) stops the whole
+/// pipeline: the run ends (no thread left waiting on a queue) with an error naming the video,
+/// the frame and the file, without a panic, and the frames done before it are in
+/// results.jsonl.
+#[test]
+fn a_stage_failing_mid_video_stops_the_run_with_an_error_naming_the_frame() {
+    if !have_ffmpeg() {
+        eprintln!("ffmpeg is not installed: a failing pipeline stage was NOT exercised");
+        return;
+    }
+    let dir = scratch("tracking-stage-error");
+    let clip = dir.join("short.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(common::data("infer").join("astronaut.jpg"))
+        .args(["-frames:v", "8", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text_of(&made));
+    let out = dir.join("out");
+    let blocker = out.join("short.heatmaps").join("frame_000003.safetensors");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let run = common::posekit_cmd()
+        .args(["infer", path_str(&clip), "--out", path_str(&out)])
+        .args(["--heatmaps", "--no-progress"])
+        .output()
+        .unwrap();
+    common::assert_clean_failure(&run, "a maps file that cannot be written");
+    let said = common::stderr(&run);
+    assert!(
+        said.contains("short.mp4") && said.contains("frame 3") && said.contains("frame_000003"),
+        "{said}"
+    );
+    let lines = complete_lines(&out.join("results.jsonl"));
+    assert!(
+        lines.len() <= 3,
+        "{} frames after the failing one",
+        lines.len()
+    );
+    for (f, line) in lines.iter().enumerate() {
+        assert_eq!(line["frame"].as_u64(), Some(f as u64));
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -8,7 +8,7 @@
 //! person missing for one frame comes back with a new id (that is what the Kalman tracker
 //! adds).
 
-use super::{box_iou, pose_box, pose_oks, visible_count, Tracker};
+use super::{box_iou, cropped_matches, pose_box, pose_oks, visible_count, Tracker};
 use crate::Pose;
 
 /// What the greedy tracker compares.
@@ -78,10 +78,25 @@ impl GreedyTracker {
 }
 
 impl Tracker for GreedyTracker {
-    fn update(&mut self, poses: &[Pose]) -> Vec<Option<u64>> {
+    fn update_with_crops(&mut self, poses: &[Pose], crops: &[Option<u64>]) -> Vec<Option<u64>> {
         let mut unused: Vec<(u64, Pose)> = std::mem::take(&mut self.last);
-        let mut ids = Vec::with_capacity(poses.len());
-        for pose in poses {
+        let last_ids: Vec<u64> = unused.iter().map(|(id, _)| *id).collect();
+        let cropped = cropped_matches(
+            &last_ids,
+            poses,
+            crops,
+            self.params.min_keypoints,
+            self.params.min_keypoint_score,
+        );
+        let mut ids: Vec<Option<u64>> = vec![None; poses.len()];
+        for &(t, d) in &cropped {
+            ids[d] = Some(last_ids[t]);
+        }
+        unused.retain(|(id, _)| !ids.contains(&Some(*id)));
+        for (d, pose) in poses.iter().enumerate() {
+            if crops.get(d).is_some_and(Option::is_some) {
+                continue;
+            }
             // The first best wins ties, as numpy's argmax and MMPose's strict `>` scan.
             let mut best: Option<(usize, f32)> = None;
             for (i, (_, last)) in unused.iter().enumerate() {
@@ -100,7 +115,7 @@ impl Tracker for GreedyTracker {
                 }
                 _ => None,
             };
-            ids.push(id);
+            ids[d] = id;
         }
         self.last = poses
             .iter()
@@ -123,6 +138,20 @@ mod tests {
     use super::super::test_support::figure;
     use super::*;
     use crate::Keypoint;
+
+    /// As the Kalman tracker: a pose from a track's crop keeps its id; the rest are matched
+    /// greedily against the tracks no crop took.
+    #[test]
+    fn a_pose_from_a_tracks_crop_keeps_that_tracks_id() {
+        let mut t = GreedyTracker::new(GreedyParams::default());
+        let a = figure(100.0, 100.0, 150.0);
+        let b = figure(115.0, 100.0, 150.0);
+        assert_eq!(t.update(&[a.clone(), b.clone()]), vec![Some(0), Some(1)]);
+        // Cropped from track 1's box, a pose where track 0 was keeps id 1; the other pose,
+        // of no crop, takes track 0 (the only one left).
+        let ids = t.update_with_crops(&[b.clone(), a.clone()], &[None, Some(1)]);
+        assert_eq!(ids, vec![Some(0), Some(1)]);
+    }
 
     #[test]
     fn a_moving_person_keeps_the_id_and_a_newcomer_gets_a_new_one() {

@@ -22,7 +22,7 @@
 
 use ndarray::Array2;
 
-use super::{box_iou, pose_box, visible_count, Tracker};
+use super::{box_iou, cropped_matches, pose_box, visible_count, Tracker};
 use crate::codecs::hungarian::min_cost_assignment;
 use crate::Pose;
 
@@ -234,7 +234,7 @@ impl KalmanTracker {
 }
 
 impl Tracker for KalmanTracker {
-    fn update(&mut self, poses: &[Pose]) -> Vec<Option<u64>> {
+    fn update_with_crops(&mut self, poses: &[Pose], crops: &[Option<u64>]) -> Vec<Option<u64>> {
         let p = self.params.clone();
         for track in &mut self.tracks {
             let q = p.process_noise * track.size;
@@ -244,15 +244,30 @@ impl Tracker for KalmanTracker {
             }
         }
         let mut ids = vec![None; poses.len()];
-        let all_tracks: Vec<usize> = (0..self.tracks.len()).collect();
-        let all_poses: Vec<usize> = (0..poses.len()).collect();
+        let mut matched_tracks = vec![false; self.tracks.len()];
+        // Poses from a track's crop continue that track; the others are associated.
+        let cropped = cropped_matches(
+            &self.live_ids(),
+            poses,
+            crops,
+            p.min_keypoints,
+            p.min_keypoint_score,
+        );
+        for &(t, d) in &cropped {
+            matched_tracks[t] = true;
+            ids[d] = Some(self.tracks[t].id);
+        }
+        let from_crop = |d: usize| crops.get(d).is_some_and(Option::is_some);
+        let all_tracks: Vec<usize> = (0..self.tracks.len())
+            .filter(|&t| !matched_tracks[t])
+            .collect();
+        let all_poses: Vec<usize> = (0..poses.len()).filter(|&d| !from_crop(d)).collect();
         // First pass: keypoint distance under the gate.
         let first = Self::assign(&all_tracks, &all_poses, |t, d| {
             self.cost(&self.tracks[t], &poses[d])
                 .filter(|&c| c <= p.gate)
                 .map(f64::from)
         });
-        let mut matched_tracks = vec![false; self.tracks.len()];
         for &(t, d) in &first {
             matched_tracks[t] = true;
             ids[d] = Some(self.tracks[t].id);
@@ -278,7 +293,7 @@ impl Tracker for KalmanTracker {
             matched_tracks[t] = true;
             ids[d] = Some(self.tracks[t].id);
         }
-        for (t, d) in first.into_iter().chain(second) {
+        for (t, d) in cropped.into_iter().chain(first).chain(second) {
             self.absorb(t, &poses[d]);
         }
         for (t, matched) in matched_tracks.iter().enumerate() {
@@ -289,7 +304,10 @@ impl Tracker for KalmanTracker {
         self.tracks.retain(|t| t.missed <= p.max_missed);
         // New tracks.
         for (d, pose) in poses.iter().enumerate() {
-            if ids[d].is_some() || visible_count(pose, p.min_keypoint_score) < p.min_keypoints {
+            if ids[d].is_some()
+                || from_crop(d)
+                || visible_count(pose, p.min_keypoint_score) < p.min_keypoints
+            {
                 continue;
             }
             let id = self.next_id;
@@ -338,6 +356,35 @@ mod tests {
             k.y += dy;
         }
         p
+    }
+
+    /// Between proposals a top-down model crops each track's predicted box: the pose found
+    /// there keeps that track's id even where association alone would not give it (a jump
+    /// past the gate and off its box), a pose with too few keypoints there gets none and
+    /// starts nothing, and a pose from no crop is associated as usual.
+    #[test]
+    fn a_pose_from_a_tracks_crop_keeps_that_tracks_id() {
+        let mut t = KalmanTracker::new(KalmanParams::default());
+        let a = figure(100.0, 100.0, 150.0);
+        let b = figure(600.0, 100.0, 150.0);
+        assert_eq!(t.update(&[a.clone(), b.clone()]), vec![Some(0), Some(1)]);
+        let jumped = shifted(&a, 200.0, 0.0);
+        // Associated from scratch, the jump is a newcomer...
+        let mut plain = t.clone();
+        assert_eq!(plain.update(std::slice::from_ref(&jumped)), vec![Some(2)]);
+        // ... from track 0's crop it is track 0, listed after a pose of no crop.
+        let ids = t.update_with_crops(&[b.clone(), jumped.clone()], &[None, Some(0)]);
+        assert_eq!(ids, vec![Some(1), Some(0)]);
+        // A crop with too few joints: no id, no new track, its track missed.
+        let mut faint = shifted(&jumped, 4.0, 0.0);
+        for k in faint.keypoints.iter_mut().skip(2) {
+            k.score = 0.0;
+        }
+        let ids = t.update_with_crops(&[faint, b.clone()], &[Some(0), Some(1)]);
+        assert_eq!(ids, vec![None, Some(1)]);
+        assert_eq!(t.live_ids(), vec![0, 1]);
+        // A crop of a track that is not alive gives no id either.
+        assert_eq!(t.update_with_crops(&[a], &[Some(7)]), vec![None]);
     }
 
     #[test]

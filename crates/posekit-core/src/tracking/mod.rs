@@ -31,7 +31,19 @@ pub use kalman::{KalmanParams, KalmanTracker};
 pub trait Tracker: Send {
     /// Gives each of this frame's poses (in their order) a track id, or `None` for a pose that
     /// matches no track and has too few keypoints to start one.
-    fn update(&mut self, poses: &[Pose]) -> Vec<Option<u64>>;
+    fn update(&mut self, poses: &[Pose]) -> Vec<Option<u64>> {
+        self.update_with_crops(poses, &[])
+    }
+
+    /// [`Self::update`] for poses some of which were found in the crop of a track's predicted
+    /// box (`crops[i] = Some(track_id)`: a top-down model between person proposals). As
+    /// MMDeploy's `PoseTracker` does, such a pose continues the track it was cropped for
+    /// (when that track is alive and the pose has `min_keypoints` keypoints; otherwise it
+    /// gets no id, its track a missed frame) instead of being associated again: the crop
+    /// already says who it is, and a re-association could hand the track's id to another
+    /// pose or give this one a new id. The other poses (`None`, or past the end of `crops`)
+    /// are associated as [`Self::update`] does, with the tracks no crop took.
+    fn update_with_crops(&mut self, poses: &[Pose], crops: &[Option<u64>]) -> Vec<Option<u64>>;
 
     /// Where the live tracks are expected in the next frame: `(track_id, [x0, y0, x1, y1])`.
     /// A top-down model crops these boxes on the frames without person proposals.
@@ -68,6 +80,32 @@ pub fn make_tracker(
             Some(Box::new(KalmanTracker::new(params)))
         }
     }
+}
+
+/// The tracks (`ids`, indices into the tracker's list) that the poses cropped from their boxes
+/// continue: `(track index, pose index)`, one pose per track (the first, should two claim
+/// one), only for poses with at least `min_keypoints` keypoints above `min_score`.
+pub(crate) fn cropped_matches(
+    ids: &[u64],
+    poses: &[Pose],
+    crops: &[Option<u64>],
+    min_keypoints: usize,
+    min_score: f32,
+) -> Vec<(usize, usize)> {
+    let mut taken = vec![false; ids.len()];
+    let mut pairs = Vec::new();
+    for (d, crop) in crops.iter().enumerate().take(poses.len()) {
+        let Some(id) = crop else { continue };
+        let Some(t) = ids.iter().position(|i| i == id) else {
+            continue;
+        };
+        if taken[t] || visible_count(&poses[d], min_score) < min_keypoints {
+            continue;
+        }
+        taken[t] = true;
+        pairs.push((t, d));
+    }
+    pairs
 }
 
 /// The keypoints of `pose` scoring above `min_score`.

@@ -452,9 +452,11 @@ impl ProgressView {
                 frames,
                 people,
                 drawing,
+                seconds,
             } => self.line(format!(
-                "{}: {frames} frames, {people} people in all -> {}",
+                "{}: {frames} frames, {people} people in all, {:.2} frames/s -> {}",
                 input.path.display(),
+                frames as f64 / seconds.max(1e-9),
                 drawn_to(drawing)
             )),
             InferEvent::Skipped { message, .. } => {

@@ -101,6 +101,10 @@ pub struct Estimate {
     pub maps: Vec<(String, ArrayD<f32>)>,
     /// Top-down models: where the boxes came from. `None` for bottom-up models.
     pub box_source: Option<BoxSource>,
+    /// Top-down models: for each person, the index of the box it was cropped from in the
+    /// boxes given or proposed (HRNet's OKS-NMS drops and reorders people), so that a video
+    /// can tell which track's box a person was found in. Empty for bottom-up models.
+    pub crops: Vec<usize>,
 }
 
 /// A network with its reference pre- and post-processing.
@@ -283,7 +287,7 @@ impl PoseEstimator {
                 out.box_source = Some(source);
                 Ok(out)
             }
-            Engine::BottomUp(engine) => {
+            Engine::BottomUp(_) => {
                 if boxes.is_some() {
                     bail!(
                         "{} is a bottom-up model: it finds the people itself and takes no \
@@ -291,16 +295,55 @@ impl PoseEstimator {
                         self.preset.name
                     );
                 }
-                let out = engine.predict(image, keep_maps)?;
-                let poses = self.to_output_layout(out.poses)?;
-                let boxes = poses.iter().map(|p| joint_extent(p, w, h)).collect();
-                Ok(Estimate {
-                    poses,
-                    boxes,
-                    maps: out.maps,
-                    box_source: None,
-                })
+                let steps = self.steps();
+                let prepared = steps.prepare(image)?;
+                let raw = self.run_network(image, prepared, None, keep_maps)?;
+                steps.finish(raw, keep_maps)
             }
+        }
+    }
+
+    /// The CPU steps of [`Self::estimate_detailed`] before and after the network, for a
+    /// pipeline that runs them on other threads than the network's (a video:
+    /// [`crate::pipelines::infer`]): `steps.prepare`, then [`Self::run_network`] on the
+    /// estimator's thread, then `steps.finish` give what `estimate_detailed` gives.
+    pub fn steps(&self) -> EstimateSteps {
+        EstimateSteps {
+            bottom_up: self.bottom_up().map(BottomUpEngine::steps),
+            to_output: self.to_output.clone(),
+        }
+    }
+
+    /// The network step: a bottom-up model's network on the prepared input; a top-down
+    /// model's whole estimate (proposals, crops, network and decoding: its crops depend on
+    /// `boxes`, which a video's tracker gives only once the frame before is done).
+    pub fn run_network(
+        &self,
+        image: &Array3<u8>,
+        prepared: Prepared,
+        boxes: Option<&[PersonBox]>,
+        keep_maps: bool,
+    ) -> Result<NetworkOutput> {
+        match (&self.engine, prepared.0) {
+            (Engine::BottomUp(engine), PreparedKind::BottomUp(input)) => {
+                if boxes.is_some() {
+                    bail!(
+                        "{} is a bottom-up model: it finds the people itself and takes no \
+                         person boxes",
+                        self.preset.name
+                    );
+                }
+                Ok(NetworkOutput(OutputKind::BottomUp(
+                    engine.run_network(input)?,
+                )))
+            }
+            (Engine::TopDown(_), PreparedKind::Picture) => Ok(NetworkOutput(OutputKind::Done(
+                self.estimate_detailed(image, boxes, keep_maps)?,
+            ))),
+            _ => bail!(
+                "a picture prepared for another model was given to {}",
+                self.preset.name
+            ),
         }
     }
 
@@ -347,6 +390,77 @@ impl PoseEstimator {
                 .iter()
                 .map(|p| mapping.apply(p))
                 .collect::<posekit_core::Result<_>>()?),
+        }
+    }
+}
+
+/// The CPU steps of an estimate around the network ([`PoseEstimator::steps`]): no network, so
+/// they can run on other threads.
+#[derive(Debug, Clone)]
+pub struct EstimateSteps {
+    bottom_up: Option<bottomup::BottomUpSteps>,
+    to_output: Option<JointMapping>,
+}
+
+/// A picture made ready for [`PoseEstimator::run_network`].
+pub struct Prepared(PreparedKind);
+
+enum PreparedKind {
+    BottomUp(bottomup::BottomUpInput),
+    /// Top-down models prepare their crops in the network step.
+    Picture,
+}
+
+/// What [`PoseEstimator::run_network`] gives, for [`EstimateSteps::finish`].
+pub struct NetworkOutput(OutputKind);
+
+enum OutputKind {
+    BottomUp(bottomup::BottomUpRaw),
+    /// A top-down model's estimate, complete.
+    Done(Estimate),
+}
+
+impl EstimateSteps {
+    /// The CPU work before the network: a bottom-up model's resized, normalised input.
+    pub fn prepare(&self, image: &Array3<u8>) -> Result<Prepared> {
+        let (h, w, c) = image.dim();
+        if c != 3 || h == 0 || w == 0 {
+            bail!("a picture must be [H, W, 3] RGB with H, W > 0, got [{h}, {w}, {c}]");
+        }
+        Ok(Prepared(match &self.bottom_up {
+            Some(steps) => PreparedKind::BottomUp(steps.prepare(image)?),
+            None => PreparedKind::Picture,
+        }))
+    }
+
+    /// The CPU work after the network: a bottom-up model's grouping, poses in the output
+    /// layout, each person's box the extent of its joints.
+    pub fn finish(&self, output: NetworkOutput, keep_maps: bool) -> Result<Estimate> {
+        match (output.0, &self.bottom_up) {
+            (OutputKind::Done(estimate), _) => Ok(estimate),
+            (OutputKind::BottomUp(raw), Some(steps)) => {
+                let (h, w) = raw.image_hw();
+                let out = steps.decode(raw, keep_maps)?;
+                let poses = match &self.to_output {
+                    None => out.poses,
+                    Some(mapping) => out
+                        .poses
+                        .iter()
+                        .map(|p| mapping.apply(p))
+                        .collect::<posekit_core::Result<_>>()?,
+                };
+                let boxes = poses.iter().map(|p| joint_extent(p, w, h)).collect();
+                Ok(Estimate {
+                    poses,
+                    boxes,
+                    maps: out.maps,
+                    box_source: None,
+                    crops: Vec::new(),
+                })
+            }
+            (OutputKind::BottomUp(_), None) => {
+                bail!("network outputs of a bottom-up model given to a top-down model's steps")
+            }
         }
     }
 }

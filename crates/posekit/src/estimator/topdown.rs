@@ -111,6 +111,7 @@ impl TopDownEngine {
             for &j in &keep {
                 estimate.poses.push(poses[i][j].clone());
                 estimate.boxes.push(picture_boxes[j].bbox);
+                estimate.crops.push(j);
             }
             if keep_maps && !keep.is_empty() {
                 let (k, h, w) = maps[i][keep[0]].dim();

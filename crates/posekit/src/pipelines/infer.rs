@@ -44,6 +44,10 @@
 //! found, and a track's crop whose pose the tracker does not take (too few joints: the person
 //! left) is dropped until the next proposals.
 //!
+//! A video runs through a pipeline of threads with bounded queues ([`video_pipeline`]):
+//! ffmpeg's decoding, the network input's preparation, the network, the grouping, tracking and
+//! smoothing, the drawing and ffmpeg's encoding of different frames overlap, in frame order.
+//!
 //! Image ids are the COCO ids when `--gt` names the file, otherwise a running index over all
 //! pictures and video frames (each frame its own id, so the file stays evaluable).
 //!
@@ -60,16 +64,17 @@
 
 pub mod boxes;
 pub mod inputs;
+mod video_pipeline;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayD};
-use posekit_core::draw::{draw_poses, draw_tracked_poses, DrawStyle};
+use posekit_core::draw::{draw_poses, DrawStyle};
 use posekit_core::formats::coco::{keypoint_results_to_string, CocoKeypointResult};
-use posekit_core::tracking::smoothing::{smooth_track, OneEuroSmoother, SmoothKind};
-use posekit_core::tracking::{make_tracker, KalmanParams, TrackerKind};
+use posekit_core::tracking::smoothing::{smooth_track, SmoothKind};
+use posekit_core::tracking::{KalmanParams, TrackerKind};
 use posekit_core::Pose;
 use posekit_nn::weights::{write_safetensors, DType, RawTensor};
 use serde::Serialize;
@@ -79,9 +84,8 @@ pub use inputs::{expand_inputs, Input, InputKind};
 
 use super::data::read_rgb_checked;
 use super::image_io::write_rgb;
-use super::video::{probe, FrameReader, FrameWriter};
+use super::video::probe;
 use crate::error::{bail, Error, Result, ResultExt};
-use crate::estimator::proposals::box_around;
 use crate::estimator::{BoxSource, Estimate, PoseEstimator};
 
 /// How a run writes its outputs.
@@ -165,6 +169,9 @@ pub enum InferEvent<'a> {
         frames: u64,
         people: usize,
         drawing: Option<&'a Path>,
+        /// From opening the video to its last frame written: `frames / seconds` is the
+        /// end-to-end frame rate.
+        seconds: f64,
     },
     /// An input could not be processed and was skipped (`message` names it).
     Skipped { input: &'a Input, message: String },
@@ -371,143 +378,6 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn video(
-        &mut self,
-        input: &Input,
-        plan: Option<&OutputPlan>,
-        on_event: &mut dyn FnMut(InferEvent),
-    ) -> Result<(), Failure> {
-        let mut reader = FrameReader::open(&input.path).map_err(|e| Failure::Input(e.into()))?;
-        let info = reader.info();
-        let out_path = plan.map(|p| p.drawing.as_path());
-        let maps_dir = plan.and_then(|p| p.maps.as_deref());
-        if let Some(maps_dir) = maps_dir {
-            std::fs::create_dir_all(maps_dir)
-                .map_err(|e| Error::io(maps_dir, "cannot create", e))?;
-        }
-        let mut writer = match out_path {
-            Some(out_path) => {
-                create_parent(out_path)?;
-                Some(FrameWriter::create(
-                    out_path,
-                    info.width,
-                    info.height,
-                    info.fps,
-                )?)
-            }
-            None => None,
-        };
-        let mut frame_index = 0u64;
-        let mut people = 0usize;
-        // A tracker and smoother per video: ids start again at 0 in every video.
-        let min_score = self.style.min_score;
-        let mut tracker = make_tracker(&self.opts.track, &self.opts.kalman, min_score);
-        let mut one_euro = match (&self.opts.smooth, &tracker) {
-            (SmoothKind::OneEuro(p), Some(_)) => Some(OneEuroSmoother::new(*p, min_score)),
-            _ => None,
-        };
-        let first_record = self.summary.records.len();
-        let mut tracked: Vec<(usize, u64, Pose)> = Vec::new();
-        let det_interval = u64::from(self.opts.det_interval.max(1));
-        while let Some(frame) = reader.next_frame().map_err(|e| Failure::Input(e.into()))? {
-            // Between proposals (top-down models), each track is cropped where the tracker
-            // expects it, as MMDeploy's PoseTracker does.
-            let from_tracks = match tracker.as_ref() {
-                Some(t)
-                    if self.estimator.is_top_down()
-                        && !frame_index.is_multiple_of(det_interval) =>
-                {
-                    let (h, w, _) = frame.dim();
-                    Some(
-                        t.predicted_boxes()
-                            .into_iter()
-                            .filter_map(|(_, b)| box_around(b.map(f64::from), w, h))
-                            .collect::<Vec<_>>(),
-                    )
-                }
-                _ => None,
-            };
-            let mut estimate = self.estimator.estimate_detailed(
-                &frame,
-                from_tracks.as_deref(),
-                self.opts.heatmaps,
-            )?;
-            let mut ids = match tracker.as_mut() {
-                Some(t) => t.update(&estimate.poses),
-                None => vec![None; estimate.poses.len()],
-            };
-            if from_tracks.is_some() {
-                estimate.box_source = Some(BoxSource::Tracks);
-                // A track's crop whose pose the tracker does not take (too few joints found:
-                // the person left or is hidden) holds nobody until the next proposals.
-                keep_people(&mut estimate, &mut ids, |id| id.is_some())?;
-            }
-            if let Some(s) = one_euro.as_mut() {
-                s.smooth(frame_index, &ids, &mut estimate.poses);
-            }
-            if let Some(writer) = writer.as_mut() {
-                writer.write_frame(&self.drawn_tracked(&frame, &estimate, &ids))?;
-            }
-            if let Some(maps_dir) = maps_dir {
-                write_maps(
-                    &maps_dir.join(format!("frame_{frame_index:06}.safetensors")),
-                    &estimate.maps,
-                )?;
-            }
-            let image_id = self.next_id;
-            self.next_id += 1;
-            people += estimate.poses.len();
-            if matches!(self.opts.smooth, SmoothKind::Savgol(_)) {
-                let first = self.summary.records.len();
-                for (n, (id, pose)) in ids.iter().zip(&estimate.poses).enumerate() {
-                    if let Some(id) = id {
-                        tracked.push((first + n, *id, pose.clone()));
-                    }
-                }
-            }
-            self.push_results(&input.name, image_id, Some(frame_index), &estimate, &ids)?;
-            self.summary.frames += 1;
-            on_event(InferEvent::Frame {
-                input,
-                frame: frame_index,
-            });
-            frame_index += 1;
-        }
-        // The frames after a damaged one were processed; the damage is reported.
-        let decoding = reader.finish().map_err(|e| Failure::Input(e.into()))?;
-        if let Some(problem) = decoding.problem().filter(|_| frame_index > 0) {
-            let message = format!("{}: {problem}", input.path.display());
-            on_event(InferEvent::Warning {
-                input,
-                message: message.clone(),
-            });
-            self.summary.warnings.push(message);
-        }
-        if frame_index == 0 {
-            if let (Some(writer), Some(out_path)) = (writer, out_path) {
-                let _ = writer.finish();
-                let _ = std::fs::remove_file(out_path);
-            }
-            return Err(Failure::Input(Error::Invalid(format!(
-                "{}: the video has no frame that ffmpeg could decode",
-                input.path.display()
-            ))));
-        }
-        if let Some(writer) = writer {
-            writer.finish()?;
-        }
-        if let SmoothKind::Savgol(params) = &self.opts.smooth {
-            self.savgol(first_record, tracked, params, min_score)?;
-        }
-        on_event(InferEvent::Video {
-            input,
-            frames: frame_index,
-            people,
-            drawing: out_path,
-        });
-        Ok(())
-    }
-
     /// Savitzky-Golay over each whole track of the video whose records start at `first`:
     /// `tracked` holds (record index, track id, pose) in frame order.
     fn savgol(
@@ -533,26 +403,6 @@ impl Run<'_> {
             }
         }
         Ok(())
-    }
-
-    fn drawn_tracked(
-        &self,
-        image: &Array3<u8>,
-        estimate: &Estimate,
-        ids: &[Option<u64>],
-    ) -> Array3<u8> {
-        if matches!(self.opts.track, TrackerKind::None) {
-            return self.drawn(image, estimate);
-        }
-        let mut canvas = image.clone();
-        draw_tracked_poses(
-            &mut canvas.view_mut(),
-            &estimate.poses,
-            ids,
-            self.estimator.layout(),
-            &self.style,
-        );
-        canvas
     }
 
     fn drawn(&self, image: &Array3<u8>, estimate: &Estimate) -> Array3<u8> {
@@ -723,6 +573,9 @@ fn keep_people(
         );
     }
     *ids = kept.iter().map(|&i| ids[i]).collect();
+    if estimate.crops.len() == people {
+        estimate.crops = kept.iter().map(|&i| estimate.crops[i]).collect();
+    }
     estimate.poses = kept.iter().map(|&i| estimate.poses[i].clone()).collect();
     estimate.boxes = kept.iter().map(|&i| estimate.boxes[i]).collect();
     estimate.maps.retain_mut(|(_, map)| {

@@ -23,7 +23,7 @@ use posekit_core::geometry::resize::resize_bilinear_chw;
 use posekit_core::geometry::warp::warp_affine;
 use tch::Tensor;
 
-use super::{imagenet_chw, to_chw, BottomUpEngine, BottomUpOutput};
+use super::{first_pass, imagenet_chw, to_chw, BottomUpOutput, BottomUpSteps, Geometry};
 
 /// The long side of the network input may be at most this many times the short side.
 const MAX_SIDE_FACTOR: usize = 16;
@@ -97,24 +97,38 @@ impl ResizeAlign {
     }
 }
 
-pub(super) fn predict(
-    net: &BottomUpEngine,
+/// The picture resized and aligned as the network input.
+pub(super) fn prepare(
+    steps: &BottomUpSteps,
     image: &Array3<u8>,
-    keep_maps: bool,
-) -> Result<BottomUpOutput> {
+) -> Result<(Array3<f32>, Geometry)> {
     let (h, w, _) = image.dim();
-    let resize = ResizeAlign::new(w, h, net.input_size)?;
+    let resize = ResizeAlign::new(w, h, steps.input_size)?;
     let [in_w, in_h] = resize.size;
     let input = warp_affine(image.view(), &resize.to_input()?, in_w, in_h)
         .context("resizing the picture to the network input")?;
-    let chw = imagenet_chw(&input);
+    Ok((imagenet_chw(&input), Geometry::HigherHrnet(resize)))
+}
 
-    let mut passes = vec![aggregate_heads(&net.forward(&chw)?, in_w, in_h)?];
-    if net.flip {
-        let (mut heatmaps, mut tags) = aggregate_heads(&net.forward_flipped(&chw)?, in_w, in_h)?;
-        let flip_index = net.layout.flip_index();
-        heatmaps = swap_joints(heatmaps.view(), &flip_index)?;
-        tags = swap_joints(tags.view(), &flip_index)?;
+/// The people in the outputs of the plain pass and (flip test) the mirrored one: heads
+/// aggregated, flipped joints swapped back, heatmaps averaged, tags stacked, AE grouping.
+pub(super) fn decode(
+    net: &BottomUpSteps,
+    outputs: &[Vec<(String, Tensor)>],
+    resize: &ResizeAlign,
+    keep_maps: bool,
+) -> Result<BottomUpOutput> {
+    let [in_w, in_h] = resize.size;
+    first_pass(outputs)?;
+    let mut passes = Vec::with_capacity(outputs.len());
+    for (i, pass) in outputs.iter().enumerate() {
+        let (mut heatmaps, mut tags) = aggregate_heads(pass, in_w, in_h)?;
+        if i > 0 {
+            // The mirrored pass: left and right joints trade places.
+            let flip_index = net.layout.flip_index();
+            heatmaps = swap_joints(heatmaps.view(), &flip_index)?;
+            tags = swap_joints(tags.view(), &flip_index)?;
+        }
         passes.push((heatmaps, tags));
     }
     let mut heatmaps = passes[0].0.clone();

@@ -14,6 +14,14 @@
 //!
 //! This module holds what they share: the loaded network, the input size, tensors in and maps
 //! out.
+//!
+//! Every pipeline runs in three steps: [`BottomUpSteps::prepare`] (the picture made into the
+//! network input, on the CPU), [`BottomUpEngine::run_network`] (the network alone) and
+//! [`BottomUpSteps::decode`] (maps to people, on the CPU). [`BottomUpEngine::predict`] runs them
+//! one after the other; a video pipeline runs them on different threads, so that the network
+//! of one frame overlaps the resizing of the next and the grouping of the last
+//! ([`crate::pipelines::infer`]). [`BottomUpSteps`] holds no network, so it can go to other
+//! threads than the network's.
 
 pub mod higher_hrnet;
 pub mod openpose_cmu;
@@ -103,6 +111,98 @@ pub struct BottomUpEngine {
     pub layout: KeypointLayout,
 }
 
+/// The CPU side of a [`BottomUpEngine`]: its settings without the network (which stays on
+/// the thread that loaded it: libtorch's tensors may move between threads but not be shared).
+#[derive(Debug, Clone)]
+pub struct BottomUpSteps {
+    pub pipeline: BottomUpPipeline,
+    pub input_size: usize,
+    pub flip: bool,
+    pub layout: KeypointLayout,
+}
+
+/// One picture made ready for the network ([`BottomUpSteps::prepare`]).
+pub struct BottomUpInput {
+    /// `[3, H, W]` network input.
+    chw: Array3<f32>,
+    geometry: Geometry,
+    /// The picture's `(height, width)`.
+    image_hw: (usize, usize),
+}
+
+/// The network's outputs for one picture ([`BottomUpEngine::run_network`]), to decode.
+pub struct BottomUpRaw {
+    /// The named outputs of the plain pass, then (flip test) of the mirrored one.
+    passes: Vec<Vec<(String, Tensor)>>,
+    geometry: Geometry,
+    image_hw: (usize, usize),
+}
+
+impl BottomUpRaw {
+    /// The picture's `(height, width)`.
+    pub fn image_hw(&self) -> (usize, usize) {
+        self.image_hw
+    }
+}
+
+/// How the picture became the network input, for mapping the people back.
+#[derive(Debug, Clone, Copy)]
+enum Geometry {
+    HigherHrnet(higher_hrnet::ResizeAlign),
+    Spm(spm::Letterbox),
+    OpenPoseCmu(openpose_cmu::CmuResize),
+    /// A plain stretch to the input size.
+    OpenPoseTfPose,
+}
+
+impl BottomUpSteps {
+    /// The picture (`[H, W, 3]` RGB) as the network input of the reference pipeline.
+    pub fn prepare(&self, image: &Array3<u8>) -> Result<BottomUpInput> {
+        let (h, w, _) = image.dim();
+        if h == 0 || w == 0 {
+            bail!("the picture is empty ({w}x{h})");
+        }
+        let (chw, geometry) = match self.pipeline {
+            BottomUpPipeline::HigherHrnet => higher_hrnet::prepare(self, image)?,
+            BottomUpPipeline::Spm => spm::prepare(self, image)?,
+            BottomUpPipeline::OpenPoseCmu => openpose_cmu::prepare(self, image)?,
+            BottomUpPipeline::OpenPoseTfPose => openpose_tfpose::prepare(self, image)?,
+        };
+        Ok(BottomUpInput {
+            chw,
+            geometry,
+            image_hw: (h, w),
+        })
+    }
+
+    /// The people in the network's outputs, in the network's layout and picture pixels.
+    pub fn decode(&self, raw: BottomUpRaw, keep_maps: bool) -> Result<BottomUpOutput> {
+        let BottomUpRaw {
+            passes,
+            geometry,
+            image_hw,
+        } = raw;
+        match geometry {
+            Geometry::HigherHrnet(resize) => {
+                higher_hrnet::decode(self, &passes, &resize, keep_maps)
+            }
+            Geometry::Spm(letterbox) => spm::decode(self, &passes, &letterbox, keep_maps),
+            Geometry::OpenPoseCmu(resize) => {
+                openpose_cmu::decode(&passes, &resize, image_hw, keep_maps)
+            }
+            Geometry::OpenPoseTfPose => openpose_tfpose::decode(&passes, image_hw, keep_maps),
+        }
+    }
+}
+
+/// The plain pass's outputs (every pipeline has one).
+fn first_pass(passes: &[Vec<(String, Tensor)>]) -> Result<&[(String, Tensor)]> {
+    passes
+        .first()
+        .map(Vec::as_slice)
+        .ok_or_else(|| invalid!("the network gave no outputs"))
+}
+
 /// People of one picture in the network's own layout, in picture pixels, with the raw outputs
 /// for `--heatmaps`.
 pub struct BottomUpOutput {
@@ -154,18 +254,36 @@ impl BottomUpEngine {
         })
     }
 
-    /// People in `image` (`[H, W, 3]` RGB), in the network's layout.
+    /// People in `image` (`[H, W, 3]` RGB), in the network's layout: the three steps of the
+    /// module documentation, one after the other.
     pub fn predict(&self, image: &Array3<u8>, keep_maps: bool) -> Result<BottomUpOutput> {
-        let (h, w, _) = image.dim();
-        if h == 0 || w == 0 {
-            bail!("the picture is empty ({w}x{h})");
+        let steps = self.steps();
+        let input = steps.prepare(image)?;
+        steps.decode(self.run_network(input)?, keep_maps)
+    }
+
+    /// The CPU steps before and after the network, for other threads.
+    pub fn steps(&self) -> BottomUpSteps {
+        BottomUpSteps {
+            pipeline: self.pipeline,
+            input_size: self.input_size,
+            flip: self.flip,
+            layout: self.layout.clone(),
         }
-        match self.pipeline {
-            BottomUpPipeline::HigherHrnet => higher_hrnet::predict(self, image, keep_maps),
-            BottomUpPipeline::Spm => spm::predict(self, image, keep_maps),
-            BottomUpPipeline::OpenPoseCmu => openpose_cmu::predict(self, image, keep_maps),
-            BottomUpPipeline::OpenPoseTfPose => openpose_tfpose::predict(self, image, keep_maps),
+    }
+
+    /// The network on a prepared input: one pass, and with the flip test a second on the
+    /// mirrored input (its outputs mirrored back).
+    pub fn run_network(&self, input: BottomUpInput) -> Result<BottomUpRaw> {
+        let mut passes = vec![self.forward(&input.chw)?];
+        if self.flip {
+            passes.push(self.forward_flipped(&input.chw)?);
         }
+        Ok(BottomUpRaw {
+            passes,
+            geometry: input.geometry,
+            image_hw: input.image_hw,
+        })
     }
 
     /// The network's named outputs for one `[1, 3, H, W]` input given as `[3, H, W]` values.

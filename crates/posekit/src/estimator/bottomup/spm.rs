@@ -14,7 +14,9 @@ use posekit_core::codecs::spm::SpmCodec;
 use posekit_core::geometry::affine::Affine2;
 use posekit_core::geometry::warp::warp_affine;
 
-use super::{imagenet_chw, output, to_chw, BottomUpEngine, BottomUpOutput};
+use tch::Tensor;
+
+use super::{first_pass, imagenet_chw, output, to_chw, BottomUpOutput, BottomUpSteps, Geometry};
 
 /// The picture scaled by `scale` and moved by `offset` into a `side` x `side` square.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,19 +62,30 @@ impl Letterbox {
     }
 }
 
-pub(super) fn predict(
-    net: &BottomUpEngine,
+/// The letterboxed picture as the network input.
+pub(super) fn prepare(
+    steps: &BottomUpSteps,
     image: &Array3<u8>,
-    keep_maps: bool,
-) -> Result<BottomUpOutput> {
+) -> Result<(Array3<f32>, Geometry)> {
     let (h, w, _) = image.dim();
-    let side = net.input_size;
+    let side = steps.input_size;
     let letterbox = Letterbox::new(w, h, side)?;
     let input = warp_affine(image.view(), &letterbox.to_input(), side, side)
         .context("letterboxing the picture")?;
-    let outputs = net.forward(&imagenet_chw(&input))?;
-    let root = to_chw(output(&outputs, "root")?, "root heatmap")?;
-    let displacements = to_chw(output(&outputs, "displacements")?, "displacements")?;
+    Ok((imagenet_chw(&input), Geometry::Spm(letterbox)))
+}
+
+/// The people in the network's outputs, mapped back through the letterbox.
+pub(super) fn decode(
+    net: &BottomUpSteps,
+    passes: &[Vec<(String, Tensor)>],
+    letterbox: &Letterbox,
+    keep_maps: bool,
+) -> Result<BottomUpOutput> {
+    let side = letterbox.side;
+    let outputs = first_pass(passes)?;
+    let root = to_chw(output(outputs, "root")?, "root heatmap")?;
+    let displacements = to_chw(output(outputs, "displacements")?, "displacements")?;
     let (rc, mh, mw) = root.dim();
     if rc != 1 || displacements.dim() != (2 * net.layout.keypoints.len(), mh, mw) {
         bail!(
