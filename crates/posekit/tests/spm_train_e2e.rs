@@ -111,14 +111,14 @@ fn browse_shows_spm_targets_and_writes_the_loss_tensors() {
 #[test]
 fn tiny_spm_trains_and_tests_with_its_own_config() {
     let dir = scratch("spm-train");
-    // 30 epochs at a smaller input: seconds of CPU.
+    // 20 epochs at a smaller input (a minute or two of CPU on a loaded machine).
     let config = tiny_spm_config(
         &dir,
         &[
-            ("epochs", "30"),
+            ("epochs", "20"),
             ("input_size", "128"),
             ("test_input_size", "128"),
-            ("milestones", "[25]"),
+            ("milestones", "[15]"),
             ("val_interval", "0"),
         ],
     );
@@ -140,9 +140,9 @@ fn tiny_spm_trains_and_tests_with_its_own_config() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(losses.len(), 30);
+    assert_eq!(losses.len(), 20);
     assert!(
-        losses[29] < 0.5 * losses[0],
+        losses[19] < 0.75 * losses[0],
         "the loss should fall: {losses:?}"
     );
     let test_out = dir.join("test");
