@@ -64,9 +64,8 @@ pub struct SpmLoss {
 impl SpmLoss {
     pub fn new(config: SpmLossConfig) -> Result<Self> {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
-        if !ok(config.displacement_factor)
-            || !(config.smooth_l1_beta > 0.0 && ok(config.smooth_l1_beta))
-        {
+        let beta_ok = config.smooth_l1_beta > 0.0 && ok(config.smooth_l1_beta);
+        if !(ok(config.displacement_factor) && beta_ok) {
             return Err(Error::Shape(format!(
                 "SPM loss: displacement_factor must be >= 0 and smooth_l1_beta > 0, got {} and {}",
                 config.displacement_factor, config.smooth_l1_beta

@@ -195,7 +195,7 @@ fn batches_have_the_loss_layout_and_draws_are_reproducible() {
     assert_eq!(batch.masks.len(), 2 * r * r);
     assert_eq!(batch.displacements.len(), 2 * 2 * k * r * r);
     assert_eq!(batch.weights.len(), 2 * k * r * r);
-    assert!(batch.weights.iter().any(|&w| w == 1.0));
+    assert!(batch.weights.contains(&1.0));
 }
 
 #[test]
