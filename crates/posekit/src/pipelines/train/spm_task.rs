@@ -250,3 +250,63 @@ impl TrainingTask for SpmTask {
         Ok((model, Some(test.stats.ap)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeros(c: i64) -> Tensor {
+        Tensor::zeros([1, c, 4, 4], (Kind::Float, Device::Cpu))
+    }
+
+    #[test]
+    fn outputs_pair_by_stack_and_bad_names_are_errors() {
+        let named = vec![
+            ("stack1.root".to_string(), zeros(1)),
+            ("stack0.root".to_string(), zeros(1)),
+            ("stack0.displacements".to_string(), zeros(2)),
+            ("stack1.displacements".to_string(), zeros(3)),
+        ];
+        let pairs = spm_outputs(named).unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[0].1.size()[1], 2, "stack 0 first");
+        assert_eq!(pairs[1].1.size()[1], 3);
+        let single = spm_outputs(vec![
+            ("root".to_string(), zeros(1)),
+            ("displacements".to_string(), zeros(2)),
+        ])
+        .unwrap();
+        assert_eq!(single.len(), 1);
+        assert!(spm_outputs(vec![("heatmaps".to_string(), zeros(1))]).is_err());
+        assert!(spm_outputs(vec![("stack0.root".to_string(), zeros(1))]).is_err());
+    }
+
+    #[test]
+    fn the_hourglass_override_builds_a_small_two_stack_spm() {
+        let preset = Preset::find("spm-hourglass").unwrap();
+        let layout = KeypointLayout::builtin("coco17").unwrap();
+        let hourglass = Some(HourglassOverride {
+            num_stacks: 2,
+            num_blocks: 1,
+            stem_planes: 8,
+            num_feats: 8,
+            depth: 2,
+        });
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = build_spm(preset, &layout, &None, &hourglass, &vs).unwrap();
+        let x = Tensor::zeros([1, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let pairs = spm_outputs(net.forward_named(&x, false).unwrap()).unwrap();
+        assert_eq!(pairs.len(), 2, "one supervised output per stack");
+        assert_eq!(pairs[1].0.size(), [1, 1, 16, 16]);
+        assert_eq!(pairs[1].1.size(), [1, 34, 16, 16]);
+        let hrnet = Some(HrnetOverride {
+            width: 4,
+            modules: [1, 1, 1],
+            blocks: 1,
+        });
+        let err = build_spm(preset, &layout, &hrnet, &None, &vs)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("model.hourglass"), "{err}");
+    }
+}
