@@ -11,5 +11,6 @@ pub mod loss;
 pub mod models;
 pub mod optim;
 pub mod ort_engine;
+pub mod spm_loss;
 pub mod sync_bn;
 pub mod weights;

@@ -8,7 +8,7 @@
 //! [`Browsable`]: top-down crops (the crop with its joints, the heatmap targets) and
 //! HigherHRNet's whole images (the input with every person, per output resolution the heatmaps
 //! with the ignore mask over them). The next bottom-up families (OpenPose's part affinity
-//! fields, SPM's displacements) implement it for their dataset; the command, the file names,
+//! fields, SPM's displacements in [`super::spm_browse`]) implement it for their dataset; the command, the file names,
 //! the picture helpers and the tensor files are shared.
 
 use std::collections::HashMap;
@@ -112,7 +112,11 @@ pub trait Browsable {
 
 /// Browses the config's split: top-down or bottom-up by the config's `[bottomup]` section.
 pub fn browse(cfg: &ExperimentConfig, opts: &BrowseOptions) -> crate::Result<BrowseSummary> {
-    if cfg.bottomup.is_some() {
+    let family = posekit_nn::models::Preset::find(&cfg.model.preset)?.family;
+    if family == posekit_nn::models::Family::StructuredPose {
+        let data = super::spm_browse::SpmBrowse::new(cfg, opts.split)?;
+        browse_with(&data, "bottom-up (SPM)", cfg.train.seed, opts)
+    } else if cfg.bottomup.is_some() {
         let data = BottomUpBrowse::new(cfg, opts.split)?;
         browse_with(&data, "bottom-up", cfg.train.seed, opts)
     } else {
@@ -364,6 +368,14 @@ pub struct BottomUpBrowse {
 
 impl BottomUpBrowse {
     pub fn new(cfg: &ExperimentConfig, split: BrowseSplit) -> crate::Result<Self> {
+        Ok(Self {
+            data: Self::dataset(cfg, split)?,
+        })
+    }
+
+    /// The bottom-up dataset of a split (the pictures every bottom-up family's browse starts
+    /// from).
+    pub fn dataset(cfg: &ExperimentConfig, split: BrowseSplit) -> crate::Result<BottomUpDataset> {
         let d = &cfg.dataset;
         let (ann, images) = match split {
             BrowseSplit::Train => {
@@ -377,9 +389,7 @@ impl BottomUpBrowse {
             }
             BrowseSplit::Val => (d.val_annotations.clone(), d.val_images.clone()),
         };
-        Ok(Self {
-            data: bottomup_dataset(cfg, &ann, &images)?,
-        })
+        bottomup_dataset(cfg, &ann, &images)
     }
 }
 

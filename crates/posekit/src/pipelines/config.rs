@@ -446,6 +446,15 @@ fn check_paradigm_sections(table: &toml::Table) -> crate::Result<()> {
         return Ok(()); // serde or the model build names the problem
     };
     let (has_data, has_bottomup) = (table.contains_key("data"), table.contains_key("bottomup"));
+    let has_spm = table
+        .get("bottomup")
+        .is_some_and(|b| b.get("spm").is_some());
+    if has_spm && preset.family != Family::StructuredPose {
+        bail!(
+            "[bottomup.spm] sets SPM's targets and loss, but model.preset `{}` is not an SPM model",
+            preset.name
+        );
+    }
     match preset.paradigm() {
         Paradigm::BottomUp if has_data => bail!(
             "[data] is the top-down crop pipeline, but model.preset `{}` is a bottom-up model: \
@@ -529,6 +538,11 @@ impl ModelConfig {
                     };
                     Box::new(StackedHourglass::new(&vs.root(), &cfg)?)
                 }
+                (Architecture::Spm, hrnet, hourglass) => {
+                    crate::pipelines::train::spm_task::build_spm(
+                        preset, layout, hrnet, hourglass, &vs,
+                    )?
+                }
                 (_, None, Some(_)) => bail!(
                     "model.hourglass overrides a Stacked Hourglass preset (hourglass-1/-2/-4/-8), \
                  but the preset is `{}`",
@@ -561,7 +575,7 @@ impl ModelConfig {
                 }
                 _ => bail!(
                     "model.preset `{}`: training and testing from a config cover top-down models \
-                 (HRNet, Hourglass) and HigherHRNet; OpenPose and SPM are tested with \
+                 (HRNet, Hourglass), HigherHRNet and SPM; OpenPose is tested with \
                  `posekit test --model`",
                     preset.name
                 ),

@@ -16,6 +16,9 @@
 //!   pairs and `x -> res - x - 1` at each output resolution;
 //! * targets per resolution by the core's [`AeCodec`](posekit_core::codecs::associative_embedding::AeCodec) encoder (`HeatmapGenerator` and
 //!   `JointsGenerator`).
+//!
+//! Everything before the targets ([`BottomUpDataset::load_with`], [`BottomUpDataset::warp`])
+//! is shared with SPM's dataset ([`super::spm`]), which encodes its own targets instead.
 
 use std::path::{Path, PathBuf};
 
@@ -422,6 +425,18 @@ impl BottomUpDataset {
     /// Reads image `i` and makes its sample, augmented from the `(seed, epoch, i)` stream in
     /// [`LoadMode::Train`], at identity in [`LoadMode::Eval`].
     pub fn load(&self, i: usize, mode: LoadMode) -> Result<BottomUpSample, DataError> {
+        self.load_with(i, mode, |im, image, aug| self.make_sample(im, image, aug))
+    }
+
+    /// Reads image `i`, draws its augmentation as [`Self::load`] does and hands both to
+    /// `make`: what every bottom-up family shares before its own targets (SPM's dataset makes
+    /// its samples through this, so the draws and the skipped-image errors are the same).
+    pub fn load_with<S>(
+        &self,
+        i: usize,
+        mode: LoadMode,
+        make: impl FnOnce(&BottomUpImage, &Array3<u8>, &BottomUpAugmentation) -> Result<S, DataError>,
+    ) -> Result<S, DataError> {
         let im = self.images.get(i).ok_or_else(|| {
             DataError::Core(Error::Shape(format!(
                 "sample index {i} is out of range for {} images",
@@ -437,12 +452,11 @@ impl BottomUpDataset {
                 BottomUpAugmentation::draw(&mut rng, &self.cfg.augmentation, w, h)
             }
         };
-        self.make_sample(im, &image, &aug)
-            .map_err(|source| DataError::Sample {
-                index: i,
-                image: im.image_path.clone(),
-                source: Box::new(source),
-            })
+        make(im, &image, &aug).map_err(|source| DataError::Sample {
+            index: i,
+            image: im.image_path.clone(),
+            source: Box::new(source),
+        })
     }
 
     /// The ignore mask of `im` at picture resolution: 255 where counted, 0 where ignored.
@@ -461,41 +475,13 @@ impl BottomUpDataset {
         image: &Array3<u8>,
         aug: &BottomUpAugmentation,
     ) -> Result<BottomUpSample, DataError> {
-        let (h, w, c) = image.dim();
-        if c != 3 || (w as u32, h as u32) != (im.width, im.height) {
-            return Err(Error::Shape(format!(
-                "the picture is {w}x{h}x{c} but the annotation file says {}x{} RGB",
-                im.width, im.height
-            ))
-            .into());
-        }
         let cfg = &self.cfg;
-        let scale = base_scale(cfg.augmentation.scale_type, w, h) * aug.scale;
-        let center = [
-            w as f64 / 2.0 + aug.translate[0] as f64,
-            h as f64 / 2.0 + aug.translate[1] as f64,
-        ];
-        let mask = self.valid_mask(im);
-        let mask = mask.insert_axis(ndarray::Axis(2));
+        let warped = self.warp(im, image, aug, &cfg.output_sizes())?;
         let mut targets = Vec::new();
         let mut dropped_people = 0;
-        for res in cfg.output_sizes() {
-            let mat = higherhrnet_affine(center, scale, res, aug.rotation);
-            let warped = warp_affine(mask.view(), &mat, res, res)?;
-            // `/ 255 > 0.5`
-            let mut m = warped.index_axis(ndarray::Axis(2), 0).mapv(|v| {
-                if v as f32 / 255.0 > 0.5 {
-                    1.0f32
-                } else {
-                    0.0
-                }
-            });
-            let people = self.people_at(im, &mat, res, aug.flip);
-            if aug.flip {
-                m = m.slice(s![.., ..;-1]).to_owned();
-            }
+        for WarpedResolution { size, mask, people } in warped.resolutions {
             let params = AeEncodeParams {
-                heatmap_size: [res, res],
+                heatmap_size: [size, size],
                 sigma: cfg.sigma,
                 max_people: cfg.max_people,
                 tag_per_joint: true,
@@ -513,10 +499,68 @@ impl BottomUpDataset {
             .encode(people.view())?;
             dropped_people = dropped_people.max(dropped);
             targets.push(ResolutionTargets {
-                size: res,
+                size,
                 heatmaps,
-                mask: m,
+                mask,
                 joints,
+                people,
+            });
+        }
+        Ok(BottomUpSample {
+            input: warped.input,
+            targets,
+            people: warped.people,
+            dropped_people,
+            image_id: im.image_id,
+            augmentation: *aug,
+        })
+    }
+
+    /// What every bottom-up family's sample starts from: the network input and, at each of
+    /// `output_sizes`, the ignore mask and the people after HigherHRNet's random affine and
+    /// flip (the steps of the module doc before the targets).
+    pub fn warp(
+        &self,
+        im: &BottomUpImage,
+        image: &Array3<u8>,
+        aug: &BottomUpAugmentation,
+        output_sizes: &[usize],
+    ) -> Result<WarpedSample, DataError> {
+        let (h, w, c) = image.dim();
+        if c != 3 || (w as u32, h as u32) != (im.width, im.height) {
+            return Err(Error::Shape(format!(
+                "the picture is {w}x{h}x{c} but the annotation file says {}x{} RGB",
+                im.width, im.height
+            ))
+            .into());
+        }
+        let cfg = &self.cfg;
+        let scale = base_scale(cfg.augmentation.scale_type, w, h) * aug.scale;
+        let center = [
+            w as f64 / 2.0 + aug.translate[0] as f64,
+            h as f64 / 2.0 + aug.translate[1] as f64,
+        ];
+        let mask = self.valid_mask(im);
+        let mask = mask.insert_axis(ndarray::Axis(2));
+        let mut resolutions = Vec::new();
+        for &res in output_sizes {
+            let mat = higherhrnet_affine(center, scale, res, aug.rotation);
+            let warped = warp_affine(mask.view(), &mat, res, res)?;
+            // `/ 255 > 0.5`
+            let mut m = warped.index_axis(ndarray::Axis(2), 0).mapv(|v| {
+                if v as f32 / 255.0 > 0.5 {
+                    1.0f32
+                } else {
+                    0.0
+                }
+            });
+            let people = self.people_at(im, &mat, res, aug.flip);
+            if aug.flip {
+                m = m.slice(s![.., ..;-1]).to_owned();
+            }
+            resolutions.push(WarpedResolution {
+                size: res,
+                mask: m,
                 people,
             });
         }
@@ -526,16 +570,32 @@ impl BottomUpDataset {
         if aug.flip {
             crop = crop.slice(s![.., ..;-1, ..]).to_owned();
         }
-        let input = normalize(&crop, cfg.mean, cfg.std);
-        Ok(BottomUpSample {
-            input,
-            targets,
+        Ok(WarpedSample {
+            input: normalize(&crop, cfg.mean, cfg.std),
             people: self.people_at(im, &mat, s_in, aug.flip),
-            dropped_people,
-            image_id: im.image_id,
-            augmentation: *aug,
+            resolutions,
         })
     }
+}
+
+/// A picture after the random affine and flip, before any family's targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarpedSample {
+    /// `[3, S, S]` normalised RGB.
+    pub input: Vec<f32>,
+    /// `[N, K, 3]` joints in input pixels.
+    pub people: Array3<f32>,
+    pub resolutions: Vec<WarpedResolution>,
+}
+
+/// The ignore mask and the people at one output resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarpedResolution {
+    pub size: usize,
+    /// `[R, R]` 1 where the loss counts, 0 in crowds, unlabelled people and padding.
+    pub mask: Array2<f32>,
+    /// `[N, K, 3]` joints at this resolution.
+    pub people: Array3<f32>,
 }
 
 impl BottomUpDataset {

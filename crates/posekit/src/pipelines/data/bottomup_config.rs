@@ -37,6 +37,10 @@ pub struct BottomUpDataConfig {
     pub std: [f32; 3],
     #[serde(default)]
     pub loss: BottomUpLossConfig,
+    /// `[bottomup.spm]`: SPM's targets and loss (SPM presets only; the paper's values when
+    /// absent). See [`super::spm`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spm: Option<super::spm::SpmTrainConfig>,
 }
 
 /// HigherHRNet's `RandomAffineTransform` + `RandomHorizontalFlip` parameters.
@@ -144,6 +148,7 @@ impl BottomUpDataConfig {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
             loss: BottomUpLossConfig::default(),
+            spm: None,
         }
     }
 
@@ -247,7 +252,10 @@ impl BottomUpDataConfig {
                 );
             }
         }
-        self.keypoint_layout()?;
+        let layout = self.keypoint_layout()?;
+        if let Some(spm) = &self.spm {
+            spm.validate(layout.num_keypoints())?;
+        }
         Ok(())
     }
 }

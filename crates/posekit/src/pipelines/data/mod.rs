@@ -19,7 +19,8 @@
 //! not depend on the number of worker threads or on their timing.
 //!
 //! [`bottomup`] is HigherHRNet's whole-image pipeline (ignore masks, its random affine, targets
-//! per output resolution); it shares the loader through [`SampleSource`].
+//! per output resolution); it shares the loader through [`SampleSource`]. [`spm`] puts SPM's
+//! targets on the same pictures and augmentation.
 //!
 //! Geometry, codecs and file formats live in `posekit-core`; this module only wires them.
 
@@ -36,6 +37,7 @@ pub mod loader;
 pub mod mpii;
 mod rng;
 pub mod sample;
+pub mod spm;
 
 pub use augment::Augmentation;
 pub use bottomup::{BottomUpAugmentation, BottomUpBatch, BottomUpDataset, BottomUpSample};

@@ -5,11 +5,12 @@
 //!
 //! * [`schedule`]: the learning rate as a pure function of (epoch, iteration);
 //! * [`checkpoint`]: verified, atomically written checkpoint files;
-//! * [`task`]: what differs per family (dataset, loss, validation);
+//! * [`task`]: what differs per family (dataset, loss, validation); [`spm_task`] is SPM's;
 //! * [`trainer`]: the loop itself (data, loss, optimizer, validation, checkpoints).
 
 pub mod checkpoint;
 pub mod schedule;
+pub mod spm_task;
 pub mod task;
 pub mod trainer;
 

@@ -309,18 +309,29 @@ fn train_with(
         }
     }
 
-    if cfg.is_bottom_up() {
-        let task = BottomUpTask::new(cfg)?;
-        let left_out = task.dataset().unannotated_images;
-        if left_out > 0 {
+    let left_out = |n: usize| {
+        if n > 0 {
             (opts.report)(&format!(
-                "{left_out} image(s) without any annotation left out, as HigherHRNet does"
+                "{n} image(s) without any annotation left out, as HigherHRNet does"
             ));
         }
-        run(loaded, opts, &rank, task, resume_from, &earlier)
-    } else {
-        let task = TopDownTask::new(cfg)?;
-        run(loaded, opts, &rank, task, resume_from, &earlier)
+    };
+    // One task per family of the preset's registry row.
+    match posekit_nn::models::Preset::find(&cfg.model.preset)?.family {
+        posekit_nn::models::Family::StructuredPose => {
+            let task = super::spm_task::SpmTask::new(cfg)?;
+            left_out(task.unannotated_images());
+            run(loaded, opts, &rank, task, resume_from, &earlier)
+        }
+        _ if cfg.is_bottom_up() => {
+            let task = BottomUpTask::new(cfg)?;
+            left_out(task.dataset().unannotated_images);
+            run(loaded, opts, &rank, task, resume_from, &earlier)
+        }
+        _ => {
+            let task = TopDownTask::new(cfg)?;
+            run(loaded, opts, &rank, task, resume_from, &earlier)
+        }
     }
 }
 
