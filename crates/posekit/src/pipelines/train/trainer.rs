@@ -43,6 +43,7 @@ use posekit_nn::sync_bn::{with_batch_norm_sync, BatchNormSync};
 use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointMeta};
+use super::paf_task::PafTask;
 use super::task::{BatchOf, BottomUpTask, TopDownTask, TrainingTask};
 use crate::pipelines::config::{ExperimentConfig, LoadedConfig};
 use crate::pipelines::data::{
@@ -309,7 +310,17 @@ fn train_with(
         }
     }
 
-    if cfg.is_bottom_up() {
+    let family = posekit_nn::models::Preset::find(&cfg.model.preset)?.family;
+    if matches!(family, posekit_nn::models::Family::PartAffinity(_)) {
+        let task = PafTask::new(cfg)?;
+        let left_out = task.dataset().unannotated_images();
+        if left_out > 0 {
+            (opts.report)(&format!(
+                "{left_out} image(s) without any annotation left out"
+            ));
+        }
+        run(loaded, opts, &rank, task, resume_from, &earlier)
+    } else if cfg.is_bottom_up() {
         let task = BottomUpTask::new(cfg)?;
         let left_out = task.dataset().unannotated_images;
         if left_out > 0 {
