@@ -243,3 +243,76 @@ fn an_unreadable_picture_is_skipped_and_counted() {
     assert_eq!(batch.pafs.len(), 3 * 38 * 8 * 8);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `posekit browse` on an OpenPose config (the tiny one with CMU's person framing and random
+/// augmentation): the crop with its people, the heatmaps and the PAFs as pictures, and the
+/// tensors the loss reads, equal to the dataset's sample.
+#[test]
+fn browse_draws_the_paf_targets_and_writes_the_loss_tensors() {
+    use posekit::pipelines::browse::{browse, read_tensors, BrowseOptions, BrowseSplit, TensorData};
+    use posekit::pipelines::config::ExperimentConfig;
+    use posekit::pipelines::train::paf_task::paf_dataset;
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut text =
+        std::fs::read_to_string(repo.join("configs/tiny_openpose_coco_test.toml")).unwrap();
+    text = text.replace(
+        "../crates/posekit/tests/data/coco",
+        data("coco").to_str().unwrap(),
+    );
+    assert!(text.contains("framing = \"picture\""));
+    text = text.replace("framing = \"picture\"", "framing = \"person\"");
+    text = text.replace("max_rotate = 0.0", "max_rotate = 40.0");
+    text = text.replace("flip_prob = 0.0", "flip_prob = 0.5");
+    let cfg = ExperimentConfig::from_toml_str(&text, Path::new("tiny.toml"), Path::new("/")).unwrap();
+    let out = std::env::temp_dir().join(format!("posekit_paf_browse_{}", std::process::id()));
+    let summary = browse(
+        &cfg,
+        &BrowseOptions {
+            split: BrowseSplit::Train,
+            count: 2,
+            augment: true,
+            tensors: true,
+            out_dir: out.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.samples.len(), 2);
+    let ds = paf_dataset(
+        &cfg,
+        cfg.dataset.train_annotations.as_ref().unwrap(),
+        cfg.dataset.train_images.as_ref().unwrap(),
+    )
+    .unwrap();
+    let [w, h] = ds.crop_size();
+    for (i, browsed) in summary.samples.iter().enumerate() {
+        let want = ds
+            .load(i, LoadMode::Train { seed: cfg.train.seed, epoch: 0 })
+            .unwrap();
+        for suffix in ["input", "heatmaps", "pafs"] {
+            let pic = out.join(format!("{}_{suffix}.png", browsed.name));
+            let img = read_rgb_checked(&pic).unwrap();
+            assert_eq!(img.dim(), (h, w, 3), "{}", pic.display());
+            if suffix == "pafs" {
+                // Some cells carry a field's colour: not a grey (dimmed) pixel.
+                let coloured = img
+                    .outer_iter()
+                    .flat_map(|row| row.outer_iter().map(|p| (p[0], p[1], p[2])).collect::<Vec<_>>())
+                    .filter(|&(r, g, b)| r != g || g != b)
+                    .count();
+                assert!(coloured > 0, "{}: no PAF drawn", pic.display());
+            }
+        }
+        let got = read_tensors(&out.join(format!("{}.safetensors", browsed.name))).unwrap();
+        let f = |name: &str| match &got[name].data {
+            TensorData::F32(v) => v.clone(),
+            TensorData::I64(_) => panic!("{name}: expected f32"),
+        };
+        assert_eq!(f("input"), want.input);
+        assert_eq!(f("heatmaps"), want.heatmaps.iter().copied().collect::<Vec<_>>());
+        assert_eq!(f("pafs"), want.pafs.iter().copied().collect::<Vec<_>>());
+        assert_eq!(f("mask"), want.mask.iter().copied().collect::<Vec<_>>());
+        assert_eq!(got["pafs"].shape, vec![38, h / 8, w / 8]);
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

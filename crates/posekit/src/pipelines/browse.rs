@@ -112,7 +112,12 @@ pub trait Browsable {
 
 /// Browses the config's split: top-down or bottom-up by the config's `[bottomup]` section.
 pub fn browse(cfg: &ExperimentConfig, opts: &BrowseOptions) -> crate::Result<BrowseSummary> {
-    if cfg.bottomup.is_some() {
+    let paf = posekit_nn::models::Preset::find(&cfg.model.preset)
+        .is_ok_and(|p| matches!(p.family, posekit_nn::models::Family::PartAffinity(_)));
+    if paf {
+        let data = super::paf_browse::PafBrowse::new(cfg, opts.split)?;
+        browse_with(&data, "bottom-up", cfg.train.seed, opts)
+    } else if cfg.bottomup.is_some() {
         let data = BottomUpBrowse::new(cfg, opts.split)?;
         browse_with(&data, "bottom-up", cfg.train.seed, opts)
     } else {

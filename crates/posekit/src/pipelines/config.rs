@@ -48,6 +48,9 @@ use super::data::{BottomUpDataConfig, DataConfig};
 use super::model::LoadedModel;
 use super::train::schedule::ScheduleConfig;
 
+/// `train.init_weights` value naming the preset's bundled weights.
+pub const INIT_BUNDLED: &str = "bundled";
+
 /// A whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +177,11 @@ pub struct TrainConfig {
     /// official trainings, and the default). With one process it changes nothing.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sync_batchnorm: bool,
+    /// Weights to start from instead of the random initialisation (fine-tuning): a weights
+    /// file or checkpoint (relative to the config), or `"bundled"` for the weights that ship
+    /// with the preset (`openpose-mobilenetv2`). Ignored when `--resume` finds a checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_weights: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -187,6 +195,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::hrnet_official(),
             optimizer: OptimizerConfig::default(),
             sync_batchnorm: false,
+            init_weights: None,
         }
     }
 }
@@ -281,6 +290,11 @@ impl ExperimentConfig {
         .flatten()
         {
             join(p);
+        }
+        if let Some(w) = &mut self.train.init_weights {
+            if w != INIT_BUNDLED && Path::new(w.as_str()).is_relative() {
+                *w = base.join(w.as_str()).to_string_lossy().into_owned();
+            }
         }
         join(&mut d.val_annotations);
         join(&mut d.val_images);

@@ -9,6 +9,7 @@ pub mod export;
 pub mod image_io;
 pub mod infer;
 pub mod model;
+pub mod paf_browse;
 pub mod paf_model;
 pub mod test;
 pub mod topdown;

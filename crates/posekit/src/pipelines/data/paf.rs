@@ -89,6 +89,21 @@ impl PafInput {
             Self::TfPoseBgr => v,
         }
     }
+
+    /// A `[3, h, w]` network input back to `[h, w, 3]` RGB bytes (for drawing).
+    pub fn to_rgb(self, chw: &[f32], w: usize, h: usize) -> Option<Array3<u8>> {
+        if chw.len() != 3 * w * h {
+            return None;
+        }
+        Some(Array3::from_shape_fn((h, w, 3), |(y, x, c)| {
+            let v = chw[(2 - c) * h * w + y * w + x];
+            let v = match self {
+                Self::CmuBgr => (v + 0.5) * 256.0,
+                Self::TfPoseBgr => v,
+            };
+            v.round().clamp(0.0, 255.0) as u8
+        }))
+    }
 }
 
 /// COCO-17 (or any layout naming CMU-18's joints but the neck) -> CMU-18.
@@ -231,6 +246,8 @@ pub struct PafSample {
     /// off the crop (for drawing).
     pub people: Array3<f32>,
     pub image_id: i64,
+    /// The main person (person framing), its index among the image's people.
+    pub person: Option<usize>,
     pub augmentation: PafAugmentation,
 }
 
@@ -379,6 +396,11 @@ impl PafDataset {
     /// The network's layout (CMU-18).
     pub fn layout(&self) -> &KeypointLayout {
         &self.layout
+    }
+
+    /// The network's input normalisation.
+    pub fn input_style(&self) -> PafInput {
+        self.input
     }
 
     /// `[width, height]` of the crops.
@@ -541,6 +563,7 @@ impl PafDataset {
             mask,
             people,
             image_id: im.image_id,
+            person: item.person,
             augmentation: *aug,
         })
     }

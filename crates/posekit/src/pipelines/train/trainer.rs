@@ -335,6 +335,16 @@ fn train_with(
     }
 }
 
+/// `train.init_weights`: the preset's bundled weights or a weights file / checkpoint.
+fn init_weights(model: &mut crate::pipelines::model::LoadedModel, init: &str) -> crate::Result<()> {
+    use crate::estimator::weights;
+    if init == crate::pipelines::config::INIT_BUNDLED {
+        weights::load_bundled(model).context("train.init_weights")
+    } else {
+        weights::load(model, Path::new(init)).context("train.init_weights")
+    }
+}
+
 /// The loop shared by every family: `task` says what a batch is, how its loss is computed and
 /// how the model is validated.
 fn run<T: TrainingTask>(
@@ -358,6 +368,10 @@ fn run<T: TrainingTask>(
 
     tch::manual_seed(cfg.train.seed as i64);
     let mut model = cfg.model.build(&layout, opts.device)?;
+    if let (None, Some(init)) = (&resume_from, &cfg.train.init_weights) {
+        init_weights(&mut model, init)?;
+        (opts.report)(&format!("starting from the weights of {init}"));
+    }
     let mut adam = Optimizer::new(&model.vs, &cfg.train.optimizer);
     let mut state = RunState::default();
     if let Some(ck) = &resume_from {
