@@ -10,7 +10,7 @@ pub mod export;
 pub mod loss;
 pub mod models;
 pub mod optim;
-pub mod paf_loss;
 pub mod ort_engine;
+pub mod paf_loss;
 pub mod sync_bn;
 pub mod weights;

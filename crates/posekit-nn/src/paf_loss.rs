@@ -68,8 +68,8 @@ mod tests {
 
     #[test]
     fn euclidean_loss_is_half_the_masked_squared_sum_per_image() {
-        let pred = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0])
-            .view([2, 1, 2, 2]);
+        let pred =
+            Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]).view([2, 1, 2, 2]);
         let target = Tensor::zeros([2, 1, 2, 2], (Kind::Float, tch::Device::Cpu));
         let mask = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]).view([2, 2, 2]);
         let l = masked_euclidean_loss(&pred, &target, &mask).unwrap();

@@ -99,7 +99,10 @@ fn targets_masks_and_input_match_the_numpy_generator() {
             image: image_index,
             person: case["person"].as_u64().map(|p| p as usize),
         };
-        assert!(ds.items().contains(&item), "image {id}: {item:?} is a sample");
+        assert!(
+            ds.items().contains(&item),
+            "image {id}: {item:?} is a sample"
+        );
         let aug = PafAugmentation {
             scale: case["scale"].as_f64().unwrap(),
             rotation: case["rotation"].as_f64().unwrap(),
@@ -149,17 +152,27 @@ fn targets_masks_and_input_match_the_numpy_generator() {
         );
         // The input: the same OpenCV warp rounded to u8; the JPEG decoders may differ by a
         // level on a few pixels.
-        let step = if input == PafInput::CmuBgr { 1.0 / 256.0 } else { 1.0 };
+        let step = if input == PafInput::CmuBgr {
+            1.0 / 256.0
+        } else {
+            1.0
+        };
         let mut off = 0;
         let positions = case["input_positions"].as_array().unwrap();
-        for (p, v) in positions.iter().zip(case["input_values"].as_array().unwrap()) {
+        for (p, v) in positions
+            .iter()
+            .zip(case["input_values"].as_array().unwrap())
+        {
             let d = (s.input[p.as_u64().unwrap() as usize] as f64 - v.as_f64().unwrap()).abs();
             assert!(d <= 2.0 * step + 1e-4, "image {id}: input at {p}: {d}");
             if d > 1e-4 {
                 off += 1;
             }
         }
-        assert!(off * 20 <= positions.len(), "image {id}: {off} inputs differ");
+        assert!(
+            off * 20 <= positions.len(),
+            "image {id}: {off} inputs differ"
+        );
     }
 }
 
@@ -172,14 +185,25 @@ fn layouts_convert_to_cmu18_or_are_refused() {
     let im = &ds.images()[0];
     let image = Array3::<u8>::zeros((im.height as usize, im.width as usize, 3));
     let s = ds
-        .make_sample(PafItem { image: 0, person: None }, &image, &PafAugmentation::IDENTITY)
+        .make_sample(
+            PafItem {
+                image: 0,
+                person: None,
+            },
+            &image,
+            &PafAugmentation::IDENTITY,
+        )
         .unwrap();
     let coco = &im.joints;
     let (sx, sy) = (64.0 / im.width as f32, 64.0 / im.height as f32);
     for p in 0..coco.dim().0 {
         let (l, r) = (coco[[p, 5, 2]] > 0.0, coco[[p, 6, 2]] > 0.0);
         let neck = s.people[[p, 1, 2]] > 0.0;
-        assert_eq!(neck, l && r, "person {p}: neck labelled iff both shoulders are");
+        assert_eq!(
+            neck,
+            l && r,
+            "person {p}: neck labelled iff both shoulders are"
+        );
         if neck {
             let x = (coco[[p, 5, 0]] + coco[[p, 6, 0]]) / 2.0;
             let want = (x + 0.5) * sx - 0.5;
@@ -249,7 +273,9 @@ fn an_unreadable_picture_is_skipped_and_counted() {
 /// tensors the loss reads, equal to the dataset's sample.
 #[test]
 fn browse_draws_the_paf_targets_and_writes_the_loss_tensors() {
-    use posekit::pipelines::browse::{browse, read_tensors, BrowseOptions, BrowseSplit, TensorData};
+    use posekit::pipelines::browse::{
+        browse, read_tensors, BrowseOptions, BrowseSplit, TensorData,
+    };
     use posekit::pipelines::config::ExperimentConfig;
     use posekit::pipelines::train::paf_task::paf_dataset;
 
@@ -264,7 +290,8 @@ fn browse_draws_the_paf_targets_and_writes_the_loss_tensors() {
     text = text.replace("framing = \"picture\"", "framing = \"person\"");
     text = text.replace("max_rotate = 0.0", "max_rotate = 40.0");
     text = text.replace("flip_prob = 0.0", "flip_prob = 0.5");
-    let cfg = ExperimentConfig::from_toml_str(&text, Path::new("tiny.toml"), Path::new("/")).unwrap();
+    let cfg =
+        ExperimentConfig::from_toml_str(&text, Path::new("tiny.toml"), Path::new("/")).unwrap();
     let out = std::env::temp_dir().join(format!("posekit_paf_browse_{}", std::process::id()));
     let summary = browse(
         &cfg,
@@ -287,7 +314,13 @@ fn browse_draws_the_paf_targets_and_writes_the_loss_tensors() {
     let [w, h] = ds.crop_size();
     for (i, browsed) in summary.samples.iter().enumerate() {
         let want = ds
-            .load(i, LoadMode::Train { seed: cfg.train.seed, epoch: 0 })
+            .load(
+                i,
+                LoadMode::Train {
+                    seed: cfg.train.seed,
+                    epoch: 0,
+                },
+            )
             .unwrap();
         for suffix in ["input", "heatmaps", "pafs"] {
             let pic = out.join(format!("{}_{suffix}.png", browsed.name));
@@ -297,7 +330,11 @@ fn browse_draws_the_paf_targets_and_writes_the_loss_tensors() {
                 // Some cells carry a field's colour: not a grey (dimmed) pixel.
                 let coloured = img
                     .outer_iter()
-                    .flat_map(|row| row.outer_iter().map(|p| (p[0], p[1], p[2])).collect::<Vec<_>>())
+                    .flat_map(|row| {
+                        row.outer_iter()
+                            .map(|p| (p[0], p[1], p[2]))
+                            .collect::<Vec<_>>()
+                    })
                     .filter(|&(r, g, b)| r != g || g != b)
                     .count();
                 assert!(coloured > 0, "{}: no PAF drawn", pic.display());
@@ -309,7 +346,10 @@ fn browse_draws_the_paf_targets_and_writes_the_loss_tensors() {
             TensorData::I64(_) => panic!("{name}: expected f32"),
         };
         assert_eq!(f("input"), want.input);
-        assert_eq!(f("heatmaps"), want.heatmaps.iter().copied().collect::<Vec<_>>());
+        assert_eq!(
+            f("heatmaps"),
+            want.heatmaps.iter().copied().collect::<Vec<_>>()
+        );
         assert_eq!(f("pafs"), want.pafs.iter().copied().collect::<Vec<_>>());
         assert_eq!(f("mask"), want.mask.iter().copied().collect::<Vec<_>>());
         assert_eq!(got["pafs"].shape, vec![38, h / 8, w / 8]);

@@ -89,6 +89,14 @@ fn a_training_step_matches_pytorch() {
             worst = (name.clone(), d);
         }
     }
-    assert!(worst.1 <= 1e-4, "gradient of {} differs by {:e}", worst.0, worst.1);
-    println!("loss {got} (PyTorch {want}); worst gradient {} at {:e}", worst.0, worst.1);
+    assert!(
+        worst.1 <= 1e-4,
+        "gradient of {} differs by {:e}",
+        worst.0,
+        worst.1
+    );
+    println!(
+        "loss {got} (PyTorch {want}); worst gradient {} at {:e}",
+        worst.0, worst.1
+    );
 }

@@ -6,12 +6,14 @@
 
 use ndarray::{Array3, Axis};
 
-use crate::error::bail;
-use super::browse::{draw_joints, heatmap_overlay, people_to_poses, Browsable, BrowseSplit, NamedTensor, TensorData};
+use super::browse::{
+    draw_joints, heatmap_overlay, people_to_poses, Browsable, BrowseSplit, NamedTensor, TensorData,
+};
 use super::config::ExperimentConfig;
 use super::data::paf::{PafDataset, PafSample};
 use super::data::{DataError, LoadMode};
 use super::train::paf_task::paf_dataset;
+use crate::error::bail;
 
 pub struct PafBrowse {
     data: PafDataset,
@@ -115,7 +117,11 @@ impl Browsable for PafBrowse {
             bail!("an input of {} values is not [3, {h}, {w}]", s.input.len());
         };
         let mut drawn = input.clone();
-        draw_joints(&mut drawn, &people_to_poses(s.people.view()), self.data.layout());
+        draw_joints(
+            &mut drawn,
+            &people_to_poses(s.people.view()),
+            self.data.layout(),
+        );
         let k = s.heatmaps.len_of(Axis(0)) - 1;
         let joints = s.heatmaps.slice(ndarray::s![..k, .., ..]);
         Ok(vec![
@@ -137,7 +143,11 @@ impl Browsable for PafBrowse {
         };
         vec![
             f("input", &[3, h, w], s.input.clone()),
-            f("heatmaps", s.heatmaps.shape(), s.heatmaps.iter().copied().collect()),
+            f(
+                "heatmaps",
+                s.heatmaps.shape(),
+                s.heatmaps.iter().copied().collect(),
+            ),
             f("pafs", s.pafs.shape(), s.pafs.iter().copied().collect()),
             f("mask", s.mask.shape(), s.mask.iter().copied().collect()),
         ]

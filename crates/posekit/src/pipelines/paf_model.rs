@@ -2,15 +2,15 @@
 //! `[model.openpose]` (fewer stages or narrower layers, for tests and quick experiments), and
 //! checked against the data's layout, which must convert to the network's CMU-18 joints.
 
+use posekit_core::layout::KeypointLayout;
 use posekit_nn::models::openpose::{OpenPoseVgg, OpenPoseVggConfig};
 use posekit_nn::models::openpose_mobilenet::{OpenPoseMobileNetConfig, OpenPoseMobileNetV2};
 use posekit_nn::models::{Architecture, PoseNetwork, Preset};
-use posekit_core::layout::KeypointLayout;
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
-use crate::error::bail;
 use super::data::paf::Cmu18Conversion;
+use crate::error::bail;
 
 /// `[model.openpose]`: what differs from the preset's table; every key optional. Checkpoints of
 /// such a model only fit a model built from the same table.
@@ -49,7 +49,8 @@ pub fn build_openpose(
 ) -> crate::Result<Box<dyn PoseNetwork>> {
     if layout.name != "cmu18" {
         // Checked here so that a config on, say, MPII data fails before any file is read.
-        Cmu18Conversion::new(layout).map_err(|e| crate::error::invalid!("model.preset `{}`: {e}", preset.name))?;
+        Cmu18Conversion::new(layout)
+            .map_err(|e| crate::error::invalid!("model.preset `{}`: {e}", preset.name))?;
     }
     let o = over.cloned().unwrap_or_default();
     Ok(match preset.architecture {
@@ -62,7 +63,8 @@ pub fn build_openpose(
             c.cpm_widths = o.cpm_widths.unwrap_or(c.cpm_widths);
             c.stage1_width = o.stage1_width.unwrap_or(c.stage1_width);
             c.refine_kernel = o.refine_kernel.unwrap_or(c.refine_kernel);
-            c.validate().map_err(|e| crate::error::invalid!("model.openpose: {e}"))?;
+            c.validate()
+                .map_err(|e| crate::error::invalid!("model.openpose: {e}"))?;
             Box::new(OpenPoseVgg::new(&vs.root(), &c)?)
         }
         Architecture::OpenPoseMobileNet => {
@@ -73,7 +75,10 @@ pub fn build_openpose(
                 ("refine_kernel", o.refine_kernel.is_some()),
             ];
             if let Some((k, _)) = vgg_only.iter().find(|(_, set)| *set) {
-                bail!("model.openpose.{k} resizes the VGG-19 OpenPose, not `{}`", preset.name);
+                bail!(
+                    "model.openpose.{k} resizes the VGG-19 OpenPose, not `{}`",
+                    preset.name
+                );
             }
             let mut c = OpenPoseMobileNetConfig::mobilenet_v2_small();
             c.num_stages = o.num_stages.unwrap_or(c.num_stages);

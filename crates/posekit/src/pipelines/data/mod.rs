@@ -46,11 +46,11 @@ pub use coco::CocoSplit;
 pub use config::{AugmentConfig, DataConfig};
 pub use dataset::{LoadMode, LoadReport, TopDownDataset};
 pub use error::DataError;
-pub use paf::{PafBatch, PafDataset, PafSample};
-pub use paf_config::{PafAugmentConfig, PafDataConfig, PafFraming};
 pub use instance::TopDownInstance;
 pub use jpeg_check::{check_jpeg_complete, read_rgb_checked};
 pub use loader::{
     EpochBatches, Loader, LoaderOptions, SampleSource, Shard, SkipWarning, TopDownBatch,
 };
+pub use paf::{PafBatch, PafDataset, PafSample};
+pub use paf_config::{PafAugmentConfig, PafDataConfig, PafFraming};
 pub use sample::{flip_input, prepare_crop, SampleMeta, TopDownSample, TopDownTransform};

@@ -112,14 +112,7 @@ impl PafAugmentConfig {
 }
 
 /// The keys of `[bottomup]` that only HigherHRNet's pipeline reads.
-const HIGHERHRNET_ONLY: [&str; 6] = [
-    "sigma",
-    "max_people",
-    "augmentation",
-    "loss",
-    "mean",
-    "std",
-];
+const HIGHERHRNET_ONLY: [&str; 6] = ["sigma", "max_people", "augmentation", "loss", "mean", "std"];
 
 /// Refuses HigherHRNet-only keys next to `[bottomup.paf]` (they would be silently ignored),
 /// on the raw table so the error names what the user wrote.
@@ -179,10 +172,7 @@ impl PafDataConfig {
                 format!("must be positive, got {}", a.target_dist),
             );
         }
-        for (field, v) in [
-            ("scale_prob", a.scale_prob),
-            ("flip_prob", a.flip_prob),
-        ] {
+        for (field, v) in [("scale_prob", a.scale_prob), ("flip_prob", a.flip_prob)] {
             if !(0.0..=1.0).contains(&v) {
                 return bad(
                     &format!("augmentation.{field}"),

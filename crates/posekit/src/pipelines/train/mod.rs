@@ -9,8 +9,8 @@
 //! * [`trainer`]: the loop itself (data, loss, optimizer, validation, checkpoints).
 
 pub mod checkpoint;
-pub mod schedule;
 pub mod paf_task;
+pub mod schedule;
 pub mod task;
 pub mod trainer;
 

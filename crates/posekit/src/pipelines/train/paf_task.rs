@@ -15,7 +15,7 @@ use super::task::TrainingTask;
 use super::trainer::Reporter;
 use crate::pipelines::bottomup_test::{bottomup_report_text, test_config_model};
 use crate::pipelines::config::{DatasetFormat, ExperimentConfig};
-use crate::pipelines::data::paf::{PafInput, PafBatch, PafDataset};
+use crate::pipelines::data::paf::{PafBatch, PafDataset, PafInput};
 use crate::pipelines::model::LoadedModel;
 
 /// OpenPose training.
@@ -97,18 +97,26 @@ pub fn paf_stages(named: &[(String, Tensor)]) -> crate::Result<Vec<(&Tensor, &Te
 }
 
 /// The scalar loss of a batch for `model` (training-mode forward).
-pub fn paf_batch_loss(model: &LoadedModel, batch: &PafBatch, device: Device) -> crate::Result<Tensor> {
+pub fn paf_batch_loss(
+    model: &LoadedModel,
+    batch: &PafBatch,
+    device: Device,
+) -> crate::Result<Tensor> {
     let n = batch.batch_size as i64;
     let [cw, ch] = batch.crop.map(|v| v as i64);
     let [mw, mh] = batch.map_size().map(|v| v as i64);
-    let input = Tensor::from_slice(&batch.inputs).view([n, 3, ch, cw]).to_device(device);
+    let input = Tensor::from_slice(&batch.inputs)
+        .view([n, 3, ch, cw])
+        .to_device(device);
     let heatmaps = Tensor::from_slice(&batch.heatmaps)
         .view([n, batch.num_heatmaps as i64, mh, mw])
         .to_device(device);
     let pafs = Tensor::from_slice(&batch.pafs)
         .view([n, batch.num_pafs as i64, mh, mw])
         .to_device(device);
-    let masks = Tensor::from_slice(&batch.masks).view([n, mh, mw]).to_device(device);
+    let masks = Tensor::from_slice(&batch.masks)
+        .view([n, mh, mw])
+        .to_device(device);
     let named = model.net.forward_named(&input, true)?;
     let stages = paf_stages(&named)?;
     for (p, h) in &stages {
