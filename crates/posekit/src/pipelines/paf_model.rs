@@ -89,3 +89,92 @@ pub fn build_openpose(
         _ => bail!("`{}` is not an OpenPose preset", preset.name),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::pipelines::config::ExperimentConfig;
+
+    const OPENPOSE: &str = r#"
+[model]
+preset = "openpose-mobilenetv2"
+[dataset]
+format = "coco"
+train_annotations = "a.json"
+train_images = "im"
+val_annotations = "a.json"
+val_images = "im"
+[bottomup]
+input_size = 368
+[bottomup.paf]
+crop_width = 432
+"#;
+
+    fn parse(text: &str) -> Result<ExperimentConfig, String> {
+        ExperimentConfig::from_toml_str(text, Path::new("op.toml"), Path::new("/c"))
+            .map_err(|e| e.report())
+    }
+
+    #[test]
+    fn paf_section_defaults_and_refusals() {
+        let cfg = parse(OPENPOSE).unwrap();
+        let paf = cfg.bottomup.as_ref().unwrap().paf.as_ref().unwrap();
+        assert_eq!(paf.crop_size(368), [432, 368]);
+        assert_eq!((paf.sigma, paf.limb_width), (7.0, 1.0));
+        assert_eq!(paf.augmentation.max_rotate, 40.0);
+        for (text, needle) in [
+            // HigherHRNet's keys beside [bottomup.paf] would be ignored: refused.
+            (
+                OPENPOSE.replace("[bottomup.paf]", "sigma = 2.0\n[bottomup.paf]"),
+                "bottomup.sigma",
+            ),
+            // An OpenPose preset needs [bottomup.paf]; another preset refuses it.
+            (
+                OPENPOSE.replace("[bottomup.paf]\ncrop_width = 432\n", ""),
+                "[bottomup.paf]",
+            ),
+            (
+                OPENPOSE.replace("openpose-mobilenetv2", "higherhrnet-w32"),
+                "not an OpenPose model",
+            ),
+            (format!("{OPENPOSE}unknown = 1\n"), "unknown"),
+            (
+                OPENPOSE.replace("crop_width = 432", "crop_width = 430"),
+                "crop_width",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn openpose_override_resizes_and_is_refused_elsewhere() {
+        let text = OPENPOSE.replace(
+            "[dataset]",
+            "[model.openpose]\nnum_stages = 2\nrefine_width = 8\n[dataset]",
+        );
+        let cfg = parse(&text).unwrap();
+        let layout = cfg.layout().unwrap();
+        let model = cfg.model.build(&layout, tch::Device::Cpu).unwrap();
+        let x = tch::Tensor::zeros([1, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));
+        let named = model.net.forward_named(&x, false).unwrap();
+        assert_eq!(named.len(), 4, "two stages of PAFs and heatmaps");
+        let vgg_key = text.replace("refine_width = 8", "refine_width = 8\nrefine_kernel = 3");
+        let err = parse(&vgg_key)
+            .unwrap()
+            .model
+            .build(&layout, tch::Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("refine_kernel"), "{err}");
+        let vgg = text.replace("openpose-mobilenetv2", "openpose-vgg19");
+        assert!(parse(&vgg)
+            .unwrap()
+            .model
+            .build(&layout, tch::Device::Cpu)
+            .is_ok());
+    }
+}

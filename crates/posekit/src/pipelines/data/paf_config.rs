@@ -27,6 +27,12 @@ pub struct PafDataConfig {
     pub sigma: f64,
     /// PAF half-width in heatmap pixels (CMU's `putVecMaps` `thre = 1`).
     pub limb_width: f64,
+    /// Train with the BatchNorm layers in inference mode (their running statistics used and
+    /// kept, the weights still learning): for fine-tuning a trained model, whose statistics
+    /// one epoch of a small dataset would otherwise replace (the shipped MobileNetV2 lost every
+    /// person after one epoch on coco-mini, BENCHMARKS.md). Layers that always normalise with
+    /// batch statistics (tf-pose's backbone) are unaffected. Default false (CMU trains them).
+    pub frozen_batchnorm: bool,
     pub augmentation: PafAugmentConfig,
 }
 
@@ -36,6 +42,7 @@ impl Default for PafDataConfig {
             crop_width: None,
             sigma: 7.0,
             limb_width: 1.0,
+            frozen_batchnorm: false,
             augmentation: PafAugmentConfig::default(),
         }
     }

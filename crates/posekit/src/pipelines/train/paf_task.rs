@@ -102,6 +102,16 @@ pub fn paf_batch_loss(
     batch: &PafBatch,
     device: Device,
 ) -> crate::Result<Tensor> {
+    paf_batch_loss_with(model, batch, device, false)
+}
+
+/// [`paf_batch_loss`], with the BatchNorm layers in inference mode when `frozen_batchnorm`.
+pub fn paf_batch_loss_with(
+    model: &LoadedModel,
+    batch: &PafBatch,
+    device: Device,
+    frozen_batchnorm: bool,
+) -> crate::Result<Tensor> {
     let n = batch.batch_size as i64;
     let [cw, ch] = batch.crop.map(|v| v as i64);
     let [mw, mh] = batch.map_size().map(|v| v as i64);
@@ -117,7 +127,7 @@ pub fn paf_batch_loss(
     let masks = Tensor::from_slice(&batch.masks)
         .view([n, mh, mw])
         .to_device(device);
-    let named = model.net.forward_named(&input, true)?;
+    let named = model.net.forward_named(&input, !frozen_batchnorm)?;
     let stages = paf_stages(&named)?;
     for (p, h) in &stages {
         if p.size() != pafs.size() || h.size() != heatmaps.size() {
@@ -147,7 +157,13 @@ impl TrainingTask for PafTask {
     }
 
     fn loss(&self, model: &LoadedModel, batch: &PafBatch, device: Device) -> crate::Result<Tensor> {
-        paf_batch_loss(model, batch, device)
+        let frozen = self
+            .cfg
+            .bottomup
+            .as_ref()
+            .and_then(|b| b.paf.as_ref())
+            .is_some_and(|p| p.frozen_batchnorm);
+        paf_batch_loss_with(model, batch, device, frozen)
     }
 
     fn validate(
