@@ -7,9 +7,9 @@
 //! Each family's data says how it is drawn and what its loss reads through one trait,
 //! [`Browsable`]: top-down crops (the crop with its joints, the heatmap targets) and
 //! HigherHRNet's whole images (the input with every person, per output resolution the heatmaps
-//! with the ignore mask over them). The next bottom-up families (OpenPose's part affinity
-//! fields, SPM's displacements) implement it for their dataset; the command, the file names,
-//! the picture helpers and the tensor files are shared.
+//! with the ignore mask over them), OpenPose's crops with their heatmaps and part affinity
+//! fields (`super::paf_browse`). The next family (SPM's displacements) implements it for its
+//! dataset; the command, the file names, the picture helpers and the tensor files are shared.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

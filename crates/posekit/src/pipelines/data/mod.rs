@@ -19,7 +19,9 @@
 //! not depend on the number of worker threads or on their timing.
 //!
 //! [`bottomup`] is HigherHRNet's whole-image pipeline (ignore masks, its random affine, targets
-//! per output resolution); it shares the loader through [`SampleSource`].
+//! per output resolution); it shares the loader through [`SampleSource`]. [`paf`] is OpenPose's
+//! (CMU's crops, CMU-18 heatmaps, part affinity fields and ignore mask at stride 8), configured
+//! by `[bottomup.paf]` ([`paf_config`]).
 //!
 //! Geometry, codecs and file formats live in `posekit-core`; this module only wires them.
 
