@@ -48,16 +48,29 @@ impl BottomUpPredictor for PoseEstimator {
 
 /// A bottom-up network built from an experiment config (e.g. the one being trained) with its
 /// reference test pipeline. Its layout must be COCO-17 for the COCO test.
+/// A network whose layout declares a mapping to COCO-17 (OpenPose's CMU-18) answers through
+/// it, as `PoseEstimator` does (the neck dropped).
 impl BottomUpPredictor for BottomUpEngine {
     fn predict_coco17(&self, image_rgb: &Array3<u8>) -> crate::Result<Vec<Pose>> {
-        if self.layout.name != "coco17" {
+        let poses = self.predict(image_rgb, false)?.poses;
+        if self.layout.name == "coco17" {
+            return Ok(poses);
+        }
+        let coco = posekit_core::layout::KeypointLayout::builtin("coco17")
+            .ok_or_else(|| crate::error::invalid!("the built-in coco17 layout is missing"))?;
+        if !self.layout.mappings.contains_key("coco17") {
             bail!(
-                "{} answers in the {} layout; the COCO test needs COCO-17",
+                "{} answers in the {} layout, which has no mapping to COCO-17; the COCO test \
+                 needs COCO-17",
                 self.model.preset.name,
                 self.layout.name
             );
         }
-        Ok(self.predict(image_rgb, false)?.poses)
+        let mapping = self.layout.mapping_to(&coco)?;
+        Ok(poses
+            .iter()
+            .map(|p| mapping.apply(p))
+            .collect::<Result<Vec<_>, _>>()?)
     }
 }
 

@@ -7,9 +7,9 @@
 //! Each family's data says how it is drawn and what its loss reads through one trait,
 //! [`Browsable`]: top-down crops (the crop with its joints, the heatmap targets) and
 //! HigherHRNet's whole images (the input with every person, per output resolution the heatmaps
-//! with the ignore mask over them). The next bottom-up families (OpenPose's part affinity
-//! fields, SPM's displacements in [`super::spm_browse`]) implement it for their dataset; the command, the file names,
-//! the picture helpers and the tensor files are shared.
+//! with the ignore mask over them), OpenPose's crops with their heatmaps and part affinity
+//! fields (`super::paf_browse`) and SPM's root map and displacements ([`super::spm_browse`]);
+//! the command, the file names, the picture helpers and the tensor files are shared.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -116,6 +116,9 @@ pub fn browse(cfg: &ExperimentConfig, opts: &BrowseOptions) -> crate::Result<Bro
     if family == posekit_nn::models::Family::StructuredPose {
         let data = super::spm_browse::SpmBrowse::new(cfg, opts.split)?;
         browse_with(&data, "bottom-up (SPM)", cfg.train.seed, opts)
+    } else if matches!(family, posekit_nn::models::Family::PartAffinity(_)) {
+        let data = super::paf_browse::PafBrowse::new(cfg, opts.split)?;
+        browse_with(&data, "bottom-up (OpenPose)", cfg.train.seed, opts)
     } else if cfg.bottomup.is_some() {
         let data = BottomUpBrowse::new(cfg, opts.split)?;
         browse_with(&data, "bottom-up", cfg.train.seed, opts)

@@ -48,6 +48,9 @@ use super::data::{BottomUpDataConfig, DataConfig};
 use super::model::LoadedModel;
 use super::train::schedule::ScheduleConfig;
 
+/// `train.init_weights` value naming the preset's bundled weights.
+pub const INIT_BUNDLED: &str = "bundled";
+
 /// A whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +91,10 @@ pub struct ModelConfig {
     /// model for tests; the joints come from `data.layout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hourglass: Option<HourglassOverride>,
+    /// Resizes an OpenPose preset (`openpose-vgg19`, `openpose-mobilenetv2`): fewer stages or
+    /// narrower refinement layers, e.g. for tests (see [`OpenPoseOverride`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openpose: Option<super::paf_model::OpenPoseOverride>,
 }
 
 /// The sizes of a Stacked Hourglass (`StackedHourglassConfig`; bearpaw's network has stem
@@ -170,6 +177,11 @@ pub struct TrainConfig {
     /// official trainings, and the default). With one process it changes nothing.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sync_batchnorm: bool,
+    /// Weights to start from instead of the random initialisation (fine-tuning): a weights
+    /// file or checkpoint (relative to the config), or `"bundled"` for the weights that ship
+    /// with the preset (`openpose-mobilenetv2`). Ignored when `--resume` finds a checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_weights: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -183,6 +195,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::hrnet_official(),
             optimizer: OptimizerConfig::default(),
             sync_batchnorm: false,
+            init_weights: None,
         }
     }
 }
@@ -277,6 +290,11 @@ impl ExperimentConfig {
         .flatten()
         {
             join(p);
+        }
+        if let Some(w) = &mut self.train.init_weights {
+            if w != INIT_BUNDLED && Path::new(w.as_str()).is_relative() {
+                *w = base.join(w.as_str()).to_string_lossy().into_owned();
+            }
         }
         join(&mut d.val_annotations);
         join(&mut d.val_images);
@@ -446,14 +464,26 @@ fn check_paradigm_sections(table: &toml::Table) -> crate::Result<()> {
         return Ok(()); // serde or the model build names the problem
     };
     let (has_data, has_bottomup) = (table.contains_key("data"), table.contains_key("bottomup"));
-    let has_spm = table
-        .get("bottomup")
-        .is_some_and(|b| b.get("spm").is_some());
-    if has_spm && preset.family != Family::StructuredPose {
-        bail!(
-            "[bottomup.spm] sets SPM's targets and loss, but model.preset `{}` is not an SPM model",
-            preset.name
-        );
+    if let Some(bu) = table.get("bottomup").and_then(|b| b.as_table()) {
+        super::data::paf_config::check_raw_bottomup_table(bu)?;
+        let is_paf = matches!(preset.family, Family::PartAffinity(_));
+        if bu.contains_key("paf") != is_paf {
+            bail!(
+                "[bottomup.paf] is OpenPose's training section: model.preset `{}` {}",
+                preset.name,
+                if is_paf {
+                    "is an OpenPose model and needs it (an empty [bottomup.paf] takes CMU's values)"
+                } else {
+                    "is not an OpenPose model"
+                }
+            );
+        }
+        if bu.contains_key("spm") && preset.family != Family::StructuredPose {
+            bail!(
+                "[bottomup.spm] sets SPM's targets and loss, but model.preset `{}` is not an SPM model",
+                preset.name
+            );
+        }
     }
     match preset.paradigm() {
         Paradigm::BottomUp if has_data => bail!(
@@ -522,6 +552,12 @@ impl ModelConfig {
             Ok(())
         };
         let vs = nn::VarStore::new(device);
+        if self.openpose.is_some() && !matches!(preset.family, Family::PartAffinity(_)) {
+            bail!(
+                "model.openpose overrides an OpenPose preset, but the preset is `{}`",
+                preset.name
+            );
+        }
         let net: Box<dyn posekit_nn::models::PoseNetwork> =
             match (preset.architecture, &self.hrnet, &self.hourglass) {
                 (_, Some(_), Some(_)) => {
@@ -565,6 +601,9 @@ impl ModelConfig {
                     "model.hrnet overrides an HRNet or HigherHRNet preset, but the preset is `{}`",
                     preset.name
                 ),
+                _ if matches!(preset.family, Family::PartAffinity(_)) => {
+                    super::paf_model::build_openpose(preset, self.openpose.as_ref(), layout, &vs)?
+                }
                 _ if matches!(
                     preset.family,
                     Family::TopDownHeatmap | Family::AssociativeEmbedding
@@ -575,7 +614,7 @@ impl ModelConfig {
                 }
                 _ => bail!(
                     "model.preset `{}`: training and testing from a config cover top-down models \
-                 (HRNet, Hourglass), HigherHRNet and SPM; OpenPose is tested with \
+                 (HRNet, Hourglass), HigherHRNet, OpenPose and SPM; this one is tested with \
                  `posekit test --model`",
                     preset.name
                 ),

@@ -10,6 +10,8 @@ pub mod image_io;
 pub mod infer;
 pub mod model;
 pub mod spm_browse;
+pub mod paf_browse;
+pub mod paf_model;
 pub mod test;
 pub mod topdown;
 pub mod train;

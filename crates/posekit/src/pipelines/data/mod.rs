@@ -20,7 +20,9 @@
 //!
 //! [`bottomup`] is HigherHRNet's whole-image pipeline (ignore masks, its random affine, targets
 //! per output resolution); it shares the loader through [`SampleSource`]. [`spm`] puts SPM's
-//! targets on the same pictures and augmentation.
+//! targets on the same pictures and augmentation. [`paf`] is OpenPose's (CMU's crops, CMU-18
+//! heatmaps, part affinity fields and ignore mask at stride 8), configured by `[bottomup.paf]`
+//! ([`paf_config`]).
 //!
 //! Geometry, codecs and file formats live in `posekit-core`; this module only wires them.
 
@@ -35,6 +37,8 @@ pub mod instance;
 pub mod jpeg_check;
 pub mod loader;
 pub mod mpii;
+pub mod paf;
+pub mod paf_config;
 mod rng;
 pub mod sample;
 pub mod spm;
@@ -51,4 +55,6 @@ pub use jpeg_check::{check_jpeg_complete, read_rgb_checked};
 pub use loader::{
     EpochBatches, Loader, LoaderOptions, SampleSource, Shard, SkipWarning, TopDownBatch,
 };
+pub use paf::{PafBatch, PafDataset, PafSample};
+pub use paf_config::{PafAugmentConfig, PafDataConfig, PafFraming};
 pub use sample::{flip_input, prepare_crop, SampleMeta, TopDownSample, TopDownTransform};

@@ -9,6 +9,7 @@
 //! * [`trainer`]: the loop itself (data, loss, optimizer, validation, checkpoints).
 
 pub mod checkpoint;
+pub mod paf_task;
 pub mod schedule;
 pub mod spm_task;
 pub mod task;

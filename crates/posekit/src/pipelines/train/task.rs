@@ -8,7 +8,8 @@
 //!   (masked heatmap MSE per resolution, AE push/pull where the network has tags), validation
 //!   by the bottom-up COCO test.
 //!
-//! The next bottom-up families (OpenPose, SPM) are one more implementation each.
+//! OpenPose is [`super::paf_task::PafTask`] (CMU's crops and targets, the masked Euclidean
+//! loss of every stage); the next family (SPM) is one more implementation.
 
 use std::path::Path;
 use std::sync::Arc;

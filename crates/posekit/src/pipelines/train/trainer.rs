@@ -43,6 +43,7 @@ use posekit_nn::sync_bn::{with_batch_norm_sync, BatchNormSync};
 use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointMeta};
+use super::paf_task::PafTask;
 use super::task::{BatchOf, BottomUpTask, TopDownTask, TrainingTask};
 use crate::pipelines::config::{ExperimentConfig, LoadedConfig};
 use crate::pipelines::data::{
@@ -318,6 +319,11 @@ fn train_with(
     };
     // One task per family of the preset's registry row.
     match posekit_nn::models::Preset::find(&cfg.model.preset)?.family {
+        posekit_nn::models::Family::PartAffinity(_) => {
+            let task = PafTask::new(cfg)?;
+            left_out(task.dataset().unannotated_images());
+            run(loaded, opts, &rank, task, resume_from, &earlier)
+        }
         posekit_nn::models::Family::StructuredPose => {
             let task = super::spm_task::SpmTask::new(cfg)?;
             left_out(task.unannotated_images());
@@ -332,6 +338,16 @@ fn train_with(
             let task = TopDownTask::new(cfg)?;
             run(loaded, opts, &rank, task, resume_from, &earlier)
         }
+    }
+}
+
+/// `train.init_weights`: the preset's bundled weights or a weights file / checkpoint.
+fn init_weights(model: &mut crate::pipelines::model::LoadedModel, init: &str) -> crate::Result<()> {
+    use crate::estimator::weights;
+    if init == crate::pipelines::config::INIT_BUNDLED {
+        weights::load_bundled(model).context("train.init_weights")
+    } else {
+        weights::load(model, Path::new(init)).context("train.init_weights")
     }
 }
 
@@ -358,6 +374,10 @@ fn run<T: TrainingTask>(
 
     tch::manual_seed(cfg.train.seed as i64);
     let mut model = cfg.model.build(&layout, opts.device)?;
+    if let (None, Some(init)) = (&resume_from, &cfg.train.init_weights) {
+        init_weights(&mut model, init)?;
+        (opts.report)(&format!("starting from the weights of {init}"));
+    }
     let mut adam = Optimizer::new(&model.vs, &cfg.train.optimizer);
     let mut state = RunState::default();
     if let Some(ck) = &resume_from {

@@ -1,0 +1,70 @@
+//! OpenPose loader throughput: CMU-style training samples (368x368 crop, or 432x368 for the
+//! tf-pose MobileNetV2 variant; CMU-18 heatmaps, PAFs and mask at stride 8; CMU's random
+//! augmentation, one sample per main person) made by the shared multi-threaded loader, in
+//! samples per second and per worker thread. Prints figures; asserts nothing.
+//!
+//! ```text
+//! cargo run --release -p posekit --example paf_loader_bench -- \
+//!     ANNOTATIONS.json IMAGES_DIR [WORKERS] [SAMPLES] [CROP_WIDTH]
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use posekit::pipelines::data::paf::PafInput;
+use posekit::pipelines::data::{
+    BottomUpDataConfig, LoadMode, Loader, LoaderOptions, PafDataConfig, PafDataset,
+};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        anyhow::bail!(
+            "usage: paf_loader_bench ANNOTATIONS.json IMAGES_DIR [WORKERS] [SAMPLES] [CROP_WIDTH]"
+        );
+    }
+    let ann = PathBuf::from(&args[0]);
+    let images = PathBuf::from(&args[1]);
+    let workers: usize = args.get(2).map_or(Ok(1), |s| s.parse())?;
+    let samples: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
+    let crop_width: usize = args.get(4).map_or(Ok(368), |s| s.parse())?;
+    let mut cfg = BottomUpDataConfig::new(64);
+    cfg.input_size = 368;
+    cfg.paf = Some(PafDataConfig {
+        crop_width: Some(crop_width),
+        ..PafDataConfig::default()
+    });
+    let ds = Arc::new(PafDataset::coco(&ann, &images, &cfg, PafInput::CmuBgr, 8)?);
+    let loader = Loader::new(
+        Arc::clone(&ds),
+        LoaderOptions {
+            batch_size: 8,
+            num_workers: workers,
+            prefetch_batches: 4,
+            drop_last: false,
+        },
+    )?;
+    let start = Instant::now();
+    let (mut made, mut epoch) = (0usize, 0u64);
+    while made < samples {
+        for batch in loader.epoch(LoadMode::Train { seed: 0, epoch }) {
+            made += batch?.batch_size;
+            if made >= samples {
+                break;
+            }
+        }
+        epoch += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{made} samples ({crop_width}x368 crop, targets at stride 8) from {} main people of {} \
+         images with {workers} worker(s) in {secs:.2} s: {:.1} samples/s, {:.1} samples/s per \
+         worker",
+        ds.len(),
+        ds.images().len(),
+        made as f64 / secs,
+        made as f64 / secs / workers.max(1) as f64
+    );
+    Ok(())
+}

