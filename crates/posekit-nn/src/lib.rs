@@ -11,7 +11,7 @@ pub mod loss;
 pub mod models;
 pub mod optim;
 pub mod ort_engine;
-pub mod spm_loss;
 pub mod paf_loss;
+pub mod spm_loss;
 pub mod sync_bn;
 pub mod weights;
