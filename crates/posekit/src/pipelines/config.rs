@@ -92,7 +92,7 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hourglass: Option<HourglassOverride>,
     /// Resizes an OpenPose preset (`openpose-vgg19`, `openpose-mobilenetv2`): fewer stages or
-    /// narrower refinement layers, e.g. for tests (see [`OpenPoseOverride`]).
+    /// narrower refinement layers, e.g. for tests (see [`OpenPoseOverride`](super::paf_model::OpenPoseOverride)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openpose: Option<super::paf_model::OpenPoseOverride>,
 }

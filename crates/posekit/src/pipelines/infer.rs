@@ -44,7 +44,7 @@
 //! found, and a track's crop whose pose the tracker does not take (too few joints: the person
 //! left) is dropped until the next proposals.
 //!
-//! A video runs through a pipeline of threads with bounded queues ([`video_pipeline`]):
+//! A video runs through a pipeline of threads with bounded queues (`video_pipeline`):
 //! ffmpeg's decoding, the network input's preparation, the network, the grouping, tracking and
 //! smoothing, the drawing and ffmpeg's encoding of different frames overlap, in frame order.
 //!
