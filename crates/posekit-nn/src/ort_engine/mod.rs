@@ -167,12 +167,16 @@ impl OrtNetwork {
 
 /// Threads and optimisation level. Errors are strings: `ort`'s builder error carries the
 /// builder back, which is of no use here.
+///
+/// The level is `All` (`ORT_ENABLE_ALL`, what ONNX Runtime's Python API and its own default
+/// use): `ort`'s `Level3` is `ORT_ENABLE_LAYOUT`, which leaves some of them out and cost the
+/// shipped MobileNetV2 2-4% against ONNX Runtime from Python (BENCHMARKS.md).
 fn configure(
     builder: SessionBuilder,
     options: OrtOptions,
 ) -> std::result::Result<SessionBuilder, String> {
     let mut b = builder
-        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| e.to_string())?
         .with_inter_threads(1)
         .map_err(|e| e.to_string())?;
