@@ -344,6 +344,11 @@ impl FrameWriter {
                 "-pix_fmt",
                 "yuv420p",
             ])
+            // x264's `veryfast` instead of its `medium` default: the drawn copy is for looking
+            // at, and at `medium` the encoder took a third as much CPU as the network itself
+            // (perf on the bundled model, BENCHMARKS.md "Video throughput"), CPU the pipeline's
+            // other stages need on a small machine. Other encoders ignore the option.
+            .args(["-preset", "veryfast"])
             .arg(path)
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
