@@ -11,9 +11,8 @@ use posekit_nn::models::{Family, Preset};
 use posekit_nn::paf_loss::paf_loss;
 use tch::{Device, Kind, Tensor};
 
-use super::task::TrainingTask;
+use super::task::{bottomup_train_split, validate_bottomup, TrainingTask};
 use super::trainer::Reporter;
-use crate::pipelines::bottomup_test::{bottomup_report_text, test_config_model};
 use crate::pipelines::config::{DatasetFormat, ExperimentConfig};
 use crate::pipelines::data::paf::{PafBatch, PafDataset, PafInput};
 use crate::pipelines::model::LoadedModel;
@@ -34,22 +33,13 @@ fn input_multiple(style: posekit_nn::models::PafStyle) -> usize {
 
 impl PafTask {
     pub fn new(cfg: &ExperimentConfig) -> crate::Result<Self> {
-        let d = &cfg.dataset;
-        let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
-            bail!("dataset.train_annotations and dataset.train_images are needed for training");
-        };
+        let (ann, images) = bottomup_train_split(cfg)?;
         let ds = paf_dataset(cfg, ann, images)?;
         if ds.is_empty() {
             bail!(
                 "{}: no sample to train on (with framing \"person\", an image needs a person \
                  with bottomup.paf.augmentation.min_keypoints labelled joints and min_area)",
                 ann.display()
-            );
-        }
-        if !d.val_annotations.exists() {
-            bail!(
-                "dataset.val_annotations {} does not exist (validation needs it)",
-                d.val_annotations.display()
             );
         }
         Ok(Self {
@@ -174,8 +164,6 @@ impl TrainingTask for PafTask {
         progress: bool,
         report: &Reporter,
     ) -> crate::Result<(LoadedModel, Option<f64>)> {
-        let (model, test) = test_config_model(model, &self.cfg, device, out_dir, progress)?;
-        report(&bottomup_report_text(&test));
-        Ok((model, Some(test.stats.ap)))
+        validate_bottomup(&self.cfg, model, device, out_dir, progress, report)
     }
 }

@@ -20,9 +20,8 @@ use posekit_nn::models::{PoseNetwork, Preset};
 use posekit_nn::spm_loss::{SpmLoss, SpmLossTerms};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::task::{bottomup_dataset, TrainingTask};
+use super::task::{bottomup_dataset, bottomup_train_split, validate_bottomup, TrainingTask};
 use super::trainer::Reporter;
-use crate::pipelines::bottomup_test::{bottomup_report_text, test_config_model};
 use crate::pipelines::config::{ExperimentConfig, HourglassOverride, HrnetOverride};
 use crate::pipelines::data::spm::{SpmBatch, SpmDataset};
 use crate::pipelines::model::LoadedModel;
@@ -97,19 +96,10 @@ impl SpmTask {
         let Some(bu) = &cfg.bottomup else {
             bail!("the config has no [bottomup] section");
         };
-        let d = &cfg.dataset;
-        let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
-            bail!("dataset.train_annotations and dataset.train_images are needed for training");
-        };
+        let (ann, images) = bottomup_train_split(cfg)?;
         let base = bottomup_dataset(cfg, ann, images)?;
         if base.is_empty() {
             bail!("{}: no annotated image to train on", ann.display());
-        }
-        if !d.val_annotations.exists() {
-            bail!(
-                "dataset.val_annotations {} does not exist (validation needs it)",
-                d.val_annotations.display()
-            );
         }
         let spm = bu.spm.clone().unwrap_or_default();
         let loss = SpmLoss::new(spm.loss())?;
@@ -245,9 +235,7 @@ impl TrainingTask for SpmTask {
         progress: bool,
         report: &Reporter,
     ) -> crate::Result<(LoadedModel, Option<f64>)> {
-        let (model, test) = test_config_model(model, &self.cfg, device, out_dir, progress)?;
-        report(&bottomup_report_text(&test));
-        Ok((model, Some(test.stats.ap)))
+        validate_bottomup(&self.cfg, model, device, out_dir, progress, report)
     }
 }
 

@@ -201,19 +201,10 @@ impl BottomUpTask {
         let Some(bu) = &cfg.bottomup else {
             bail!("the config has no [bottomup] section");
         };
-        let d = &cfg.dataset;
-        let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
-            bail!("dataset.train_annotations and dataset.train_images are needed for training");
-        };
+        let (ann, images) = bottomup_train_split(cfg)?;
         let ds = bottomup_dataset(cfg, ann, images)?;
         if ds.is_empty() {
             bail!("{}: no annotated image to train on", ann.display());
-        }
-        if !d.val_annotations.exists() {
-            bail!(
-                "dataset.val_annotations {} does not exist (validation needs it)",
-                d.val_annotations.display()
-            );
         }
         let k = ds.layout().num_keypoints() as i64;
         let l = &bu.loss;
@@ -235,6 +226,37 @@ impl BottomUpTask {
             loss,
         })
     }
+}
+
+/// The config's training annotations and images, which training needs, once the validation
+/// annotations every bottom-up family validates on are known to exist.
+pub(super) fn bottomup_train_split(cfg: &ExperimentConfig) -> crate::Result<(&Path, &Path)> {
+    let d = &cfg.dataset;
+    let (Some(ann), Some(images)) = (&d.train_annotations, &d.train_images) else {
+        bail!("dataset.train_annotations and dataset.train_images are needed for training");
+    };
+    if !d.val_annotations.exists() {
+        bail!(
+            "dataset.val_annotations {} does not exist (validation needs it)",
+            d.val_annotations.display()
+        );
+    }
+    Ok((ann, images))
+}
+
+/// The validation of every bottom-up family: the config's bottom-up COCO test, whose AP selects
+/// the best checkpoint.
+pub(super) fn validate_bottomup(
+    cfg: &ExperimentConfig,
+    model: LoadedModel,
+    device: Device,
+    out_dir: &Path,
+    progress: bool,
+    report: &Reporter,
+) -> crate::Result<(LoadedModel, Option<f64>)> {
+    let (model, test) = test_config_model(model, cfg, device, out_dir, progress)?;
+    report(&bottomup_report_text(&test));
+    Ok((model, Some(test.stats.ap)))
 }
 
 /// The bottom-up dataset of one split of a config (`ann` with its images under `images`), in
@@ -383,8 +405,6 @@ impl TrainingTask for BottomUpTask {
         progress: bool,
         report: &Reporter,
     ) -> crate::Result<(LoadedModel, Option<f64>)> {
-        let (model, test) = test_config_model(model, &self.cfg, device, out_dir, progress)?;
-        report(&bottomup_report_text(&test));
-        Ok((model, Some(test.stats.ap)))
+        validate_bottomup(&self.cfg, model, device, out_dir, progress, report)
     }
 }
