@@ -18,21 +18,8 @@ use common::*;
 
 /// The repo's tiny HigherHRNet config with absolute data paths and `edits` (`key = value`
 /// lines replaced), written into `dir`.
-fn tiny_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
-    let mut text =
-        std::fs::read_to_string(repo("configs/tiny_higherhrnet_coco_test.toml")).unwrap();
-    text = text.replace("../crates/posekit/tests/data/coco", path_str(&data("coco")));
-    for (key, value) in edits {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{key} =")))
-            .unwrap_or_else(|| panic!("no `{key} =` line in the tiny config"))
-            .to_string();
-        text = text.replace(&line, &format!("{key} = {value}"));
-    }
-    let path = dir.join("tiny_bu.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+fn tiny_bottomup_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
+    tiny_config(dir, "tiny_higherhrnet_coco_test", edits)
 }
 
 fn train_cmd(config: &Path, out: &Path, resume: bool) -> Command {
@@ -70,7 +57,7 @@ fn log_losses(out: &Path) -> Vec<f64> {
 fn tiny_higherhrnet_trains_and_tests_with_its_own_config() {
     let dir = scratch("bu-train");
     // 40 of the 300 epochs, at a smaller input: a few seconds of CPU.
-    let config = tiny_config(
+    let config = tiny_bottomup_config(
         &dir,
         &[
             ("epochs", "40"),
@@ -134,7 +121,7 @@ const EPOCHS: usize = 6;
 fn killed_bottomup_runs_resume_to_the_same_weights() {
     let dir = scratch("bu-kill");
     // A width-4 HigherHRNet at input 64, 2 images per batch, the full official augmentation.
-    let config = tiny_config(
+    let config = tiny_bottomup_config(
         &dir,
         &[
             ("width", "4"),
@@ -191,7 +178,7 @@ fn killed_bottomup_runs_resume_to_the_same_weights() {
 #[test]
 fn a_bottom_up_preset_with_a_top_down_data_section_is_refused() {
     let dir = scratch("bu-bad-config");
-    let config = tiny_config(&dir, &[]);
+    let config = tiny_bottomup_config(&dir, &[]);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[data]\ninput_size = [192, 256]\nheatmap_size = [48, 64]\n");
     std::fs::write(&config, text).unwrap();

@@ -57,27 +57,17 @@ fn topdown_config(dir: &Path, epochs: usize) -> PathBuf {
 
 /// The tiny HigherHRNet config, likewise cut down: 4 images in batches of 1, small inputs.
 fn bottomup_config(dir: &Path) -> PathBuf {
-    let data = common::data("coco");
-    let mut text =
-        std::fs::read_to_string(common::repo("configs/tiny_higherhrnet_coco_test.toml")).unwrap();
-    text = text.replace("../crates/posekit/tests/data/coco", common::path_str(&data));
-    for (key, value) in [
-        ("width", "8"),
-        ("epochs", "1"),
-        ("batch_size", "1"),
-        ("input_size", "128"),
-        ("test_input_size", "64"),
-    ] {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{key} =")))
-            .unwrap_or_else(|| panic!("no `{key} =` line in the bottom-up config"))
-            .to_string();
-        text = text.replace(&line, &format!("{key} = {value}"));
-    }
-    let path = dir.join("tiny_bu.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::tiny_config(
+        dir,
+        "tiny_higherhrnet_coco_test",
+        &[
+            ("width", "8"),
+            ("epochs", "1"),
+            ("batch_size", "1"),
+            ("input_size", "128"),
+            ("test_input_size", "64"),
+        ],
+    )
 }
 
 /// What the two ranks must compute, in one process: at every step, rank 1's half-batch and

@@ -20,19 +20,7 @@ use posekit::pipelines::train::task::bottomup_dataset;
 
 /// The tiny SPM config with absolute data paths and `edits` (`key = value` lines replaced).
 fn tiny_spm_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
-    let mut text = std::fs::read_to_string(repo("configs/tiny_spm_coco_test.toml")).unwrap();
-    text = text.replace("../crates/posekit/tests/data/coco", path_str(&data("coco")));
-    for (key, value) in edits {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{key} =")))
-            .unwrap_or_else(|| panic!("no `{key} =` line in the tiny SPM config"))
-            .to_string();
-        text = text.replace(&line, &format!("{key} = {value}"));
-    }
-    let path = dir.join("tiny_spm.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    tiny_config(dir, "tiny_spm_coco_test", edits)
 }
 
 fn f32s(t: &TensorData) -> &[f32] {

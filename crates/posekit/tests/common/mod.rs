@@ -71,23 +71,28 @@ pub fn assert_clean_failure(o: &Output, what: &str) {
     );
 }
 
-/// A copy of the tiny HRNet test config with absolute data paths and `edits` applied
-/// (`key = value` lines replaced), written into `dir`.
-pub fn tiny_hrnet_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
-    let mut text = std::fs::read_to_string(repo("configs/tiny_hrnet_coco_test.toml")).unwrap();
-    let data = data("coco");
-    text = text.replace("../crates/posekit/tests/data/coco", path_str(&data));
+/// A copy of the repository's `configs/{name}.toml` (a tiny config on the 4 test pictures) with
+/// absolute data paths and `edits` applied (`key = value` lines replaced), written into `dir`
+/// as `{name}.toml`.
+pub fn tiny_config(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(repo(&format!("configs/{name}.toml"))).unwrap();
+    text = text.replace("../crates/posekit/tests/data/coco", path_str(&data("coco")));
     for (key, value) in edits {
         let line = text
             .lines()
             .find(|l| l.starts_with(&format!("{key} =")))
-            .unwrap_or_else(|| panic!("no `{key} =` line in the tiny config"))
+            .unwrap_or_else(|| panic!("no `{key} =` line in configs/{name}.toml"))
             .to_string();
         text = text.replace(&line, &format!("{key} = {value}"));
     }
-    let path = dir.join("tiny.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// [`tiny_config`] of the tiny HRNet test config.
+pub fn tiny_hrnet_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
+    tiny_config(dir, "tiny_hrnet_coco_test", edits)
 }
 
 /// The tiny HRNet config (`tiny_hrnet_config`) with random weights, saved like a training
