@@ -24,16 +24,51 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
     "$PYTHON" -m venv .venv
 fi
+pip_install() {
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-cache-dir "$@"
+}
+
+# install_lean REQUIREMENT: installs REQUIREMENT and its dependencies one wheel at a time, so the
+# disk holds what is installed plus one download (the CUDA wheel of torch pulls about 3 GB of
+# nvidia-* wheels: installed in one go, with pip's cache, it needed about three times that and
+# filled a CI runner's disk). triton is left out: only torch.compile uses it, and nothing here
+# compiles Python models (libtorch is linked directly; torchrun runs without it).
+install_lean() {
+    local report
+    report=$(mktemp)
+    if .venv/bin/pip install --quiet --disable-pip-version-check --dry-run --ignore-installed \
+        --report "$report" "$1" >/dev/null 2>&1; then
+        local wheels
+        wheels=$(.venv/bin/python - "$report" <<'PY'
+import json, sys
+# torch last, so that an interrupted set-up leaves no torch without its libraries.
+items = [item["metadata"] for item in json.load(open(sys.argv[1]))["install"]]
+for meta in sorted(items, key=lambda meta: meta["name"].lower() == "torch"):
+    if meta["name"].lower() != "triton":
+        print(f'{meta["name"]}=={meta["version"]}')
+PY
+)
+        rm -f "$report"
+        local wheel
+        for wheel in $wheels; do
+            pip_install --no-deps "$wheel"
+        done
+    else
+        rm -f "$report"
+        pip_install "$1"
+    fi
+}
+
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
     echo "setup: installing torch==$TORCH_VERSION into .venv (libtorch for the tch crate)"
-    .venv/bin/pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    install_lean "torch==$TORCH_VERSION"
 fi
 torch_dir=$(.venv/bin/python -c "import os, torch; print(os.path.dirname(torch.__file__))" 2>/dev/null)
 ln -sfn "$torch_dir" .venv/libtorch
 
 if ! .venv/bin/python -c "import onnxruntime, sys; sys.exit(onnxruntime.__version__ != '$ONNXRUNTIME_VERSION')" 2>/dev/null; then
     echo "setup: installing onnxruntime==$ONNXRUNTIME_VERSION into .venv (libonnxruntime for --backend ort)"
-    .venv/bin/pip install --quiet --disable-pip-version-check "onnxruntime==$ONNXRUNTIME_VERSION"
+    pip_install "onnxruntime==$ONNXRUNTIME_VERSION"
 fi
 
 # apt_install PACKAGE WHAT-IS-LOST-WITHOUT-IT
@@ -58,8 +93,7 @@ if [ -f .venv/libtorch/lib/libtorch_cuda.so ]; then
     cuda=$(.venv/bin/python -c "import torch; print(torch.version.cuda or '')" 2>/dev/null)
     if [ -n "$cuda" ] && ! .venv/bin/python -m pip show --quiet nvidia-cuda-crt nvidia-cuda-cccl >/dev/null 2>&1; then
         echo "setup: installing CUDA $cuda headers for the NCCL process group into .venv"
-        .venv/bin/pip install --quiet --disable-pip-version-check \
-            "nvidia-cuda-crt==$cuda.*" "nvidia-cuda-cccl==$cuda.*"
+        pip_install "nvidia-cuda-crt==$cuda.*" "nvidia-cuda-cccl==$cuda.*"
     fi
 fi
 
