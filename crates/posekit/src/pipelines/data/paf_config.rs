@@ -11,6 +11,7 @@
 //! ([`check_raw_bottomup_table`]): the input normalisation is the one the family's test
 //! pipeline feeds (BGR `v / 256 - 0.5` for CMU models, BGR 0..255 for tf-pose ones).
 
+use posekit_core::codecs::paf::PafTargetRules;
 use serde::{Deserialize, Serialize};
 
 use super::error::DataError;
@@ -27,6 +28,13 @@ pub struct PafDataConfig {
     pub sigma: f64,
     /// PAF half-width in heatmap pixels (CMU's `putVecMaps` `thre = 1`).
     pub limb_width: f64,
+    /// Whose rules draw the targets: `"cmu"` (CMU's generator exactly: Gaussians of people
+    /// summed and clipped at 1, limbs by distance to their line inside their rounded box, a
+    /// later person's vector replacing an earlier one's, the main person drawn first, joints
+    /// off the crop still drawn) or `"posekit"` (the core encoder's own rules; the default, so
+    /// configs written before the key keep their targets). See
+    /// [`PafTargetRules`] and the module doc of `data/paf.rs`.
+    pub rules: PafTargetRules,
     /// Train with the BatchNorm layers in inference mode (their running statistics used and
     /// kept, the weights still learning): for fine-tuning a trained model, whose statistics
     /// one epoch of a small dataset would otherwise replace (the shipped MobileNetV2 lost every
@@ -42,6 +50,7 @@ impl Default for PafDataConfig {
             crop_width: None,
             sigma: 7.0,
             limb_width: 1.0,
+            rules: PafTargetRules::Posekit,
             frozen_batchnorm: false,
             augmentation: PafAugmentConfig::default(),
         }
