@@ -282,6 +282,63 @@ fn cmu_rules_match_the_numpy_cmu_generator() {
     );
 }
 
+/// genJSON.m's rule: a main person whose box centre lies within 0.3 x the larger box side of
+/// an *earlier main* person's centre is no main person; a person dropped by it does not
+/// count for later ones.
+#[test]
+fn main_people_too_close_to_an_earlier_one_are_dropped() {
+    let mut gt: Value =
+        serde_json::from_str(&std::fs::read_to_string(coco_json()).unwrap()).unwrap();
+    let id = 197388;
+    gt["images"] = Value::Array(
+        gt["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|im| im["id"] == id)
+            .cloned()
+            .collect(),
+    );
+    let mut anns: Vec<Value> = gt["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["image_id"] == id)
+        .cloned()
+        .collect();
+    assert_eq!(anns.len(), 5);
+    // Centres (150, 200) side 200 (radius 60); (200, 200): 50 from the first, dropped;
+    // (220, 200): 70 from the first, kept, though 20 from the dropped one; (245, 200): 25 from
+    // the third (radius 30), dropped; the fifth far away, kept.
+    let boxes = [
+        [100.0, 100.0, 100.0, 200.0],
+        [150.0, 150.0, 100.0, 100.0],
+        [170.0, 150.0, 100.0, 100.0],
+        [195.0, 150.0, 100.0, 100.0],
+        [500.0, 100.0, 100.0, 200.0],
+    ];
+    for (a, b) in anns.iter_mut().zip(boxes) {
+        a["bbox"] = serde_json::json!(b);
+        assert!(a["num_keypoints"].as_u64().unwrap() >= 5 && a["area"].as_f64().unwrap() >= 1024.0);
+    }
+    gt["annotations"] = Value::Array(anns);
+    let path =
+        std::env::temp_dir().join(format!("posekit_paf_too_close_{}.json", std::process::id()));
+    std::fs::write(&path, gt.to_string()).unwrap();
+    let people = |distance: f64| {
+        let mut bu = config([368, 368], PafFraming::Person);
+        bu.paf.as_mut().unwrap().augmentation.min_main_distance = distance;
+        let ds = PafDataset::coco(&path, &data("coco"), &bu, PafInput::CmuBgr, 8).unwrap();
+        ds.items()
+            .iter()
+            .map(|it| it.person.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(people(0.0), vec![0, 1, 2, 3, 4]);
+    assert_eq!(people(0.3), vec![0, 2, 4]);
+    std::fs::remove_file(&path).ok();
+}
+
 #[test]
 fn layouts_convert_to_cmu18_or_are_refused() {
     // COCO-17 -> CMU-18: the neck between the shoulders, labelled when both are.

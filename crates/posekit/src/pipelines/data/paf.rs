@@ -16,9 +16,10 @@
 //!   port's `add_neck` do (the port also rounds it to whole pixels; not done here). A layout
 //!   lacking a CMU-18 joint other than the neck is refused, naming the joints.
 //! * **Samples**: with [`PafFraming::Person`] one sample per main person (CMU's `genJSON.m`:
-//!   at least 5 labelled joints and area 32 x 32; CMU also drops a main person standing too
-//!   close to an earlier one, which is not done here), all the image's people drawn in the
-//!   targets. With [`PafFraming::Picture`] one sample per image.
+//!   at least 5 labelled joints and area 32 x 32, and, with `min_main_distance = 0.3` as the
+//!   shipped configs set it, not closer to an earlier main person's box centre than 0.3 of
+//!   that person's larger box side), all the image's people drawn in the targets. With
+//!   [`PafFraming::Picture`] one sample per image.
 //! * **Augmentation**: CMU's four steps (scale, rotate, crop-pad, flip) with CMU's draws and
 //!   defaults, composed into one affine so the picture is interpolated once (bilinear; CMU
 //!   resizes and rotates with bicubic, twice); CMU's crop centre is rounded to whole pixels,
@@ -340,18 +341,30 @@ impl PafDataset {
                     person: None,
                 }),
                 PafFraming::Person => {
+                    // genJSON.m: box centre and larger box side of each earlier main person.
+                    let mut earlier: Vec<([f64; 2], f64)> = Vec::new();
                     for (p, &i) in kept.iter().enumerate() {
                         let an = &gt.annotations[i];
                         let main = !an.iscrowd
                             && an.num_keypoints >= a.min_keypoints
                             && an.area >= a.min_area
                             && an.bbox[3] > 0.0;
-                        if main {
-                            items.push(PafItem {
-                                image: index,
-                                person: Some(p),
-                            });
+                        if !main {
+                            continue;
                         }
+                        let [x, y, w, h] = an.bbox;
+                        let centre = [x + w / 2.0, y + h / 2.0];
+                        let too_close = earlier.iter().any(|(c, side)| {
+                            (c[0] - centre[0]).hypot(c[1] - centre[1]) < side * a.min_main_distance
+                        });
+                        if too_close {
+                            continue;
+                        }
+                        earlier.push((centre, w.max(h)));
+                        items.push(PafItem {
+                            image: index,
+                            person: Some(p),
+                        });
                     }
                 }
             }

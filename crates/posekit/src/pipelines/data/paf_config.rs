@@ -93,6 +93,12 @@ pub struct PafAugmentConfig {
     /// Main-person rule of CMU's `genJSON.m` (at least 5 labelled joints, area 32 x 32).
     pub min_keypoints: u32,
     pub min_area: f64,
+    /// `genJSON.m`'s other main-person rule: a person whose box centre is closer to the box
+    /// centre of an earlier main person of the image (annotation order) than this fraction
+    /// of that person's larger box side is no main person (CMU: 0.3, its
+    /// `norm(dist) < prev_center(k,3)*0.3`). Default 0: off, so that configs written before
+    /// the key keep their samples; the shipped OpenPose configs say 0.3.
+    pub min_main_distance: f64,
 }
 
 impl Default for PafAugmentConfig {
@@ -108,6 +114,7 @@ impl Default for PafAugmentConfig {
             flip_prob: 0.5,
             min_keypoints: 5,
             min_area: 32.0 * 32.0,
+            min_main_distance: 0.0,
         }
     }
 }
@@ -200,6 +207,7 @@ impl PafDataConfig {
             ("max_rotate", a.max_rotate),
             ("center_perturb_max", a.center_perturb_max),
             ("min_area", a.min_area),
+            ("min_main_distance", a.min_main_distance),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(
