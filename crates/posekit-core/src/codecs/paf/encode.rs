@@ -309,7 +309,7 @@ fn put_vec_cmu(
     let (bx, by) = (b.0 * inv, b.1 * inv);
     let (vx, vy) = (bx - ax, by - ay);
     let norm = (vx * vx + vy * vy).sqrt();
-    if !(norm > 0.0) {
+    if norm.is_nan() || norm <= 0.0 {
         return false;
     }
     let (ux, uy) = (vx / norm, vy / norm);

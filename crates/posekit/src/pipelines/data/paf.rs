@@ -43,8 +43,8 @@
 //!     overlapping Gaussians, limb pixels within 1 of the *segment* with joints on the
 //!     Gaussians' grid `(x + 0.5) / 8 - 0.5`, averaged over people; joints that leave the crop
 //!     count as unlabelled and draw neither Gaussian nor limb.
-//!   Not CMU's in either: COCO coordinates are not shifted by CMU's `- 1` (its Matlab-to-C++
-//!   index change applied to COCO's 0-based pixels).
+//!   - Not CMU's under either: COCO coordinates are not shifted by CMU's `- 1` (its
+//!     Matlab-to-C++ index change, applied to COCO's 0-based pixels).
 //! * **Mask** at the output grid: the picture's ignore mask sampled (bilinear) at each output
 //!   pixel's centre through the same affine, 1 counted, 0 ignored, soft in between, padding
 //!   counted (CMU's `mask_miss` is warped with border 255 and resized to 1/8 with bicubic).
