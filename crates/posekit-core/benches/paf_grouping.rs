@@ -16,6 +16,7 @@ use std::time::Instant;
 use ndarray::{s, Array2, Array3};
 use posekit_core::codecs::paf::{
     smoothing, HeatmapSmoothing, PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs,
+    PafTargetRules,
 };
 
 #[path = "../tests/support/paf_people.rs"]
@@ -54,6 +55,7 @@ fn main() {
         sigma: 1.0,
         limb_width: 1.0,
         background: true,
+        rules: PafTargetRules::Posekit,
     };
     let grouping = PafCodec::new(limbs.clone(), enc, PafDecodeParams::grouping_only());
     let encode_ms = median_ms(50, || {

@@ -8,6 +8,7 @@
 use ndarray::{s, Array2, Array3, ArrayView3};
 use posekit_core::codecs::paf::{
     self, smoothing, HeatmapSmoothing, PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs,
+    PafTargetRules,
 };
 
 #[path = "support/paf_people.rs"]
@@ -284,6 +285,7 @@ fn encode_decode_round_trip() {
         sigma: 1.0,
         limb_width: 1.0,
         background: true,
+        rules: PafTargetRules::Posekit,
     };
     let codec = PafCodec::new(limbs, params, PafDecodeParams::grouping_only());
     let t = codec.encode(kp.view(), vis.view()).unwrap();
@@ -312,6 +314,7 @@ fn encode_decode_round_trip_with_tfpose_upsampling() {
         sigma: 1.0,
         limb_width: 1.0,
         background: true,
+        rules: PafTargetRules::Posekit,
     };
     let codec = PafCodec::new(limbs, params, PafDecodeParams::tf_pose());
     let t = codec.encode(kp.view(), vis.view()).unwrap();
@@ -382,6 +385,7 @@ fn coco17_from_skeleton_round_trip() {
         sigma: 1.0,
         limb_width: 1.0,
         background: false,
+        rules: PafTargetRules::Posekit,
     };
     let codec = PafCodec::new(limbs, params, PafDecodeParams::grouping_only());
     let t = codec.encode(kp.view(), vis.view()).unwrap();
@@ -404,6 +408,7 @@ fn cmu_preset_round_trip() {
         sigma: 3.0,
         limb_width: 1.0,
         background: true,
+        rules: PafTargetRules::Posekit,
     };
     let codec = PafCodec::new(limbs, params, PafDecodeParams::cmu());
     let t = codec.encode(kp.view(), vis.view()).unwrap();

@@ -1,7 +1,9 @@
 //! OpenPose's training sample against a NumPy/OpenCV/pycocotools re-implementation of the
 //! CMU-style generator (`tools/fixtures/make_paf_training_fixtures.py`) at fixed augmentation,
 //! on three of the repo's COCO val2017 pictures: CMU-18 heatmaps with the background, PAFs and
-//! the ignore mask compared in full, the network input at sampled positions. Also: the layout
+//! the ignore mask compared in full, the network input at sampled positions. Under
+//! `rules = "cmu"`, the same against a NumPy re-implementation of CMU's C++ generator
+//! (`tools/fixtures/make_paf_cmu_fixtures.py`) on five crops of three pictures. Also: the layout
 //! conversion and its refusal, an unreadable picture skipped and counted by the loader.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use posekit::pipelines::data::{
     read_rgb_checked, BottomUpDataConfig, LoadMode, Loader, LoaderOptions, PafAugmentConfig,
     PafDataConfig, PafDataset, PafFraming,
 };
+use posekit_core::codecs::paf::PafTargetRules;
 use serde_json::Value;
 
 fn data(path: &str) -> PathBuf {
@@ -174,6 +177,166 @@ fn targets_masks_and_input_match_the_numpy_generator() {
             "image {id}: {off} inputs differ"
         );
     }
+}
+
+/// CMU's rules (`rules = "cmu"`) against the NumPy re-implementation of CMU's
+/// `generateLabelMap` / `putGaussianMaps` / `putVecMaps`, in full. Tolerance 1e-6: both sides
+/// compute in f32 with the same operations in the same order (the C++'s float arithmetic), so
+/// what is left is `exp` (NumPy's and Rust's float `exp` may differ by an ulp, 6e-8 at 1) and
+/// the fixture's 7 stored decimals (5e-8); a pixel on the wrong side of a limb's distance test
+/// or box edge, or a Gaussian kept instead of summed, would differ by far more.
+#[test]
+fn cmu_rules_match_the_numpy_cmu_generator() {
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("paf/paf_cmu_targets.json")).unwrap())
+            .unwrap();
+    assert_eq!(fx["rules"], "cmu");
+    let cases = fx["cases"].as_array().unwrap();
+    assert!(cases.len() >= 4);
+    let mut worst = [0f64; 4];
+    for case in cases {
+        let id = case["image_id"].as_i64().unwrap();
+        let crop = [
+            case["crop"][0].as_u64().unwrap() as usize,
+            case["crop"][1].as_u64().unwrap() as usize,
+        ];
+        let framing = match case["framing"].as_str().unwrap() {
+            "person" => PafFraming::Person,
+            _ => PafFraming::Picture,
+        };
+        let mut bu = config(crop, framing);
+        bu.paf.as_mut().unwrap().rules = PafTargetRules::Cmu;
+        let ds = PafDataset::coco(&coco_json(), &data("coco"), &bu, PafInput::CmuBgr, 8).unwrap();
+        let image_index = ds.images().iter().position(|im| im.image_id == id).unwrap();
+        let item = PafItem {
+            image: image_index,
+            person: case["person"].as_u64().map(|p| p as usize),
+        };
+        assert!(ds.items().contains(&item), "image {id}: {item:?}");
+        let aug = PafAugmentation {
+            scale: case["scale"].as_f64().unwrap(),
+            rotation: case["rotation"].as_f64().unwrap(),
+            shift: [
+                case["shift"][0].as_f64().unwrap(),
+                case["shift"][1].as_f64().unwrap(),
+            ],
+            flip: case["flip"].as_bool().unwrap(),
+        };
+        let image = read_rgb_checked(&ds.images()[image_index].image_path).unwrap();
+        let s = ds.make_sample(item, &image, &aug).unwrap();
+        let [gw, gh] = [
+            case["map"][0].as_u64().unwrap() as usize,
+            case["map"][1].as_u64().unwrap() as usize,
+        ];
+        assert_eq!(s.heatmaps.dim(), (19, gh, gw));
+        assert_eq!(s.pafs.dim(), (38, gh, gw));
+        let plane = gw * gh;
+        let checks: [(&str, Vec<f64>, Vec<f64>); 4] = [
+            (
+                "heatmaps",
+                s.heatmaps
+                    .iter()
+                    .take(18 * plane)
+                    .map(|&v| v as f64)
+                    .collect(),
+                dense(&case["heatmaps"], 18 * plane),
+            ),
+            (
+                "background",
+                s.heatmaps
+                    .iter()
+                    .skip(18 * plane)
+                    .map(|&v| 1.0 - v as f64)
+                    .collect(),
+                dense(&case["background_complement"], plane),
+            ),
+            (
+                "pafs",
+                s.pafs.iter().map(|&v| v as f64).collect(),
+                dense(&case["pafs"], 38 * plane),
+            ),
+            (
+                "mask",
+                s.mask.iter().map(|&v| 1.0 - v as f64).collect(),
+                dense(&case["mask_complement"], plane),
+            ),
+        ];
+        for (k, (name, got, want)) in checks.iter().enumerate() {
+            let d = got
+                .iter()
+                .zip(want)
+                .map(|(g, w)| (g - w).abs())
+                .fold(0.0, f64::max);
+            worst[k] = worst[k].max(d);
+            compare(
+                &format!("{id} {name} (cmu)"),
+                got.iter().copied(),
+                want,
+                1e-6,
+            );
+        }
+    }
+    eprintln!(
+        "CMU rules vs NumPy: max |diff| heatmaps {:.2e}, background {:.2e}, pafs {:.2e}, mask {:.2e}",
+        worst[0], worst[1], worst[2], worst[3]
+    );
+}
+
+/// genJSON.m's rule: a main person whose box centre lies within 0.3 x the larger box side of
+/// an *earlier main* person's centre is no main person; a person dropped by it does not
+/// count for later ones.
+#[test]
+fn main_people_too_close_to_an_earlier_one_are_dropped() {
+    let mut gt: Value =
+        serde_json::from_str(&std::fs::read_to_string(coco_json()).unwrap()).unwrap();
+    let id = 197388;
+    gt["images"] = Value::Array(
+        gt["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|im| im["id"] == id)
+            .cloned()
+            .collect(),
+    );
+    let mut anns: Vec<Value> = gt["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["image_id"] == id)
+        .cloned()
+        .collect();
+    assert_eq!(anns.len(), 5);
+    // Centres (150, 200) side 200 (radius 60); (200, 200): 50 from the first, dropped;
+    // (220, 200): 70 from the first, kept, though 20 from the dropped one; (245, 200): 25 from
+    // the third (radius 30), dropped; the fifth far away, kept.
+    let boxes = [
+        [100.0, 100.0, 100.0, 200.0],
+        [150.0, 150.0, 100.0, 100.0],
+        [170.0, 150.0, 100.0, 100.0],
+        [195.0, 150.0, 100.0, 100.0],
+        [500.0, 100.0, 100.0, 200.0],
+    ];
+    for (a, b) in anns.iter_mut().zip(boxes) {
+        a["bbox"] = serde_json::json!(b);
+        assert!(a["num_keypoints"].as_u64().unwrap() >= 5 && a["area"].as_f64().unwrap() >= 1024.0);
+    }
+    gt["annotations"] = Value::Array(anns);
+    let path =
+        std::env::temp_dir().join(format!("posekit_paf_too_close_{}.json", std::process::id()));
+    std::fs::write(&path, gt.to_string()).unwrap();
+    let people = |distance: f64| {
+        let mut bu = config([368, 368], PafFraming::Person);
+        bu.paf.as_mut().unwrap().augmentation.min_main_distance = distance;
+        let ds = PafDataset::coco(&path, &data("coco"), &bu, PafInput::CmuBgr, 8).unwrap();
+        ds.items()
+            .iter()
+            .map(|it| it.person.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(people(0.0), vec![0, 1, 2, 3, 4]);
+    assert_eq!(people(0.3), vec![0, 2, 4]);
+    std::fs::remove_file(&path).ok();
 }
 
 #[test]

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use assemble::PersonRecord;
 pub use connect::Connection;
-pub use encode::{PafEncodeParams, PafTargets};
+pub use encode::{PafEncodeParams, PafTargetRules, PafTargets};
 pub use limbs::{Limb, PafLimbs};
 pub use peaks::PeakSet;
 pub use smoothing::HeatmapSmoothing;

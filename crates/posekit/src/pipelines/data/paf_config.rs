@@ -11,6 +11,7 @@
 //! ([`check_raw_bottomup_table`]): the input normalisation is the one the family's test
 //! pipeline feeds (BGR `v / 256 - 0.5` for CMU models, BGR 0..255 for tf-pose ones).
 
+use posekit_core::codecs::paf::PafTargetRules;
 use serde::{Deserialize, Serialize};
 
 use super::error::DataError;
@@ -27,6 +28,13 @@ pub struct PafDataConfig {
     pub sigma: f64,
     /// PAF half-width in heatmap pixels (CMU's `putVecMaps` `thre = 1`).
     pub limb_width: f64,
+    /// Whose rules draw the targets: `"cmu"` (CMU's generator exactly: Gaussians of people
+    /// summed and clipped at 1, limbs by distance to their line inside their rounded box, a
+    /// later person's vector replacing an earlier one's, the main person drawn first, joints
+    /// off the crop still drawn) or `"posekit"` (the core encoder's own rules; the default, so
+    /// configs written before the key keep their targets). See
+    /// [`PafTargetRules`] and the module doc of `data/paf.rs`.
+    pub rules: PafTargetRules,
     /// Train with the BatchNorm layers in inference mode (their running statistics used and
     /// kept, the weights still learning): for fine-tuning a trained model, whose statistics
     /// one epoch of a small dataset would otherwise replace (the shipped MobileNetV2 lost every
@@ -42,6 +50,7 @@ impl Default for PafDataConfig {
             crop_width: None,
             sigma: 7.0,
             limb_width: 1.0,
+            rules: PafTargetRules::Posekit,
             frozen_batchnorm: false,
             augmentation: PafAugmentConfig::default(),
         }
@@ -84,6 +93,12 @@ pub struct PafAugmentConfig {
     /// Main-person rule of CMU's `genJSON.m` (at least 5 labelled joints, area 32 x 32).
     pub min_keypoints: u32,
     pub min_area: f64,
+    /// `genJSON.m`'s other main-person rule: a person whose box centre is closer to the box
+    /// centre of an earlier main person of the image (annotation order) than this fraction
+    /// of that person's larger box side is no main person (CMU: 0.3, its
+    /// `norm(dist) < prev_center(k,3)*0.3`). Default 0: off, so that configs written before
+    /// the key keep their samples; the two COCO OpenPose recipes say 0.3.
+    pub min_main_distance: f64,
 }
 
 impl Default for PafAugmentConfig {
@@ -99,6 +114,7 @@ impl Default for PafAugmentConfig {
             flip_prob: 0.5,
             min_keypoints: 5,
             min_area: 32.0 * 32.0,
+            min_main_distance: 0.0,
         }
     }
 }
@@ -191,6 +207,7 @@ impl PafDataConfig {
             ("max_rotate", a.max_rotate),
             ("center_perturb_max", a.center_perturb_max),
             ("min_area", a.min_area),
+            ("min_main_distance", a.min_main_distance),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(
