@@ -17,7 +17,13 @@ const TOL: f64 = 1e-6;
 
 fn run_variant(io: &HashMap<String, Tensor>, name: &str, args: &serde_json::Value, steps: usize) {
     let lr = args["lr"].as_f64().unwrap();
-    run(io, name, &rmsprop_config(args).into(), &vec![lr; steps], false);
+    run(
+        io,
+        name,
+        &rmsprop_config(args).into(),
+        &vec![lr; steps],
+        false,
+    );
 }
 
 fn rmsprop_config(args: &serde_json::Value) -> RmsPropConfig {

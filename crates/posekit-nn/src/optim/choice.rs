@@ -81,7 +81,9 @@ impl<'de> Deserialize<'de> for OptimizerConfig {
             type Value = OptimizerConfig;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an optimizer name (\"adam\", \"rmsprop\", \"sgd\") or a table with `type`")
+                f.write_str(
+                    "an optimizer name (\"adam\", \"rmsprop\", \"sgd\") or a table with `type`",
+                )
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -110,7 +112,9 @@ impl<'de> Deserialize<'de> for OptimizerConfig {
                     OptimizerConfig::Rmsprop(_) => {
                         serde_json::from_value(rest).map(OptimizerConfig::Rmsprop)
                     }
-                    OptimizerConfig::Sgd(_) => serde_json::from_value(rest).map(OptimizerConfig::Sgd),
+                    OptimizerConfig::Sgd(_) => {
+                        serde_json::from_value(rest).map(OptimizerConfig::Sgd)
+                    }
                 };
                 parsed.map_err(|e| de::Error::custom(format!("{name}: {e}")))
             }

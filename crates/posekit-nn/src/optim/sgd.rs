@@ -341,8 +341,7 @@ impl Sgd {
                 None => problems.push(format!("{key}: no such trained variable")),
             }
         }
-        if state.is_empty() && step > 0 && self.config.momentum != 0.0 && !self.params.is_empty()
-        {
+        if state.is_empty() && step > 0 && self.config.momentum != 0.0 && !self.params.is_empty() {
             problems.push(format!(
                 "no {prefix} buffers after {step} steps (saved without momentum?)"
             ));
@@ -412,7 +411,10 @@ mod tests {
                 v[i] = 0.9 * v[i] + lr * g;
                 expect_caffe[i] -= v[i];
                 assert!((got[0][k][i] as f64 - expect_pt[i]).abs() < 1e-5, "{k} {i}");
-                assert!((got[1][k][i] as f64 - expect_caffe[i]).abs() < 1e-5, "{k} {i}");
+                assert!(
+                    (got[1][k][i] as f64 - expect_caffe[i]).abs() < 1e-5,
+                    "{k} {i}"
+                );
             }
             if k < 2 {
                 assert!((expect_pt[0] - expect_caffe[0]).abs() < 1e-12);

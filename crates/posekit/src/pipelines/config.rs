@@ -372,6 +372,16 @@ impl ExperimentConfig {
             // Derived from `[bottomup]`; written, it would read as a top-down section.
             value.remove("data");
         }
+        if let Some(toml::Value::Table(bu)) = value.get_mut("bottomup") {
+            if bu.contains_key("paf") {
+                // HigherHRNet's keys (at their defaults here) are refused next to
+                // `[bottomup.paf]`; written, the checkpoint's config would not read back and
+                // an OpenPose run could not be resumed.
+                for key in super::data::paf_config::HIGHERHRNET_ONLY {
+                    bu.remove(key);
+                }
+            }
+        }
         toml::to_string(&value).context("cannot write the config as TOML")
     }
 
@@ -850,7 +860,15 @@ heatmap_size = [48, 64]
         );
         let s = &cfg.train.schedule;
         assert_eq!((s.lr, s.gamma, s.step_iters), (4e-5, 0.333, 136_106));
-        let model = cfg.model.build(&cfg.layout().unwrap(), Device::Cpu).unwrap();
+        // the checkpoint's form reads back (an OpenPose run can be resumed)
+        let text = cfg.to_toml().unwrap();
+        let again = ExperimentConfig::from_toml_str(&text, Path::new("ck"), Path::new("/"))
+            .unwrap_or_else(|e| panic!("{}\n{text}", e.report()));
+        assert!(cfg.training_differences(&again).unwrap().is_empty());
+        let model = cfg
+            .model
+            .build(&cfg.layout().unwrap(), Device::Cpu)
+            .unwrap();
         let opt = Optimizer::new(&model.vs, &cfg.train.optimizer);
         assert!(opt.unused_groups().is_empty(), "{:?}", opt.unused_groups());
         let Optimizer::Sgd(opt) = opt else {
