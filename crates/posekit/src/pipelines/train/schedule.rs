@@ -70,11 +70,9 @@ impl ScheduleConfig {
     /// The rate for the iteration `iter` (counted from the start of training) of epoch `epoch`.
     /// A pure function of its arguments, so that a resumed run continues the same curve.
     pub fn lr_at(&self, epoch: usize, iter: usize) -> f64 {
-        let decays = if self.step_iters > 0 {
-            iter / self.step_iters
-        } else {
-            self.milestones.iter().filter(|&&m| epoch >= m).count()
-        };
+        let decays = iter
+            .checked_div(self.step_iters)
+            .unwrap_or_else(|| self.milestones.iter().filter(|&&m| epoch >= m).count());
         let mut lr = self.lr * self.gamma.powi(decays as i32);
         if iter < self.warmup_iters {
             let t = iter as f64 / self.warmup_iters as f64;
