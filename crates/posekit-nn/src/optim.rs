@@ -2,13 +2,16 @@
 //! survives a crash must hold the optimizer's moments and step count, and tch does not expose
 //! those of its own optimizers. The update is torch.optim.Adam's (bias-corrected, `eps` added
 //! after the square root), so training matches PyTorch step for step. RMSprop
-//! ([`rmsprop`]) is written the same way, and [`Optimizer`] is the one a config chooses.
+//! ([`rmsprop`]) and SGD ([`sgd`], PyTorch's or Caffe's form) are written the same way, and
+//! [`Optimizer`] is the one a config chooses.
 
 mod choice;
 pub mod rmsprop;
+pub mod sgd;
 
 pub use choice::{Optimizer, OptimizerConfig};
 pub use rmsprop::{RmsProp, RmsPropConfig};
+pub use sgd::{ParamGroup, Sgd, SgdConfig, SgdForm};
 
 use std::collections::BTreeMap;
 

@@ -1,11 +1,11 @@
 //! The optimizer a training config chooses: Adam (posekit's default, HRNet's and MMPose's
-//! choice) or RMSprop (Newell et al.'s Stacked Hourglass), behind one interface for the
-//! trainer and the checkpoints.
+//! choice), RMSprop (Newell et al.'s Stacked Hourglass) or SGD (CMU's OpenPose), behind one
+//! interface for the trainer and the checkpoints.
 //!
 //! In a config file, `[train.optimizer]` is a table whose `type` picks the optimizer
 //! (`"adam"` when absent, so the Adam tables written before RMSprop existed still read) and
-//! whose other fields are that optimizer's arguments; `optimizer = "rmsprop"` is short for
-//! the table with PyTorch's defaults.
+//! whose other fields are that optimizer's arguments; `optimizer = "rmsprop"` (or `"sgd"`) is
+//! short for the table with PyTorch's defaults.
 
 use std::collections::BTreeMap;
 
@@ -14,13 +14,15 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Tensor};
 
 use super::rmsprop::{RmsProp, RmsPropConfig};
+use super::sgd::{Sgd, SgdConfig, HISTORY, MOMENTUM_BUFFER};
 use super::{Adam, AdamConfig};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum OptimizerConfig {
     Adam(AdamConfig),
     Rmsprop(RmsPropConfig),
+    Sgd(SgdConfig),
 }
 
 impl Default for OptimizerConfig {
@@ -41,12 +43,19 @@ impl From<RmsPropConfig> for OptimizerConfig {
     }
 }
 
+impl From<SgdConfig> for OptimizerConfig {
+    fn from(c: SgdConfig) -> Self {
+        OptimizerConfig::Sgd(c)
+    }
+}
+
 impl OptimizerConfig {
     /// The name a config file uses (`type`).
     pub fn name(&self) -> &'static str {
         match self {
             OptimizerConfig::Adam(_) => "adam",
             OptimizerConfig::Rmsprop(_) => "rmsprop",
+            OptimizerConfig::Sgd(_) => "sgd",
         }
     }
 
@@ -54,8 +63,9 @@ impl OptimizerConfig {
         match name {
             "adam" => Ok(OptimizerConfig::Adam(AdamConfig::default())),
             "rmsprop" => Ok(OptimizerConfig::Rmsprop(RmsPropConfig::default())),
+            "sgd" => Ok(OptimizerConfig::Sgd(SgdConfig::default())),
             other => Err(E::custom(format!(
-                "unknown optimizer '{other}' (adam, rmsprop)"
+                "unknown optimizer '{other}' (adam, rmsprop, sgd)"
             ))),
         }
     }
@@ -71,7 +81,9 @@ impl<'de> Deserialize<'de> for OptimizerConfig {
             type Value = OptimizerConfig;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an optimizer name (\"adam\", \"rmsprop\") or a table with `type`")
+                f.write_str(
+                    "an optimizer name (\"adam\", \"rmsprop\", \"sgd\") or a table with `type`",
+                )
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -100,6 +112,9 @@ impl<'de> Deserialize<'de> for OptimizerConfig {
                     OptimizerConfig::Rmsprop(_) => {
                         serde_json::from_value(rest).map(OptimizerConfig::Rmsprop)
                     }
+                    OptimizerConfig::Sgd(_) => {
+                        serde_json::from_value(rest).map(OptimizerConfig::Sgd)
+                    }
                 };
                 parsed.map_err(|e| de::Error::custom(format!("{name}: {e}")))
             }
@@ -112,13 +127,24 @@ impl<'de> Deserialize<'de> for OptimizerConfig {
 pub enum Optimizer {
     Adam(Adam),
     RmsProp(RmsProp),
+    Sgd(Sgd),
 }
 
 impl Optimizer {
     pub fn new(vs: &VarStore, config: &OptimizerConfig) -> Self {
-        match *config {
-            OptimizerConfig::Adam(c) => Optimizer::Adam(Adam::new(vs, c)),
-            OptimizerConfig::Rmsprop(c) => Optimizer::RmsProp(RmsProp::new(vs, c)),
+        match config {
+            OptimizerConfig::Adam(c) => Optimizer::Adam(Adam::new(vs, *c)),
+            OptimizerConfig::Rmsprop(c) => Optimizer::RmsProp(RmsProp::new(vs, *c)),
+            OptimizerConfig::Sgd(c) => Optimizer::Sgd(Sgd::new(vs, c.clone())),
+        }
+    }
+
+    /// Configured parameter groups that match no trainable variable (only SGD has groups): a
+    /// misspelt prefix would otherwise silently train with multiplier 1.
+    pub fn unused_groups(&self) -> &[String] {
+        match self {
+            Optimizer::Sgd(o) => o.unused_groups(),
+            _ => &[],
         }
     }
 
@@ -126,6 +152,7 @@ impl Optimizer {
         match self {
             Optimizer::Adam(_) => "adam",
             Optimizer::RmsProp(_) => "rmsprop",
+            Optimizer::Sgd(_) => "sgd",
         }
     }
 
@@ -133,6 +160,7 @@ impl Optimizer {
         match self {
             Optimizer::Adam(o) => o.zero_grad(),
             Optimizer::RmsProp(o) => o.zero_grad(),
+            Optimizer::Sgd(o) => o.zero_grad(),
         }
     }
 
@@ -140,6 +168,7 @@ impl Optimizer {
         match self {
             Optimizer::Adam(o) => o.step(lr),
             Optimizer::RmsProp(o) => o.step(lr),
+            Optimizer::Sgd(o) => o.step(lr),
         }
     }
 
@@ -147,15 +176,18 @@ impl Optimizer {
         match self {
             Optimizer::Adam(o) => o.step_count(),
             Optimizer::RmsProp(o) => o.step_count(),
+            Optimizer::Sgd(o) => o.step_count(),
         }
     }
 
     /// Named state tensors (Adam: `exp_avg.*`, `exp_avg_sq.*`; RMSprop: `square_avg.*`,
-    /// `momentum_buffer.*`, `grad_avg.*`, PyTorch's names) and the step count.
+    /// `momentum_buffer.*`, `grad_avg.*`; SGD: `momentum_buffer.*`, PyTorch's names, or
+    /// `history.*`, Caffe's) and the step count.
     pub fn state(&self) -> (BTreeMap<String, Tensor>, i64) {
         match self {
             Optimizer::Adam(o) => o.state(),
             Optimizer::RmsProp(o) => o.state(),
+            Optimizer::Sgd(o) => o.state(),
         }
     }
 
@@ -170,6 +202,10 @@ impl Optimizer {
             Some("adam")
         } else if state.keys().any(|k| k.starts_with("square_avg.")) {
             Some("rmsprop")
+        } else if state.keys().any(|k| {
+            k.starts_with(&format!("{MOMENTUM_BUFFER}.")) || k.starts_with(&format!("{HISTORY}."))
+        }) {
+            Some("sgd")
         } else {
             None
         };
@@ -182,6 +218,7 @@ impl Optimizer {
         match self {
             Optimizer::Adam(o) => o.load_state(state, step),
             Optimizer::RmsProp(o) => o.load_state(state, step),
+            Optimizer::Sgd(o) => o.load_state(state, step),
         }
     }
 }
@@ -231,8 +268,27 @@ mod tests {
         );
         let err = parse(r#"{"optimizer": {"type": "rmsprop", "beta1": 0.9}}"#).unwrap_err();
         assert!(err.contains("rmsprop") && err.contains("beta1"), "{err}");
-        let err = parse(r#"{"optimizer": "sgd"}"#).unwrap_err();
-        assert!(err.contains("unknown optimizer 'sgd'"), "{err}");
+        let err = parse(r#"{"optimizer": "lbfgs"}"#).unwrap_err();
+        assert!(err.contains("unknown optimizer 'lbfgs'"), "{err}");
+        assert_eq!(
+            parse(r#"{"optimizer": "sgd"}"#).unwrap(),
+            OptimizerConfig::Sgd(SgdConfig::default())
+        );
+        let sgd = parse(
+            r#"{"optimizer": {"type": "sgd", "momentum": 0.9, "form": "caffe",
+                "groups": [{"suffix": ".bias", "lr_mult": 2.0, "decay_mult": 0.0}]}}"#,
+        )
+        .unwrap();
+        let OptimizerConfig::Sgd(c) = &sgd else {
+            panic!("{sgd:?}")
+        };
+        assert_eq!(c.form, super::super::sgd::SgdForm::Caffe);
+        assert_eq!(c.groups[0].lr_mult, 2.0);
+        assert_eq!(c.groups[0].prefix, "");
+        let text = serde_json::to_string(&sgd).unwrap();
+        assert_eq!(serde_json::from_str::<OptimizerConfig>(&text).unwrap(), sgd);
+        let err = parse(r#"{"optimizer": {"type": "sgd", "form": "keras"}}"#).unwrap_err();
+        assert!(err.contains("sgd") && err.contains("keras"), "{err}");
         // what is written reads back
         let text = serde_json::to_string(&rms).unwrap();
         assert_eq!(serde_json::from_str::<OptimizerConfig>(&text).unwrap(), rms);
@@ -241,7 +297,7 @@ mod tests {
     #[test]
     fn a_state_of_the_other_optimizer_is_refused_by_name() {
         let vs = VarStore::new(Device::Cpu);
-        let _w = vs.root().var("w", &[2], nn::Init::Const(1.0));
+        let w = vs.root().var("w", &[2], nn::Init::Const(1.0));
         let adam = Optimizer::new(&vs, &OptimizerConfig::default());
         let (state, step) = adam.state();
         let mut rms = Optimizer::new(&vs, &RmsPropConfig::default().into());
@@ -251,5 +307,22 @@ mod tests {
         assert!(state.contains_key("square_avg.w"));
         let mut rms2 = Optimizer::new(&vs, &RmsPropConfig::default().into());
         rms2.load_state(&state, step).unwrap();
+        // an SGD momentum buffer is not RMSprop's (which always has square_avg) nor Adam's
+        let sgd_config: OptimizerConfig = SgdConfig {
+            momentum: 0.9,
+            ..Default::default()
+        }
+        .into();
+        let mut sgd = Optimizer::new(&vs, &sgd_config);
+        sgd.zero_grad();
+        (&w * 2.0).sum(tch::Kind::Float).backward();
+        sgd.step(0.1);
+        let (state, step) = sgd.state();
+        assert!(state.contains_key("momentum_buffer.w"));
+        let mut adam = Optimizer::new(&vs, &OptimizerConfig::default());
+        let err = adam.load_state(&state, step).unwrap_err();
+        assert!(err.contains("sgd's") && err.contains("adam"), "{err}");
+        let err = rms2.load_state(&state, step).unwrap_err();
+        assert!(err.contains("sgd's") && err.contains("rmsprop"), "{err}");
     }
 }

@@ -169,8 +169,8 @@ pub struct TrainConfig {
     /// Seeds the weight initialisation and every augmentation and shuffle.
     pub seed: u64,
     pub schedule: ScheduleConfig,
-    /// Adam (default) or RMSprop: `[train.optimizer]` with `type = "rmsprop"` and its
-    /// arguments, or `optimizer = "rmsprop"` (see [`OptimizerConfig`]).
+    /// Adam (default), RMSprop or SGD: `[train.optimizer]` with `type = "rmsprop"` / `"sgd"`
+    /// and its arguments, or `optimizer = "rmsprop"` (see [`OptimizerConfig`]).
     pub optimizer: OptimizerConfig,
     /// Data parallel only: SyncBatchNorm, every BatchNorm normalising with the statistics of
     /// the whole group's batch (`torch.nn.SyncBatchNorm`) rather than each rank's own (the
@@ -337,6 +337,9 @@ impl ExperimentConfig {
             OptimizerConfig::Rmsprop(o) => o
                 .check()
                 .map_err(|m| crate::error::invalid!("train.optimizer (rmsprop): {m}"))?,
+            OptimizerConfig::Sgd(o) => o
+                .check()
+                .map_err(|m| crate::error::invalid!("train.optimizer (sgd): {m}"))?,
         }
         if !(self.test.oks_threshold.is_finite() && self.test.oks_threshold > 0.0) {
             bail!(
@@ -368,6 +371,16 @@ impl ExperimentConfig {
         if self.bottomup.is_some() {
             // Derived from `[bottomup]`; written, it would read as a top-down section.
             value.remove("data");
+        }
+        if let Some(toml::Value::Table(bu)) = value.get_mut("bottomup") {
+            if bu.contains_key("paf") {
+                // HigherHRNet's keys (at their defaults here) are refused next to
+                // `[bottomup.paf]`; written, the checkpoint's config would not read back and
+                // an OpenPose run could not be resumed.
+                for key in super::data::paf_config::HIGHERHRNET_ONLY {
+                    bu.remove(key);
+                }
+            }
         }
         toml::to_string(&value).context("cannot write the config as TOML")
     }
@@ -790,6 +803,93 @@ heatmap_size = [48, 64]
         assert!(err.report().contains("alpha"), "{}", err.report());
         let err = parse("[train.optimizer]\ntype = \"rmsprop\"\nbeta1 = 0.9\n").unwrap_err();
         assert!(err.report().contains("beta1"), "{}", err.report());
+    }
+
+    /// SGD in both spellings, with groups, through the checkpoint's TOML form, and its checks.
+    #[test]
+    fn sgd_configs_read_and_round_trip() {
+        use posekit_nn::optim::{SgdConfig, SgdForm};
+        let parse = |extra: &str| {
+            let text = format!("{MINIMAL}{extra}");
+            ExperimentConfig::from_toml_str(&text, Path::new("x.toml"), Path::new("."))
+        };
+        let short = parse("[train]\noptimizer = \"sgd\"\n").unwrap();
+        assert_eq!(
+            short.train.optimizer,
+            OptimizerConfig::Sgd(SgdConfig::default())
+        );
+        let table = parse(
+            "[train.optimizer]\ntype = \"sgd\"\nform = \"caffe\"\nmomentum = 0.9\n\
+             [[train.optimizer.groups]]\nsuffix = \".bias\"\nlr_mult = 2.0\ndecay_mult = 0.0\n",
+        )
+        .unwrap();
+        let OptimizerConfig::Sgd(sgd) = &table.train.optimizer else {
+            panic!("{:?}", table.train.optimizer)
+        };
+        assert_eq!(sgd.form, SgdForm::Caffe);
+        assert_eq!(sgd.groups.len(), 1);
+        let text = table.to_toml().unwrap();
+        let again = ExperimentConfig::from_toml_str(&text, Path::new("y"), Path::new(".")).unwrap();
+        assert_eq!(again.train.optimizer, table.train.optimizer);
+        for (bad, field) in [
+            ("type = \"sgd\"\nnesterov = true\n", "nesterov"),
+            ("type = \"sgd\"\nmomentum = -1.0\n", "momentum"),
+            ("type = \"sgd\"\nbeta1 = 0.9\n", "beta1"),
+        ] {
+            let err = parse(&format!("[train.optimizer]\n{bad}")).unwrap_err();
+            assert!(err.report().contains(field), "{}", err.report());
+        }
+    }
+
+    /// The VGG OpenPose config trains with CMU's solver, and its parameter groups give every
+    /// variable of the network the prototxt's multipliers (none left unmatched).
+    #[test]
+    fn vgg_openpose_config_has_cmus_solver_and_multipliers() {
+        use posekit_nn::optim::{Optimizer, SgdForm};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs/openpose_vgg19_coco_368.toml");
+        let cfg = ExperimentConfig::load(&path)
+            .unwrap_or_else(|e| panic!("{}", e.report()))
+            .config;
+        let OptimizerConfig::Sgd(sgd) = &cfg.train.optimizer else {
+            panic!("{:?}", cfg.train.optimizer)
+        };
+        assert_eq!(
+            (sgd.form, sgd.momentum, sgd.weight_decay),
+            (SgdForm::Caffe, 0.9, 5e-4)
+        );
+        let s = &cfg.train.schedule;
+        assert_eq!((s.lr, s.gamma, s.step_iters), (4e-5, 0.333, 136_106));
+        // the checkpoint's form reads back (an OpenPose run can be resumed)
+        let text = cfg.to_toml().unwrap();
+        let again = ExperimentConfig::from_toml_str(&text, Path::new("ck"), Path::new("/"))
+            .unwrap_or_else(|e| panic!("{}\n{text}", e.report()));
+        assert!(cfg.training_differences(&again).unwrap().is_empty());
+        let model = cfg
+            .model
+            .build(&cfg.layout().unwrap(), Device::Cpu)
+            .unwrap();
+        let opt = Optimizer::new(&model.vs, &cfg.train.optimizer);
+        assert!(opt.unused_groups().is_empty(), "{:?}", opt.unused_groups());
+        let Optimizer::Sgd(opt) = opt else {
+            panic!("not SGD")
+        };
+        for (name, mults) in [
+            ("model0.conv1_1.weight", (1.0, 1.0)),
+            ("model0.conv4_4_CPM.bias", (2.0, 0.0)),
+            ("model1_1.conv5_5_CPM_L1.weight", (1.0, 1.0)),
+            ("model1_2.conv5_1_CPM_L2.bias", (2.0, 0.0)),
+            ("model2_1.Mconv1_stage2_L1.weight", (4.0, 1.0)),
+            ("model6_2.Mconv7_stage6_L2.bias", (8.0, 0.0)),
+        ] {
+            assert_eq!(opt.multipliers(name), Some(mults), "{name}");
+        }
+        // every trained variable is a conv weight or bias, so the last two rules cover stages 2-6
+        for (name, _) in model.vs.variables() {
+            let (lr_mult, _) = opt.multipliers(&name).unwrap();
+            let vgg_or_stage1 = name.starts_with("model0.") || name.starts_with("model1_");
+            assert_eq!(lr_mult >= 4.0, !vgg_or_stage1, "{name}");
+        }
     }
 
     #[test]

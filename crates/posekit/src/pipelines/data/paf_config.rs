@@ -135,7 +135,8 @@ impl PafAugmentConfig {
 }
 
 /// The keys of `[bottomup]` that only HigherHRNet's pipeline reads.
-const HIGHERHRNET_ONLY: [&str; 6] = ["sigma", "max_people", "augmentation", "loss", "mean", "std"];
+pub const HIGHERHRNET_ONLY: [&str; 6] =
+    ["sigma", "max_people", "augmentation", "loss", "mean", "std"];
 
 /// Refuses HigherHRNet-only keys next to `[bottomup.paf]` (they would be silently ignored),
 /// on the raw table so the error names what the user wrote.

@@ -3,7 +3,8 @@
 //!
 //! Contents: the model's variables as `model.<var>` (parameters and BatchNorm statistics),
 //! the optimizer's state as `optim.<name>.<var>` (Adam: `exp_avg`, `exp_avg_sq`; RMSprop:
-//! `square_avg`, and `momentum_buffer` / `grad_avg` where configured), and string metadata:
+//! `square_avg`, and `momentum_buffer` / `grad_avg` where configured; SGD with momentum:
+//! `momentum_buffer`, or Caffe's `history` in its form), and string metadata:
 //! format and version, epochs completed, global iteration, the optimizer's step count (under
 //! the key `adam_step`, which checkpoints had before RMSprop), best AP so far
 //! (and its epoch), the seed and the config as TOML. There is no RNG state to save: every
@@ -435,7 +436,7 @@ impl MetaEntries for BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use posekit_nn::optim::{OptimizerConfig, RmsPropConfig};
+    use posekit_nn::optim::{OptimizerConfig, ParamGroup, RmsPropConfig, SgdConfig, SgdForm};
     use tch::{nn, nn::Module, Device, Kind};
 
     fn model() -> (VarStore, nn::Linear) {
@@ -513,6 +514,68 @@ mod tests {
         let mut adam = Optimizer::new(&vs2, &OptimizerConfig::default());
         let err = ck.restore_optimizer(&mut adam).unwrap_err().to_string();
         assert!(err.contains("rmsprop") && err.contains("adam"), "{err}");
+    }
+
+    /// SGD's momentum buffers in both forms (with per-parameter multipliers) survive a
+    /// checkpoint: after a rate drop, the restored run's next step equals the uninterrupted
+    /// run's; a buffer of the other form is refused.
+    #[test]
+    fn sgd_resumes_exactly_in_both_forms() {
+        let dir = tempdir();
+        let path = dir.join("last.safetensors");
+        for form in [SgdForm::Pytorch, SgdForm::Caffe] {
+            let config: OptimizerConfig = SgdConfig {
+                momentum: 0.9,
+                weight_decay: 0.01,
+                form,
+                groups: vec![ParamGroup {
+                    prefix: "fc.".into(),
+                    suffix: ".bias".into(),
+                    lr_mult: 2.0,
+                    decay_mult: 0.0,
+                }],
+                ..Default::default()
+            }
+            .into();
+            let (vs, lin, mut opt) = trained_with(&config);
+            let mut m = meta();
+            m.adam_step = opt.step_count();
+            save(&path, &vs, Some(&opt), &m).unwrap();
+            let ck = load(&path).unwrap();
+            assert_eq!(ck.optim.len(), 2, "{:?}", ck.optim.keys());
+
+            let (vs2, lin2) = model();
+            let mut opt2 = Optimizer::new(&vs2, &config);
+            ck.restore_model(&vs2).unwrap();
+            ck.restore_optimizer(&mut opt2).unwrap();
+            for (lin, opt) in [(&lin, &mut opt), (&lin2, &mut opt2)] {
+                opt.zero_grad();
+                lin.forward(&Tensor::ones([4, 3], (Kind::Float, Device::Cpu)))
+                    .square()
+                    .sum(Kind::Float)
+                    .backward();
+                opt.step(0.001);
+            }
+            for (name, t) in vs.variables() {
+                assert!(t.equal(&vs2.variables()[&name]), "{form:?} {name}");
+            }
+
+            let other = match form {
+                SgdForm::Pytorch => SgdForm::Caffe,
+                SgdForm::Caffe => SgdForm::Pytorch,
+            };
+            let mut wrong = Optimizer::new(
+                &vs2,
+                &SgdConfig {
+                    momentum: 0.9,
+                    form: other,
+                    ..Default::default()
+                }
+                .into(),
+            );
+            let err = ck.restore_optimizer(&mut wrong).unwrap_err().to_string();
+            assert!(err.contains("not a buffer of this SGD config"), "{err}");
+        }
     }
 
     #[test]

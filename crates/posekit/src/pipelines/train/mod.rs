@@ -1,7 +1,7 @@
 //! Training (`posekit train`) of top-down models (the official HRNet recipe of JointsMSELoss
 //! with target weights, summed over the stacks of a Stacked Hourglass) and of HigherHRNet (its
-//! `MultiLossFactory`), with Adam or RMSprop on a step schedule and checkpoints that let a run
-//! killed at any moment continue exactly where its last complete epoch ended.
+//! `MultiLossFactory`), with Adam, RMSprop or SGD on a step schedule and checkpoints that let a
+//! run killed at any moment continue exactly where its last complete epoch ended.
 //!
 //! * [`schedule`]: the learning rate as a pure function of (epoch, iteration);
 //! * [`checkpoint`]: verified, atomically written checkpoint files;

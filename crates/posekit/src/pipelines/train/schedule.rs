@@ -1,7 +1,9 @@
 //! The learning-rate schedule: an optional linear warm-up over the first iterations, then a step
-//! decay at given epochs. This covers both schedules people reproduce: the official HRNet one
-//! (lr 1e-3, x0.1 at epochs 170 and 200 of 210, no warm-up) and MMPose's (a 500-iteration linear
-//! warm-up from 0.001 x lr, then the same steps).
+//! decay at given epochs or every so many iterations. This covers the schedules people
+//! reproduce: the official HRNet one (lr 1e-3, x0.1 at epochs 170 and 200 of 210, no warm-up),
+//! MMPose's (a 500-iteration linear warm-up from 0.001 x lr, then the same steps) and Caffe's
+//! `lr_policy: "step"` (`SGDSolver::GetLearningRate`: `base_lr * gamma ^ floor(iter /
+//! stepsize)`), which CMU's OpenPose solver uses.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,12 +18,20 @@ pub struct ScheduleConfig {
     pub milestones: Vec<usize>,
     #[serde(default = "default_gamma")]
     pub gamma: f64,
+    /// Caffe's `stepsize`: multiply by `gamma` every this many iterations (counted from the
+    /// start of training); 0: not used. Exclusive with `milestones`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step_iters: usize,
     /// Length of the linear warm-up in iterations (0: none).
     #[serde(default)]
     pub warmup_iters: usize,
     /// The warm-up starts at `warmup_ratio * lr` (MMPose's `start_factor`).
     #[serde(default = "default_warmup_ratio")]
     pub warmup_ratio: f64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_gamma() -> f64 {
@@ -39,6 +49,7 @@ impl ScheduleConfig {
             lr: 1e-3,
             milestones: vec![170, 200],
             gamma: 0.1,
+            step_iters: 0,
             warmup_iters: 0,
             warmup_ratio: 0.001,
         }
@@ -50,6 +61,7 @@ impl ScheduleConfig {
             lr: 1.5e-3,
             milestones: vec![170, 200],
             gamma: 0.1,
+            step_iters: 0,
             warmup_iters: 500,
             warmup_ratio: 0.001,
         }
@@ -58,7 +70,9 @@ impl ScheduleConfig {
     /// The rate for the iteration `iter` (counted from the start of training) of epoch `epoch`.
     /// A pure function of its arguments, so that a resumed run continues the same curve.
     pub fn lr_at(&self, epoch: usize, iter: usize) -> f64 {
-        let decays = self.milestones.iter().filter(|&&m| epoch >= m).count();
+        let decays = iter
+            .checked_div(self.step_iters)
+            .unwrap_or_else(|| self.milestones.iter().filter(|&&m| epoch >= m).count());
         let mut lr = self.lr * self.gamma.powi(decays as i32);
         if iter < self.warmup_iters {
             let t = iter as f64 / self.warmup_iters as f64;
@@ -84,6 +98,13 @@ impl ScheduleConfig {
             return Err(format!(
                 "schedule.milestones must increase, got {:?}",
                 self.milestones
+            ));
+        }
+        if self.step_iters > 0 && !self.milestones.is_empty() {
+            return Err(format!(
+                "schedule: give milestones (epochs) or step_iters (iterations), not both; got \
+                 {:?} and {}",
+                self.milestones, self.step_iters
             ));
         }
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
@@ -117,6 +138,30 @@ mod tests {
         assert!((mid - 1.5e-3 * (0.001 + 0.999 * 0.5)).abs() < 1e-12);
         assert_eq!(s.lr_at(0, 500), 1.5e-3);
         assert_eq!(s.lr_at(3, 10_000), 1.5e-3);
+    }
+
+    /// CMU's solver: base_lr 4e-5, gamma 0.333, stepsize 136106 (Caffe's `floor(iter /
+    /// stepsize)`, so the first drop is at iteration 136106 itself).
+    #[test]
+    fn caffe_step_policy_counts_iterations() {
+        let s = ScheduleConfig {
+            lr: 4e-5,
+            milestones: vec![],
+            gamma: 0.333,
+            step_iters: 136_106,
+            warmup_iters: 0,
+            warmup_ratio: 0.001,
+        };
+        s.validate().unwrap();
+        assert_eq!(s.lr_at(0, 0), 4e-5);
+        assert_eq!(s.lr_at(20, 136_105), 4e-5);
+        assert!((s.lr_at(20, 136_106) - 4e-5 * 0.333).abs() < 1e-18);
+        assert!((s.lr_at(49, 599_999) - 4e-5 * 0.333f64.powi(4)).abs() < 1e-18);
+        let both = ScheduleConfig {
+            milestones: vec![10],
+            ..s
+        };
+        assert!(both.validate().unwrap_err().contains("not both"));
     }
 
     #[test]

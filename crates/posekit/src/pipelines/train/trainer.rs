@@ -379,6 +379,13 @@ fn run<T: TrainingTask>(
         (opts.report)(&format!("starting from the weights of {init}"));
     }
     let mut adam = Optimizer::new(&model.vs, &cfg.train.optimizer);
+    if let [first, ..] = adam.unused_groups() {
+        bail!(
+            "train.optimizer.groups: {first} matches no trainable variable of {} ({} such groups)",
+            model.preset.name,
+            adam.unused_groups().len()
+        );
+    }
     let mut state = RunState::default();
     if let Some(ck) = &resume_from {
         ck.restore_model(&model.vs)?;
@@ -795,7 +802,8 @@ struct StepOutcome {
     overflowing: usize,
 }
 
-/// One iteration: the task's loss, backward, the optimizer (Adam or RMSprop). Returns the loss.
+/// One iteration: the task's loss, backward, the optimizer (Adam, RMSprop or SGD). Returns the
+/// loss.
 fn train_step<T: TrainingTask>(
     task: &T,
     model: &crate::pipelines::model::LoadedModel,
