@@ -1,7 +1,7 @@
 //! How many CPU threads the network gets when `posekit infer` runs a video and the user did not
 //! say (`--threads`).
 //!
-//! A video runs as a pipeline ([`super::video_pipeline`]): ffmpeg decoding, the resize, the
+//! A video runs as a pipeline (`video_pipeline.rs` beside this file): ffmpeg decoding, the resize, the
 //! grouping and tracking, the drawing and x264 encoding all run beside the network, on the
 //! CPU, for every frame. Given every core (ONNX Runtime's default: one thread per physical
 //! core), the network competes with them for each core, and on a small machine it loses more
