@@ -264,56 +264,6 @@ fn two_people_who_cross_do_not_swap_ids() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A video on the CPU leaves one core to the stages around the network unless `--threads`
-/// says otherwise, and the start line says so (pipelines::infer::threads).
-#[test]
-fn a_video_on_the_cpu_leaves_one_core_to_the_other_stages_unless_told() {
-    if !have_ffmpeg() {
-        eprintln!("ffmpeg is not installed: video tracking of posekit infer was NOT exercised");
-        return;
-    }
-    let dir = scratch("video-threads");
-    let clip = dir.join("two.mp4");
-    let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
-        .arg(common::data("infer").join("000000196141.jpg"))
-        .args([
-            "-vf",
-            "scale=320:214",
-            "-frames:v",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&clip)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", text_of(&made));
-    let start_line = |extra: &[&str]| {
-        let run = common::posekit_cmd()
-            .args(["infer", path_str(&clip), "--no-progress", "--out"])
-            .arg(dir.join("out"))
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(run.status.success(), "{}", text_of(&run));
-        let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-        stdout.lines().next().unwrap_or_default().to_owned()
-    };
-    let line = start_line(&[]);
-    match posekit::pipelines::infer::threads::video_network_threads() {
-        Some(n) => assert!(
-            line.contains(&format!("({n} thread"))
-                && line.contains("one core left for the video's decoding"),
-            "{line}"
-        ),
-        None => assert!(!line.contains("core left"), "{line}"),
-    }
-    let told = start_line(&["--threads", "2"]);
-    assert!(!told.contains("core left"), "{told}");
-    std::fs::remove_dir_all(&dir).ok();
-}
-
 /// Lines of `results.jsonl` that are complete (a killed run may leave a torn last line).
 fn complete_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();

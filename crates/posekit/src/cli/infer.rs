@@ -9,8 +9,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use posekit::estimator::BUNDLED_PRESET;
 use posekit::pipelines::infer::{
-    expand_inputs, plan_outputs, run_infer, threads, BoxIndex, InferEvent, InferOptions, Input,
-    InputKind,
+    expand_inputs, plan_outputs, run_infer, BoxIndex, InferEvent, InferOptions, Input, InputKind,
 };
 use posekit::{BoxSource, PoseEstimator, Proposals};
 use posekit_core::formats::coco::CocoKeypointsGt;
@@ -261,16 +260,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     if whole_picture {
         builder = builder.proposals(Proposals::WholeImage);
     }
-    // A video on the CPU leaves one core to the stages around the network (decoding, drawing,
-    // encoding: pipelines::infer::threads), unless --threads says otherwise.
-    let video_threads = (args.engine.threads.is_none()
-        && device == tch::Device::Cpu
-        && inputs.iter().any(|input| input.kind == InputKind::Video))
-    .then(threads::video_network_threads)
-    .flatten();
-    let mut engine = args.engine.clone();
-    engine.threads = engine.threads.or(video_threads);
-    let builder = engine.apply(builder, device)?;
+    let builder = args.engine.apply(builder, device)?;
     let estimator = builder.build().map_err(|err| match err {
         posekit::Error::WeightsNeeded { .. } => {
             anyhow::anyhow!("{err}: pass it with --weights FILE, or leave --model out for the bundled {BUNDLED_PRESET}")
@@ -292,19 +282,11 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         );
     }
     say(&format!(
-        "{} on {}{}",
+        "{} on {}",
         estimator.preset().name,
         match estimator.backend() {
             posekit::estimator::Backend::Ort => "ONNX Runtime",
             _ => "libtorch",
-        },
-        match video_threads {
-            Some(n) => format!(
-                " ({n} thread{}: one core left for the video's decoding, drawing and \
-                 encoding; --threads to change)",
-                if n == 1 { "" } else { "s" }
-            ),
-            None => String::new(),
         }
     ));
     if let Some((index, _)) = &boxes {

@@ -64,7 +64,6 @@
 
 pub mod boxes;
 pub mod inputs;
-pub mod threads;
 mod video_pipeline;
 
 use std::collections::{HashMap, HashSet};
