@@ -36,6 +36,34 @@ const COEF_BITS: i32 = 11;
 ///
 /// x86 wheels with IPP enabled differ from this by ±1 in a few percent of values.
 pub fn resize_cubic_opencv(src: ArrayView3<u8>, out_w: usize, out_h: usize) -> Result<Array3<u8>> {
+    let (h, w, _) = src.dim();
+    let scales = [w as f64 / out_w.max(1) as f64, h as f64 / out_h.max(1) as f64];
+    resize_cubic(src, out_w, out_h, scales)
+}
+
+/// `cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)` (IPP off): the output
+/// size is `round(w * f) x round(h * f)` (half to even, `saturate_cast<int>`) and the source
+/// step is `1 / f` rather than `w / out_w` (what `cv::resize` does when given factors instead
+/// of a size; CMU's data layer scales its pictures and `mask_miss` so, `augmentation_scale`).
+/// Errors for an empty source, a factor that is not finite and positive, or an empty output.
+pub fn resize_cubic_opencv_by(src: ArrayView3<u8>, f: f64) -> Result<Array3<u8>> {
+    if !(f.is_finite() && f > 0.0) {
+        return Err(Error::Shape(format!(
+            "resize: the factor {f} is not a positive number"
+        )));
+    }
+    let (h, w, _) = src.dim();
+    let size = |n: usize| (n as f64 * f).round_ties_even().min(i32::MAX as f64) as usize;
+    resize_cubic(src, size(w), size(h), [1.0 / f, 1.0 / f])
+}
+
+/// [`resize_cubic_opencv`] with OpenCV's source steps `[x, y]` per output pixel.
+fn resize_cubic(
+    src: ArrayView3<u8>,
+    out_w: usize,
+    out_h: usize,
+    scales: [f64; 2],
+) -> Result<Array3<u8>> {
     let (h, w, c) = src.dim();
     if h == 0 || w == 0 || c == 0 {
         return Err(Error::Shape(format!(
@@ -51,8 +79,8 @@ pub fn resize_cubic_opencv(src: ArrayView3<u8>, out_w: usize, out_h: usize) -> R
     let data = src
         .as_slice()
         .ok_or_else(|| Error::Shape("resize: source is not contiguous".into()))?;
-    let xtaps = cubic_taps(w, out_w);
-    let ytaps = cubic_taps(h, out_h);
+    let xtaps = cubic_taps(w, out_w, scales[0]);
+    let ytaps = cubic_taps(h, out_h, scales[1]);
 
     // Horizontal pass for every source row (rows are reused by several output rows).
     let row_len = out_w * c;
@@ -98,8 +126,7 @@ struct CubicTap {
     weight: [i16; 4],
 }
 
-fn cubic_taps(n_in: usize, n_out: usize) -> Vec<CubicTap> {
-    let scale = n_in as f64 / n_out as f64;
+fn cubic_taps(n_in: usize, n_out: usize, scale: f64) -> Vec<CubicTap> {
     let last = n_in as i64 - 1;
     (0..n_out)
         .map(|d| {
@@ -208,6 +235,40 @@ mod tests {
             .iter()
             .all(|&v| v == 77));
         assert!(resize_cubic_opencv(flat.view(), 0, 4).is_err());
+    }
+
+    #[test]
+    fn cubic_by_a_factor_matches_opencv() {
+        // cv2 4.10.0 and 5.1.0 (IPP off): `cv2.resize(img, None, fx=f, fy=f,
+        // interpolation=cv2.INTER_CUBIC)` with f = f32(1.37) (CMU's float scale) and
+        // `img[y, x] = (37x + 23y + (xy mod 7) 11) mod 256` (9 x 11): 15 x 12 out, source step
+        // 1 / f = 0.72993 where 11 / 15 = 0.73333 would give other values.
+        let img = Array3::from_shape_fn((9, 11, 1), |(y, x, _)| {
+            ((x * 37 + y * 23 + (x * y) % 7 * 11) % 256) as u8
+        });
+        let want: [[u8; 15]; 12] = [
+            [0, 16, 48, 73, 97, 123, 158, 197, 253, 136, 0, 30, 59, 90, 112],
+            [8, 33, 69, 100, 127, 180, 169, 78, 114, 76, 11, 50, 82, 119, 144],
+            [27, 57, 102, 140, 178, 240, 178, 0, 15, 39, 40, 79, 117, 163, 197],
+            [43, 78, 130, 173, 218, 234, 150, 11, 45, 62, 57, 102, 147, 197, 231],
+            [58, 96, 159, 209, 243, 144, 21, 1, 54, 74, 73, 122, 183, 224, 232],
+            [75, 123, 182, 189, 107, 13, 0, 47, 78, 82, 94, 151, 200, 159, 71],
+            [92, 149, 203, 185, 71, 9, 35, 94, 97, 91, 114, 178, 213, 144, 35],
+            [107, 168, 221, 227, 251, 151, 58, 87, 98, 103, 131, 200, 226, 234, 240],
+            [122, 216, 188, 42, 92, 90, 70, 88, 103, 114, 154, 244, 119, 48, 111],
+            [143, 207, 200, 93, 13, 16, 63, 82, 103, 127, 167, 228, 164, 58, 1],
+            [164, 183, 221, 217, 58, 20, 73, 100, 128, 154, 176, 198, 243, 162, 14],
+            [179, 230, 176, 38, 53, 89, 128, 159, 200, 200, 193, 239, 114, 34, 71],
+        ];
+        let out = resize_cubic_opencv_by(img.view(), 1.37f32 as f64).unwrap();
+        assert_eq!(out.dim(), (12, 15, 1));
+        for (y, row) in want.iter().enumerate() {
+            for (x, &v) in row.iter().enumerate() {
+                assert_eq!(out[[y, x, 0]], v, "pixel ({x}, {y})");
+            }
+        }
+        assert!(resize_cubic_opencv_by(img.view(), 0.0).is_err());
+        assert!(resize_cubic_opencv_by(img.view(), f64::NAN).is_err());
     }
 
     #[test]
