@@ -38,6 +38,7 @@ pub mod jpeg_check;
 pub mod loader;
 pub mod mpii;
 pub mod paf;
+pub mod paf_cmu;
 pub mod paf_config;
 mod rng;
 pub mod sample;

@@ -23,7 +23,8 @@
 //! * **Augmentation**: CMU's four steps (scale, rotate, crop-pad, flip) with CMU's draws and
 //!   defaults, composed into one affine so the picture is interpolated once (bilinear; CMU
 //!   resizes and rotates with bicubic, twice); CMU's crop centre is rounded to whole pixels,
-//!   here it is not. Padding is grey 128 (CMU's).
+//!   here it is not (the picture and the targets; the `"cmu"` mask follows CMU). Padding is
+//!   grey 128 (CMU's).
 //! * **Targets** by the core's [`PafCodec`] encoder with Gaussians of CMU's sigma 7 px at
 //!   stride 8 on CMU's grid (`g * 8 + 3.5`), background `max(0, 1 - max_k)`, PAF unit vectors
 //!   in the channel order of the shipped models ([`PafLimbs::cmu18`], tf-pose's
@@ -46,9 +47,17 @@
 //!     count as unlabelled and draw neither Gaussian nor limb.
 //!   - Not CMU's under either: COCO coordinates are not shifted by CMU's `- 1` (its
 //!     Matlab-to-C++ index change, applied to COCO's 0-based pixels).
-//! * **Mask** at the output grid: the picture's ignore mask sampled (bilinear) at each output
-//!   pixel's centre through the same affine, 1 counted, 0 ignored, soft in between, padding
-//!   counted (CMU's `mask_miss` is warped with border 255 and resized to 1/8 with bicubic).
+//! * **Mask** at the output grid, 1 counted, 0 ignored, soft in between, padding counted:
+//!   - `rules = "cmu"` with person framing: CMU's, to the grey level ([`super::paf_cmu`]):
+//!     its `mask_miss` (255 counted, 0 ignored, picture-sized) through `Transform_nv`'s own
+//!     chain, bicubic resize by CMU's float scale, bicubic rotation into the rotated picture's
+//!     bounding box (border 255), crop/pad about the rounded centre with the shift truncated to
+//!     whole pixels (pad 255), flip, bicubic resize to 1/8, `/ 255`, all with OpenCV 2.4-4.10's
+//!     fixed-point kernels (checked against OpenCV 4.10 on real COCO pictures,
+//!     `tests/paf_pipeline.rs`). Its crop centre is CMU's rounded one, so it can sit up to about
+//!     one crop pixel (1/8 of a map cell) from where the unrounded affine puts the targets.
+//!   - otherwise (posekit's rules, or picture framing, which CMU does not have): the picture's
+//!     ignore mask sampled (bilinear) at each output pixel's centre through the crop affine.
 //! * **Input**: the network's own normalisation, the one its test pipeline feeds: BGR
 //!   `v / 256 - 0.5` for CMU models, BGR 0..255 for tf-pose ones.
 
@@ -72,6 +81,7 @@ use super::dataset::LoadMode;
 use super::error::DataError;
 use super::jpeg_check::read_rgb_checked;
 use super::loader::SampleSource;
+use super::paf_cmu::{cmu_mask, CmuSteps};
 use super::paf_config::{PafAugmentConfig, PafDataConfig, PafFraming};
 use super::rng::{stream, uniform, Purpose};
 
@@ -498,45 +508,15 @@ impl PafDataset {
         }
     }
 
-    /// The sample of `item` (its decoded `[H, W, 3]` RGB picture) with given parameters.
-    pub fn make_sample(
+    /// posekit's mask: the picture's ignore region sampled (bilinear) at each output pixel's
+    /// centre through the crop affine `mat`, padding counted.
+    fn posekit_mask(
         &self,
-        item: PafItem,
-        image: &Array3<u8>,
+        im: &BottomUpImage,
+        mat: &Affine2,
         aug: &PafAugmentation,
-    ) -> Result<PafSample, DataError> {
-        let im = &self.base.images()[item.image];
-        let (h, w, c) = image.dim();
-        if c != 3 || (w as u32, h as u32) != (im.width, im.height) {
-            return Err(Error::Shape(format!(
-                "the picture is {w}x{h}x{c} but the annotation file says {}x{} RGB",
-                im.width, im.height
-            ))
-            .into());
-        }
-        let [cw, ch] = self.crop;
+    ) -> Result<Array2<f32>, DataError> {
         let [mw, mh] = self.map_size();
-        let mat = self.crop_affine(item, aug);
-
-        // The picture with a coverage channel, so that the padding can be CMU's grey.
-        let mut rgba = Array3::<u8>::from_elem((h, w, 4), 255);
-        rgba.slice_mut(s![.., .., ..3]).assign(image);
-        let mut crop = warp_affine(rgba.view(), &mat, cw, ch)?;
-        if aug.flip {
-            crop = crop.slice(s![.., ..;-1, ..]).to_owned();
-        }
-        let mut input = vec![0f32; 3 * cw * ch];
-        let plane = cw * ch;
-        for y in 0..ch {
-            for x in 0..cw {
-                let cover = crop[[y, x, 3]] as f32 / 255.0;
-                for (c_out, c_in) in [(0, 2), (1, 1), (2, 0)] {
-                    let v = crop[[y, x, c_in]] as f32 + (1.0 - cover) * PAD;
-                    input[c_out * plane + y * cw + x] = self.input.value(v);
-                }
-            }
-        }
-
         // The ignore region warped onto the output grid: crop pixel c is heatmap (c + 0.5) / 8
         // - 0.5; the black border reads "nothing ignored".
         let to_map = Affine2::translation(0.5, 0.5)
@@ -562,8 +542,62 @@ impl PafDataset {
         if aug.flip {
             mask = mask.slice(s![.., ..;-1]).to_owned();
         }
+        Ok(mask)
+    }
+
+    /// The sample of `item` (its decoded `[H, W, 3]` RGB picture) with given parameters.
+    pub fn make_sample(
+        &self,
+        item: PafItem,
+        image: &Array3<u8>,
+        aug: &PafAugmentation,
+    ) -> Result<PafSample, DataError> {
+        let im = &self.base.images()[item.image];
+        let (h, w, c) = image.dim();
+        if c != 3 || (w as u32, h as u32) != (im.width, im.height) {
+            return Err(Error::Shape(format!(
+                "the picture is {w}x{h}x{c} but the annotation file says {}x{} RGB",
+                im.width, im.height
+            ))
+            .into());
+        }
+        let [cw, ch] = self.crop;
+        let mat = self.crop_affine(item, aug);
+
+        // The picture with a coverage channel, so that the padding can be CMU's grey.
+        let mut rgba = Array3::<u8>::from_elem((h, w, 4), 255);
+        rgba.slice_mut(s![.., .., ..3]).assign(image);
+        let mut crop = warp_affine(rgba.view(), &mat, cw, ch)?;
+        if aug.flip {
+            crop = crop.slice(s![.., ..;-1, ..]).to_owned();
+        }
+        let mut input = vec![0f32; 3 * cw * ch];
+        let plane = cw * ch;
+        for y in 0..ch {
+            for x in 0..cw {
+                let cover = crop[[y, x, 3]] as f32 / 255.0;
+                for (c_out, c_in) in [(0, 2), (1, 1), (2, 0)] {
+                    let v = crop[[y, x, c_in]] as f32 + (1.0 - cover) * PAD;
+                    input[c_out * plane + y * cw + x] = self.input.value(v);
+                }
+            }
+        }
 
         let cmu = self.cfg.rules == PafTargetRules::Cmu;
+        let mask = match item.person {
+            // CMU's own chain for its `mask_miss` (person framing: CMU has no other).
+            Some(p) if cmu => {
+                let steps = CmuSteps::new(
+                    self.boxes[item.image][p],
+                    self.cfg.augmentation.target_dist,
+                    self.crop,
+                    aug,
+                );
+                cmu_mask(im.ignore.as_ref(), [w, h], &steps, PAF_STRIDE)?
+            }
+            _ => self.posekit_mask(im, &mat, aug)?,
+        };
+
         let mut source = im.joints.clone();
         if cmu {
             // CMU's `ReadMetaData`: a joint off the *picture* is `isVisible = 2` (not drawn),
