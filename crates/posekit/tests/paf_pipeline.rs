@@ -285,6 +285,96 @@ fn cmu_rules_match_the_numpy_cmu_generator() {
     );
 }
 
+/// CMU's augmentation chain (`Transform_nv`: cubic resize by the float scale, cubic rotation into
+/// the rotated picture's bounding box, crop/pad about the rounded centre, flip; what `rules =
+/// "cmu"` applies to the picture with border 128 and to `mask_miss` with 255) against OpenCV
+/// 4.10 running CMU's calls, on a texture of each picture's size with each person case's box and
+/// draws (a texture rather than the JPEG, so that no decoder takes part): exact, every pixel
+/// counted through its row and column sums, and the green channel every 16 pixels.
+#[test]
+fn cmu_chain_matches_opencv_on_a_texture() {
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("paf/paf_cmu_targets.json")).unwrap())
+            .unwrap();
+    let mut checked = 0;
+    for case in fx["cases"].as_array().unwrap() {
+        let Some(want) = case.get("cmu_chain_texture") else {
+            assert_eq!(
+                case["framing"], "picture",
+                "person cases carry the chain check"
+            );
+            continue;
+        };
+        let id = case["image_id"].as_i64().unwrap();
+        let crop = [
+            case["crop"][0].as_u64().unwrap() as usize,
+            case["crop"][1].as_u64().unwrap() as usize,
+        ];
+        let mut bu = config(crop, PafFraming::Person);
+        bu.paf.as_mut().unwrap().rules = PafTargetRules::Cmu;
+        let ds = PafDataset::coco(&coco_json(), &data("coco"), &bu, PafInput::CmuBgr, 8).unwrap();
+        let image = ds.images().iter().position(|im| im.image_id == id).unwrap();
+        let item = PafItem {
+            image,
+            person: case["person"].as_u64().map(|p| p as usize),
+        };
+        let aug = PafAugmentation {
+            scale: case["scale"].as_f64().unwrap(),
+            rotation: case["rotation"].as_f64().unwrap(),
+            shift: [
+                case["shift"][0].as_f64().unwrap(),
+                case["shift"][1].as_f64().unwrap(),
+            ],
+            flip: case["flip"].as_bool().unwrap(),
+        };
+        let steps = ds.cmu_steps(item, &aug).expect("cmu rules, person framing");
+        let (w, h) = (
+            ds.images()[image].width as usize,
+            ds.images()[image].height as usize,
+        );
+        let texture = Array3::from_shape_fn((h, w, 3), |(y, x, k)| {
+            ((x * (7 + k) + y * (13 - 2 * k) + (x * y) % (31 + k)) % 256) as u8
+        });
+        let out = steps.apply(texture.view(), 128).unwrap();
+        assert_eq!(out.dim(), (crop[1], crop[0], 3));
+        let ints = |v: &Value| -> Vec<i64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect()
+        };
+        let rows: Vec<i64> = out
+            .outer_iter()
+            .map(|r| r.iter().map(|&v| v as i64).sum())
+            .collect();
+        let columns: Vec<i64> = (0..crop[0])
+            .map(|x| {
+                out.slice(ndarray::s![.., x, ..])
+                    .iter()
+                    .map(|&v| v as i64)
+                    .sum()
+            })
+            .collect();
+        let green: Vec<i64> = out
+            .slice(ndarray::s![..;16, ..;16, 1])
+            .iter()
+            .map(|&v| v as i64)
+            .collect();
+        for (name, got, want) in [
+            ("row sums", rows, ints(&want["row_sums"])),
+            ("column sums", columns, ints(&want["column_sums"])),
+            ("green every 16", green, ints(&want["green_every_16"])),
+        ] {
+            let bad = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+            assert_eq!(got.len(), want.len(), "{id} {name}: lengths");
+            assert_eq!(bad, 0, "{id} {name}: {bad} of {} differ", want.len());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} person cases");
+}
+
 /// genJSON.m's rule: a main person whose box centre lies within 0.3 x the larger box side of
 /// an *earlier main* person's centre is no main person; a person dropped by it does not
 /// count for later ones.

@@ -21,10 +21,14 @@
 //!   that person's larger box side), all the image's people drawn in the targets. With
 //!   [`PafFraming::Picture`] one sample per image.
 //! * **Augmentation**: CMU's four steps (scale, rotate, crop-pad, flip) with CMU's draws and
-//!   defaults, composed into one affine so the picture is interpolated once (bilinear; CMU
-//!   resizes and rotates with bicubic, twice); CMU's crop centre is rounded to whole pixels,
-//!   here it is not (the picture and the targets; the `"cmu"` mask follows CMU). Padding is
-//!   grey 128 (CMU's).
+//!   defaults. Under `rules = "cmu"` with person framing the picture goes through CMU's own
+//!   chain ([`super::paf_cmu`]: bicubic resize, bicubic rotation into the rotated picture's
+//!   bounding box, crop/pad about the rounded centre with the shift truncated to whole pixels,
+//!   flip; OpenCV 2.4-4.10's fixed-point kernels, exact against OpenCV 4.10), as the mask does.
+//!   Otherwise the steps are composed into one affine so the picture is interpolated once
+//!   (bilinear) about the unrounded centre. The joints (so the targets) always go through the
+//!   unrounded affine, so under `"cmu"` they can sit up to about a crop pixel from where CMU
+//!   puts them (its rounding and truncation of the crop centre). Padding is grey 128 (CMU's).
 //! * **Targets** by the core's [`PafCodec`] encoder with Gaussians of CMU's sigma 7 px at
 //!   stride 8 on CMU's grid (`g * 8 + 3.5`), background `max(0, 1 - max_k)`, PAF unit vectors
 //!   in the channel order of the shipped models ([`PafLimbs::cmu18`], tf-pose's
@@ -54,8 +58,7 @@
 //!     bounding box (border 255), crop/pad about the rounded centre with the shift truncated to
 //!     whole pixels (pad 255), flip, bicubic resize to 1/8, `/ 255`, all with OpenCV 2.4-4.10's
 //!     fixed-point kernels (checked against OpenCV 4.10 on real COCO pictures,
-//!     `tests/paf_pipeline.rs`). Its crop centre is CMU's rounded one, so it can sit up to about
-//!     one crop pixel (1/8 of a map cell) from where the unrounded affine puts the targets.
+//!     `tests/paf_pipeline.rs`).
 //!   - otherwise (posekit's rules, or picture framing, which CMU does not have): the picture's
 //!     ignore mask sampled (bilinear) at each output pixel's centre through the crop affine.
 //! * **Input**: the network's own normalisation, the one its test pipeline feeds: BGR
@@ -508,6 +511,15 @@ impl PafDataset {
         }
     }
 
+    /// CMU's own augmentation chain for `item` ([`super::paf_cmu`]): under `rules = "cmu"`
+    /// with person framing (CMU's), `None` otherwise.
+    pub fn cmu_steps(&self, item: PafItem, aug: &PafAugmentation) -> Option<CmuSteps> {
+        let p = item.person?;
+        let bbox = *self.boxes.get(item.image)?.get(p)?;
+        (self.cfg.rules == PafTargetRules::Cmu)
+            .then(|| CmuSteps::new(bbox, self.cfg.augmentation.target_dist, self.crop, aug))
+    }
+
     /// posekit's mask: the picture's ignore region sampled (bilinear) at each output pixel's
     /// centre through the crop affine `mat`, padding counted.
     fn posekit_mask(
@@ -564,12 +576,22 @@ impl PafDataset {
         let [cw, ch] = self.crop;
         let mat = self.crop_affine(item, aug);
 
-        // The picture with a coverage channel, so that the padding can be CMU's grey.
-        let mut rgba = Array3::<u8>::from_elem((h, w, 4), 255);
-        rgba.slice_mut(s![.., .., ..3]).assign(image);
-        let mut crop = warp_affine(rgba.view(), &mat, cw, ch)?;
-        if aug.flip {
-            crop = crop.slice(s![.., ..;-1, ..]).to_owned();
+        let steps = self.cmu_steps(item, aug);
+        // The crop with a coverage channel, so that the padding can be CMU's grey.
+        let mut crop = Array3::<u8>::from_elem((ch, cw, 4), 255);
+        match &steps {
+            // CMU's chain: bicubic twice, padded with 128 by the chain itself.
+            Some(steps) => crop
+                .slice_mut(s![.., .., ..3])
+                .assign(&steps.apply(image.view(), PAD as u8)?),
+            None => {
+                let mut rgba = Array3::<u8>::from_elem((h, w, 4), 255);
+                rgba.slice_mut(s![.., .., ..3]).assign(image);
+                crop = warp_affine(rgba.view(), &mat, cw, ch)?;
+                if aug.flip {
+                    crop = crop.slice(s![.., ..;-1, ..]).to_owned();
+                }
+            }
         }
         let mut input = vec![0f32; 3 * cw * ch];
         let plane = cw * ch;
@@ -584,18 +606,9 @@ impl PafDataset {
         }
 
         let cmu = self.cfg.rules == PafTargetRules::Cmu;
-        let mask = match item.person {
-            // CMU's own chain for its `mask_miss` (person framing: CMU has no other).
-            Some(p) if cmu => {
-                let steps = CmuSteps::new(
-                    self.boxes[item.image][p],
-                    self.cfg.augmentation.target_dist,
-                    self.crop,
-                    aug,
-                );
-                cmu_mask(im.ignore.as_ref(), [w, h], &steps, PAF_STRIDE)?
-            }
-            _ => self.posekit_mask(im, &mat, aug)?,
+        let mask = match &steps {
+            Some(steps) => cmu_mask(im.ignore.as_ref(), [w, h], steps, PAF_STRIDE)?,
+            None => self.posekit_mask(im, &mat, aug)?,
         };
 
         let mut source = im.joints.clone();
