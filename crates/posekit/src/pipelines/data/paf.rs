@@ -26,9 +26,9 @@
 //!   bounding box, crop/pad about the rounded centre with the shift truncated to whole pixels,
 //!   flip; OpenCV 2.4-4.10's fixed-point kernels, exact against OpenCV 4.10), as the mask does.
 //!   Otherwise the steps are composed into one affine so the picture is interpolated once
-//!   (bilinear) about the unrounded centre. The joints (so the targets) always go through the
-//!   unrounded affine, so under `"cmu"` they can sit up to about a crop pixel from where CMU
-//!   puts them (its rounding and truncation of the crop centre). Padding is grey 128 (CMU's).
+//!   (bilinear) about the unrounded centre. The joints follow the picture: under CMU's chain
+//!   they move as CMU moves them (float scale, double rotation, the rounded whole-pixel crop
+//!   offset, flip `(w - 1) - x`), otherwise through the affine. Padding is grey 128 (CMU's).
 //! * **Targets** by the core's [`PafCodec`] encoder with Gaussians of CMU's sigma 7 px at
 //!   stride 8 on CMU's grid (`g * 8 + 3.5`), background `max(0, 1 - max_k)`, PAF unit vectors
 //!   in the channel order of the shipped models ([`PafLimbs::cmu18`], tf-pose's
@@ -630,9 +630,15 @@ impl PafDataset {
         // nothing after augmenting, so they still draw where their Gaussian or limb reaches
         // the map.
         let mut labelled = people.index_axis(Axis(2), 2).to_owned();
+        // Under CMU's chain the joints move as CMU moves them (its rounded crop offset), so
+        // that they sit on the picture and the mask exactly as in CMU's samples.
+        let geometry = steps.as_ref().map(|st| st.geometry([w, h]));
         for mut person in people.outer_iter_mut() {
             for mut joint in person.outer_iter_mut() {
-                let [x, y] = mat.apply([joint[0] as f64, joint[1] as f64]);
+                let [x, y] = match &geometry {
+                    Some(g) => g.point([joint[0], joint[1]]).map(|v| v as f64),
+                    None => mat.apply([joint[0] as f64, joint[1] as f64]),
+                };
                 let inside = x >= 0.0 && y >= 0.0 && x < cw as f64 && y < ch as f64;
                 joint[0] = x as f32;
                 joint[1] = y as f32;
@@ -644,9 +650,15 @@ impl PafDataset {
         if aug.flip {
             people = people.select(Axis(1), &self.flip_index);
             labelled = labelled.select(Axis(1), &self.flip_index);
-            people
-                .slice_mut(s![.., .., 0])
-                .mapv_inplace(|x| cw as f32 - x - 1.0);
+            // CMU's `augmentation_flip` computes `(w - 1) - x`; the other order can differ in
+            // the last bit.
+            let last = cw as f32 - 1.0;
+            match geometry {
+                Some(_) => people.slice_mut(s![.., .., 0]).mapv_inplace(|x| last - x),
+                None => people
+                    .slice_mut(s![.., .., 0])
+                    .mapv_inplace(|x| cw as f32 - x - 1.0),
+            }
         }
         if !cmu {
             labelled = people.index_axis(Axis(2), 2).to_owned();

@@ -65,14 +65,15 @@ impl CmuSteps {
         }
     }
 
-    /// `[H, W, C]` u8 through scale, rotate, crop-pad and flip, `border` where the picture
-    /// does not reach: `[crop_h, crop_w, C]`.
-    pub fn apply(&self, src: ArrayView3<u8>, border: u8) -> Result<Array3<u8>, DataError> {
-        let scaled = resize_cubic_opencv_by(src, self.scale as f64)?;
-        let (rows, cols, c) = scaled.dim();
-        let (rotation, [bw, bh]) = rotation(cols, rows, self.degree);
-        let rotated = warp_affine_cubic(scaled.view(), &rotation, bw, bh, border)?;
-        // objpos: scaled in float, rotated in double, back to float.
+    /// Where the chain takes a `[width, height]` picture: the scaled picture's size (`cv::resize`'s
+    /// `round(w * s)`), the rotation into the rotated picture's bounding box and that box's
+    /// size, and the crop's top-left corner in it.
+    pub fn geometry(&self, picture: [usize; 2]) -> CmuGeometry {
+        let size = |n: usize| (n as f64 * self.scale as f64).round_ties_even().max(0.0) as usize;
+        let scaled = [size(picture[0]), size(picture[1])];
+        let (rotation, rotated) = rotation(scaled[0], scaled[1], self.degree);
+        // objpos: scaled in float, rotated in double, back to float, plus the whole-pixel shift;
+        // `Point2i(...)` rounds half to even.
         let objpos = self.centre.map(|v| v * self.scale);
         let [ox, oy] = rotation.apply([objpos[0] as f64, objpos[1] as f64]);
         let centre = [
@@ -80,7 +81,25 @@ impl CmuSteps {
             (oy as f32 + self.shift[1]).round_ties_even() as i64,
         ];
         let [cw, ch] = self.crop;
-        let (x0, y0) = (centre[0] - (cw / 2) as i64, centre[1] - (ch / 2) as i64);
+        CmuGeometry {
+            scaled,
+            rotation,
+            rotated,
+            origin: [centre[0] - (cw / 2) as i64, centre[1] - (ch / 2) as i64],
+            scale: self.scale,
+        }
+    }
+
+    /// `[H, W, C]` u8 through scale, rotate, crop-pad and flip, `border` where the picture
+    /// does not reach: `[crop_h, crop_w, C]`.
+    pub fn apply(&self, src: ArrayView3<u8>, border: u8) -> Result<Array3<u8>, DataError> {
+        let (h, w, c) = src.dim();
+        let g = self.geometry([w, h]);
+        let scaled = resize_cubic_opencv_by(src, self.scale as f64)?;
+        let [bw, bh] = g.rotated;
+        let rotated = warp_affine_cubic(scaled.view(), &g.rotation, bw, bh, border)?;
+        let [cw, ch] = self.crop;
+        let [x0, y0] = g.origin;
         let mut out = Array3::<u8>::from_elem((ch, cw, c), border);
         // The crop rows and columns that fall on the rotated map.
         let span = |origin: i64, len: usize, size: usize| {
@@ -100,6 +119,34 @@ impl CmuSteps {
             out = out.slice(s![.., ..;-1, ..]).to_owned();
         }
         Ok(out)
+    }
+}
+
+/// [`CmuSteps::geometry`] of one picture.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CmuGeometry {
+    /// `[width, height]` after `augmentation_scale`.
+    pub scaled: [usize; 2],
+    /// The rotation matrix `augmentation_rotate` warps with.
+    pub rotation: Affine2,
+    /// `[width, height]` of the rotated picture.
+    pub rotated: [usize; 2],
+    /// The crop's top-left corner in the rotated picture.
+    pub origin: [i64; 2],
+    scale: f32,
+}
+
+impl CmuGeometry {
+    /// Where CMU's chain puts picture point `p` in the crop before the flip, as it moves its
+    /// joints: times the float scale, through the rotation in double and back to float, plus
+    /// the crop offset (then `augmentation_flip` sets `x = (crop_w - 1) - x`).
+    pub fn point(&self, p: [f32; 2]) -> [f32; 2] {
+        let q = p.map(|v| v * self.scale);
+        let [x, y] = self.rotation.apply([q[0] as f64, q[1] as f64]);
+        [
+            x as f32 + (-self.origin[0]) as f32,
+            y as f32 + (-self.origin[1]) as f32,
+        ]
     }
 }
 
