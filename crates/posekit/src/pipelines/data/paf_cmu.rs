@@ -9,7 +9,7 @@
 //! 2. `augmentation_rotate`: `getRotationMatrix2D` about the scaled picture's centre
 //!    `(cols / 2, rows / 2)` by the `float` degree, moved into `RotatedRect(centre, size,
 //!    degree).boundingRect()` (`float` corners, floor/ceil, `+ 1`), then
-//!    `warpAffine(INTER_CUBIC, BORDER_CONSTANT, border)` ([`warp_affine_cubic`]); `objpos`
+//!    `warpAffine(INTER_CUBIC, BORDER_CONSTANT, border)` ([`posekit_core::geometry::warp::warp_affine_cubic`]); `objpos`
 //!    goes through the matrix in `double` and back to `float`;
 //! 3. `augmentation_croppad`: the shift truncated to whole pixels (`int(...)`), the crop centre
 //!    `Point2i(objpos + shift)` (rounded half to even), pixels copied where they fall in the
@@ -28,7 +28,7 @@
 use ndarray::{s, Array2, Array3, ArrayView3, Axis};
 use posekit_core::geometry::affine::Affine2;
 use posekit_core::geometry::resize::{resize_cubic_opencv, resize_cubic_opencv_by};
-use posekit_core::geometry::warp::warp_affine_cubic;
+use posekit_core::geometry::warp::warp_affine_cubic_window;
 use posekit_core::masks::Rle;
 
 use super::error::DataError;
@@ -97,7 +97,6 @@ impl CmuSteps {
         let g = self.geometry([w, h]);
         let scaled = resize_cubic_opencv_by(src, self.scale as f64)?;
         let [bw, bh] = g.rotated;
-        let rotated = warp_affine_cubic(scaled.view(), &g.rotation, bw, bh, border)?;
         let [cw, ch] = self.crop;
         let [x0, y0] = g.origin;
         let mut out = Array3::<u8>::from_elem((ch, cw, c), border);
@@ -110,10 +109,13 @@ impl CmuSteps {
         let (xl, xh) = span(x0, cw, bw);
         let (yl, yh) = span(y0, ch, bh);
         if xl < xh && yl < yh {
+            // Only the part of the rotated picture the crop takes (the same bytes as rotating
+            // all of it, as CMU does, then cropping).
             let sx = (x0 + xl as i64) as usize;
             let sy = (y0 + yl as i64) as usize;
-            out.slice_mut(s![yl..yh, xl..xh, ..])
-                .assign(&rotated.slice(s![sy..sy + (yh - yl), sx..sx + (xh - xl), ..]));
+            let window = [sx, sy, xh - xl, yh - yl];
+            let rotated = warp_affine_cubic_window(scaled.view(), &g.rotation, window, border)?;
+            out.slice_mut(s![yl..yh, xl..xh, ..]).assign(&rotated);
         }
         if self.flip {
             out = out.slice(s![.., ..;-1, ..]).to_owned();
