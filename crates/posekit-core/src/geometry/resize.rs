@@ -41,7 +41,7 @@ pub fn resize_cubic_opencv(src: ArrayView3<u8>, out_w: usize, out_h: usize) -> R
         w as f64 / out_w.max(1) as f64,
         h as f64 / out_h.max(1) as f64,
     ];
-    resize_cubic(src, out_w, out_h, scales)
+    resize_cubic(src, [0, 0, out_w, out_h], scales)
 }
 
 /// `cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)` (IPP off): the output
@@ -55,18 +55,44 @@ pub fn resize_cubic_opencv_by(src: ArrayView3<u8>, f: f64) -> Result<Array3<u8>>
             "resize: the factor {f} is not a positive number"
         )));
     }
-    let (h, w, _) = src.dim();
-    let size = |n: usize| (n as f64 * f).round_ties_even().min(i32::MAX as f64) as usize;
-    resize_cubic(src, size(w), size(h), [1.0 / f, 1.0 / f])
+    let [w, h] = resized_size(src, f);
+    resize_cubic(src, [0, 0, w, h], [1.0 / f, 1.0 / f])
 }
 
-/// [`resize_cubic_opencv`] with OpenCV's source steps `[x, y]` per output pixel.
-fn resize_cubic(
+/// `[width, height]` of [`resize_cubic_opencv_by`]'s output.
+pub fn resized_size(src: ArrayView3<u8>, f: f64) -> [usize; 2] {
+    let (h, w, _) = src.dim();
+    let size = |n: usize| (n as f64 * f).round_ties_even().clamp(0.0, i32::MAX as f64) as usize;
+    [size(w), size(h)]
+}
+
+/// The part `[x, y, width, height]` of [`resize_cubic_opencv_by`]'s output, computed alone and
+/// equal to it (each output pixel's taps depend only on its own index); errors where the
+/// window leaves the output.
+pub fn resize_cubic_opencv_by_window(
     src: ArrayView3<u8>,
-    out_w: usize,
-    out_h: usize,
-    scales: [f64; 2],
+    f: f64,
+    window: [usize; 4],
 ) -> Result<Array3<u8>> {
+    if !(f.is_finite() && f > 0.0) {
+        return Err(Error::Shape(format!(
+            "resize: the factor {f} is not a positive number"
+        )));
+    }
+    let [w, h] = resized_size(src, f);
+    let [x, y, ww, wh] = window;
+    if x.saturating_add(ww) > w || y.saturating_add(wh) > h {
+        return Err(Error::Shape(format!(
+            "resize: the window {window:?} leaves the {w}x{h} output"
+        )));
+    }
+    resize_cubic(src, window, [1.0 / f, 1.0 / f])
+}
+
+/// The `[x, y, width, height]` part of [`resize_cubic_opencv`]'s output with OpenCV's source
+/// steps `[x, y]` per output pixel.
+fn resize_cubic(src: ArrayView3<u8>, window: [usize; 4], scales: [f64; 2]) -> Result<Array3<u8>> {
+    let [wx, wy, out_w, out_h] = window;
     let (h, w, c) = src.dim();
     if h == 0 || w == 0 || c == 0 {
         return Err(Error::Shape(format!(
@@ -82,8 +108,8 @@ fn resize_cubic(
     let data = src
         .as_slice()
         .ok_or_else(|| Error::Shape("resize: source is not contiguous".into()))?;
-    let xtaps = cubic_taps(w, out_w, scales[0]);
-    let ytaps = cubic_taps(h, out_h, scales[1]);
+    let xtaps = cubic_taps(w, wx..wx + out_w, scales[0]);
+    let ytaps = cubic_taps(h, wy..wy + out_h, scales[1]);
 
     // Horizontal pass for every source row (rows are reused by several output rows).
     let row_len = out_w * c;
@@ -129,20 +155,19 @@ struct CubicTap {
     weight: [i16; 4],
 }
 
-fn cubic_taps(n_in: usize, n_out: usize, scale: f64) -> Vec<CubicTap> {
+fn cubic_taps(n_in: usize, out: std::ops::Range<usize>, scale: f64) -> Vec<CubicTap> {
     let last = n_in as i64 - 1;
-    (0..n_out)
-        .map(|d| {
-            let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
-            let s = f.floor();
-            let t = f - s;
-            let weight =
-                cubic_weights(t).map(|w| (w * (1 << COEF_BITS) as f32).round_ties_even() as i16);
-            let s = s as i64;
-            let index = [0i64, 1, 2, 3].map(|k| (s - 1 + k).clamp(0, last) as usize);
-            CubicTap { index, weight }
-        })
-        .collect()
+    out.map(|d| {
+        let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
+        let s = f.floor();
+        let t = f - s;
+        let weight =
+            cubic_weights(t).map(|w| (w * (1 << COEF_BITS) as f32).round_ties_even() as i16);
+        let s = s as i64;
+        let index = [0i64, 1, 2, 3].map(|k| (s - 1 + k).clamp(0, last) as usize);
+        CubicTap { index, weight }
+    })
+    .collect()
 }
 
 /// OpenCV's `interpolateCubic`, evaluated in f32 in the same order.
@@ -296,6 +321,27 @@ mod tests {
         }
         assert!(resize_cubic_opencv_by(img.view(), 0.0).is_err());
         assert!(resize_cubic_opencv_by(img.view(), f64::NAN).is_err());
+    }
+
+    #[test]
+    fn a_window_of_the_resize_equals_the_whole_resize_there() {
+        let img = Array3::from_shape_fn((23, 31, 3), |(y, x, k)| {
+            ((x * (7 + k) + y * 13 + (x * y) % 31) % 256) as u8
+        });
+        for f in [0.37, 1.0, 2.718_281_8f32 as f64] {
+            let whole = resize_cubic_opencv_by(img.view(), f).unwrap();
+            let (h, w, _) = whole.dim();
+            for window in [
+                [0, 0, w, h],
+                [w / 3, h / 4, w / 2, h / 2],
+                [w - 1, h - 1, 1, 1],
+            ] {
+                let [x, y, ww, wh] = window;
+                let part = resize_cubic_opencv_by_window(img.view(), f, window).unwrap();
+                assert_eq!(part, whole.slice(ndarray::s![y..y + wh, x..x + ww, ..]));
+            }
+            assert!(resize_cubic_opencv_by_window(img.view(), f, [w, 0, 1, 1]).is_err());
+        }
     }
 
     #[test]

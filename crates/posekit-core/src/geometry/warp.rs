@@ -385,23 +385,34 @@ pub fn warp_affine_cubic_window(
     window: [usize; 4],
     border: u8,
 ) -> Result<Array3<u8>> {
-    let [wx, wy, out_w, out_h] = window;
-    let (h, w, c) = check(src, out_w, out_h)?;
+    let (h, w, _) = src.dim();
+    warp_affine_cubic_window_from(src, [0, 0], [w, h], m, window, border)
+}
+
+/// [`warp_affine_cubic_window`] of a `[width, height]` = `src_size` picture of which only
+/// `part`, its pixels from `part_origin` on, is given: `part` must hold every pixel the window's
+/// taps read on the picture ([`cubic_source_window`]); taps off the picture read `border`.
+/// Errors where a tap on the picture falls outside `part`.
+pub fn warp_affine_cubic_window_from(
+    part: ArrayView3<u8>,
+    part_origin: [usize; 2],
+    src_size: [usize; 2],
+    m: &Affine2,
+    window: [usize; 4],
+    border: u8,
+) -> Result<Array3<u8>> {
+    let [_, _, out_w, out_h] = window;
+    let (ph, pw, c) = check(part, out_w, out_h)?;
+    let [w, h] = src_size;
     if h > i16::MAX as usize || w > i16::MAX as usize {
         return Err(Error::Shape(format!(
             "warp: the fixed-point cubic kernel handles at most 32767 pixels per side, source is \
              {w}x{h}"
         )));
     }
-    if wx.saturating_add(out_w) > i32::MAX as usize || wy.saturating_add(out_h) > i32::MAX as usize
-    {
-        return Err(Error::Shape(format!(
-            "warp: the output window {window:?} is too large"
-        )));
-    }
-    let inv = m.inverse()?;
-    let src = src.as_standard_layout();
-    let data = src
+    let map = CubicMap::new(m, window)?;
+    let part = part.as_standard_layout();
+    let data = part
         .as_slice()
         .ok_or_else(|| Error::Shape("warp: source is not contiguous".into()))?;
     let mut out = Array3::<u8>::zeros((out_h, out_w, c));
@@ -409,48 +420,35 @@ pub fn warp_affine_cubic_window(
         .as_slice_mut()
         .ok_or_else(|| Error::Shape("warp: output is not contiguous".into()))?;
     let table = cubic_table();
-    let m = [
-        inv.m[0][0],
-        inv.m[0][1],
-        inv.m[0][2],
-        inv.m[1][0],
-        inv.m[1][1],
-        inv.m[1][2],
-    ];
-    let round_delta = (AB_SCALE as i64) / INTER_TAB_SIZE / 2;
-    let adelta: Vec<i64> = (wx..wx + out_w)
-        .map(|x| cv_round(m[0] * x as f64 * AB_SCALE))
-        .collect();
-    let bdelta: Vec<i64> = (wx..wx + out_w)
-        .map(|x| cv_round(m[3] * x as f64 * AB_SCALE))
-        .collect();
     let cval = border as i64;
     let one = 1i64 << COEF_BITS;
     let round = |sum: i64| ((sum + (1 << (COEF_BITS - 1))) >> COEF_BITS).clamp(0, 255) as u8;
     let (wi, hi) = (w as i64, h as i64);
+    let (ox, oy) = (part_origin[0] as i64, part_origin[1] as i64);
+    let (pwi, phi) = (pw as i64, ph as i64);
+    let missing = || {
+        Error::Shape(format!(
+            "warp: a tap of window {window:?} falls on the {w}x{h} picture outside the given \
+             {pw}x{ph} part at {part_origin:?}"
+        ))
+    };
     for y in 0..out_h {
-        let yg = (wy + y) as f64;
-        let x0 = cv_round((m[1] * yg + m[2]) * AB_SCALE) + round_delta;
-        let y0 = cv_round((m[4] * yg + m[5]) * AB_SCALE) + round_delta;
+        let row = map.row(y);
         for x in 0..out_w {
-            let xx = ((x0 + adelta[x]) as i32 >> (AB_BITS - INTER_BITS)) as i64;
-            let yy = ((y0 + bdelta[x]) as i32 >> (AB_BITS - INTER_BITS)) as i64;
-            // The i16 coordinate map, then remapBicubic's one-pixel step back.
-            let sx = (xx >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64) - 1;
-            let sy = (yy >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64) - 1;
-            let frac = ((yy & (INTER_TAB_SIZE - 1)) * INTER_TAB_SIZE + (xx & (INTER_TAB_SIZE - 1)))
-                as usize;
+            let (sx, sy, frac) = map.at(row, x);
             let wt = &table[frac];
             let base = (y * out_w + x) * c;
-            if sx >= 0 && sy >= 0 && sx + 3 < wi && sy + 3 < hi {
-                // All 16 taps inside (remapBicubic's fast path): exact integer sums.
-                let (sx, sy) = (sx as usize, sy as usize);
+            // Tap positions in the part.
+            let (px, py) = (sx - ox, sy - oy);
+            if px >= 0 && py >= 0 && px + 3 < pwi && py + 3 < phi && sx + 3 < wi && sy + 3 < hi {
+                // All 16 taps on the picture (remapBicubic's fast path): exact integer sums.
+                let (px, py) = (px as usize, py as usize);
                 for k in 0..c {
                     let mut sum = 0i64;
                     for i in 0..4 {
-                        let row = ((sy + i) * w + sx) * c + k;
+                        let at = ((py + i) * pw + px) * c + k;
                         for j in 0..4 {
-                            sum += data[row + j * c] as i64 * wt[i * 4 + j] as i64;
+                            sum += data[at + j * c] as i64 * wt[i * 4 + j] as i64;
                         }
                     }
                     dst[base + k] = round(sum);
@@ -461,22 +459,34 @@ pub fn warp_affine_cubic_window(
                 dst[base..base + c].fill(border);
                 continue;
             }
-            let xs = [0i64, 1, 2, 3]
-                .map(|i| sx + i)
-                .map(|v| (v >= 0 && v < wi).then_some(v));
-            let ys = [0i64, 1, 2, 3]
-                .map(|i| sy + i)
-                .map(|v| (v >= 0 && v < hi).then_some(v));
+            let mut xs = [None; 4];
+            let mut ys = [None; 4];
+            for i in 0..4 {
+                let (x, y) = (sx + i as i64, sy + i as i64);
+                if x >= 0 && x < wi {
+                    let p = x - ox;
+                    if p < 0 || p >= pwi {
+                        return Err(missing());
+                    }
+                    xs[i] = Some(p as usize);
+                }
+                if y >= 0 && y < hi {
+                    let p = y - oy;
+                    if p < 0 || p >= phi {
+                        return Err(missing());
+                    }
+                    ys[i] = Some(p as usize);
+                }
+            }
             for k in 0..c {
                 // OpenCV's border form `cval * 2^15 + sum (S - cval) * w`; with tables summing
                 // to 2^15 it equals the plain sum with outside taps reading `cval`.
                 let mut sum = cval * one;
                 for (i, yv) in ys.iter().enumerate() {
                     let Some(yv) = yv else { continue };
-                    let row = (*yv as usize) * w;
                     for (j, xv) in xs.iter().enumerate() {
                         if let Some(xv) = xv {
-                            let p = data[(row + *xv as usize) * c + k] as i64;
+                            let p = data[(yv * pw + xv) * c + k] as i64;
                             sum += (p - cval) * wt[i * 4 + j] as i64;
                         }
                     }
@@ -486,6 +496,105 @@ pub fn warp_affine_cubic_window(
         }
     }
     Ok(out)
+}
+
+/// The part `[x, y, width, height]` of a `[width, height]` = `src_size` picture that the taps of
+/// [`warp_affine_cubic_window`]'s `window` read; `None` where they all fall off the picture.
+pub fn cubic_source_window(
+    m: &Affine2,
+    window: [usize; 4],
+    src_size: [usize; 2],
+) -> Result<Option<[usize; 4]>> {
+    let map = CubicMap::new(m, window)?;
+    let [w, h] = src_size.map(|v| v as i64);
+    let (mut x0, mut y0, mut x1, mut y1) = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
+    for y in 0..window[3] {
+        let row = map.row(y);
+        for x in 0..window[2] {
+            let (sx, sy, _) = map.at(row, x);
+            if sx >= w || sx + 4 <= 0 || sy >= h || sy + 4 <= 0 {
+                continue;
+            }
+            x0 = x0.min(sx.max(0));
+            y0 = y0.min(sy.max(0));
+            x1 = x1.max((sx + 3).min(w - 1));
+            y1 = y1.max((sy + 3).min(h - 1));
+        }
+    }
+    Ok((x0 <= x1 && y0 <= y1).then(|| {
+        [
+            x0 as usize,
+            y0 as usize,
+            (x1 - x0 + 1) as usize,
+            (y1 - y0 + 1) as usize,
+        ]
+    }))
+}
+
+/// OpenCV's fixed-point source coordinates (`WarpAffineInvoker`) of an output window.
+struct CubicMap {
+    m: [f64; 6],
+    adelta: Vec<i64>,
+    bdelta: Vec<i64>,
+    wy: usize,
+}
+
+impl CubicMap {
+    fn new(m: &Affine2, window: [usize; 4]) -> Result<Self> {
+        let [wx, wy, out_w, out_h] = window;
+        if wx.saturating_add(out_w) > i32::MAX as usize
+            || wy.saturating_add(out_h) > i32::MAX as usize
+        {
+            return Err(Error::Shape(format!(
+                "warp: the output window {window:?} is too large"
+            )));
+        }
+        let inv = m.inverse()?;
+        let m = [
+            inv.m[0][0],
+            inv.m[0][1],
+            inv.m[0][2],
+            inv.m[1][0],
+            inv.m[1][1],
+            inv.m[1][2],
+        ];
+        let adelta = (wx..wx + out_w)
+            .map(|x| cv_round(m[0] * x as f64 * AB_SCALE))
+            .collect();
+        let bdelta = (wx..wx + out_w)
+            .map(|x| cv_round(m[3] * x as f64 * AB_SCALE))
+            .collect();
+        Ok(Self {
+            m,
+            adelta,
+            bdelta,
+            wy,
+        })
+    }
+
+    /// The row's `X0`, `Y0` (window row `y`).
+    fn row(&self, y: usize) -> (i64, i64) {
+        let m = &self.m;
+        let round_delta = (AB_SCALE as i64) / INTER_TAB_SIZE / 2;
+        let yg = (self.wy + y) as f64;
+        (
+            cv_round((m[1] * yg + m[2]) * AB_SCALE) + round_delta,
+            cv_round((m[4] * yg + m[5]) * AB_SCALE) + round_delta,
+        )
+    }
+
+    /// The first tap (one pixel up-left of the floor coordinate, as remapBicubic steps back)
+    /// and the sub-pixel table index of window column `x` in a row.
+    fn at(&self, (x0, y0): (i64, i64), x: usize) -> (i64, i64, usize) {
+        // i32 wrap-around as in OpenCV, then the i16 saturation of its coordinate map.
+        let xx = ((x0 + self.adelta[x]) as i32 >> (AB_BITS - INTER_BITS)) as i64;
+        let yy = ((y0 + self.bdelta[x]) as i32 >> (AB_BITS - INTER_BITS)) as i64;
+        let sx = (xx >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64) - 1;
+        let sy = (yy >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64) - 1;
+        let frac =
+            ((yy & (INTER_TAB_SIZE - 1)) * INTER_TAB_SIZE + (xx & (INTER_TAB_SIZE - 1))) as usize;
+        (sx, sy, frac)
+    }
 }
 
 /// OpenCV's `initInterTab2D(INTER_CUBIC, fixedpt = true)`: for each of the 32 x 32 sub-pixel
@@ -697,6 +806,43 @@ mod tests {
                 "{window:?}"
             );
         }
+    }
+
+    #[test]
+    fn cubic_window_from_a_part_of_the_source_equals_the_whole_warp() {
+        let img = ramp(40, 50);
+        let m = Affine2::rotation_deg(28.0)
+            .then(&Affine2::scaling(0.9, 0.9))
+            .then(&Affine2::translation(14.0, -6.5));
+        let whole = warp_affine_cubic(img.view(), &m, 70, 60, 255).unwrap();
+        for window in [[10, 12, 30, 25], [0, 0, 70, 60], [55, 2, 15, 20]] {
+            let [x, y, w, h] = window;
+            let want = whole.slice(ndarray::s![y..y + h, x..x + w, ..]);
+            let [px, py, pw, ph] = cubic_source_window(&m, window, [50, 40]).unwrap().unwrap();
+            let part = img.slice(ndarray::s![py..py + ph, px..px + pw, ..]);
+            let got =
+                warp_affine_cubic_window_from(part, [px, py], [50, 40], &m, window, 255).unwrap();
+            assert_eq!(got, want, "{window:?}");
+            // One column short of what the taps read is an error, not a wrong answer.
+            if pw > 1 {
+                let short = img.slice(ndarray::s![py..py + ph, px + 1..px + pw, ..]);
+                assert!(warp_affine_cubic_window_from(
+                    short,
+                    [px + 1, py],
+                    [50, 40],
+                    &m,
+                    window,
+                    255
+                )
+                .is_err());
+            }
+        }
+        // A window whose taps all fall off the picture reads nothing.
+        let far = Affine2::translation(500.0, 0.0);
+        assert_eq!(
+            cubic_source_window(&far, [0, 0, 10, 10], [50, 40]).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! CMU's to the grey level:
 //!
 //! 1. `augmentation_scale`: `cv::resize(src, dst, Size(), s, s, INTER_CUBIC)` with the `float`
-//!    scale `s = target_dist / scale_self * multiplier` ([`resize_cubic_opencv_by`]); the main
+//!    scale `s = target_dist / scale_self * multiplier` ([`posekit_core::geometry::resize::resize_cubic_opencv_by`]); the main
 //!    person's centre (`objpos`) is multiplied by `s` in `float`;
 //! 2. `augmentation_rotate`: `getRotationMatrix2D` about the scaled picture's centre
 //!    `(cols / 2, rows / 2)` by the `float` degree, moved into `RotatedRect(centre, size,
@@ -27,8 +27,8 @@
 
 use ndarray::{s, Array2, Array3, ArrayView3, Axis};
 use posekit_core::geometry::affine::Affine2;
-use posekit_core::geometry::resize::{resize_cubic_opencv, resize_cubic_opencv_by};
-use posekit_core::geometry::warp::warp_affine_cubic_window;
+use posekit_core::geometry::resize::{resize_cubic_opencv, resize_cubic_opencv_by_window};
+use posekit_core::geometry::warp::{cubic_source_window, warp_affine_cubic_window_from};
 use posekit_core::masks::Rle;
 
 use super::error::DataError;
@@ -95,7 +95,6 @@ impl CmuSteps {
     pub fn apply(&self, src: ArrayView3<u8>, border: u8) -> Result<Array3<u8>, DataError> {
         let (h, w, c) = src.dim();
         let g = self.geometry([w, h]);
-        let scaled = resize_cubic_opencv_by(src, self.scale as f64)?;
         let [bw, bh] = g.rotated;
         let [cw, ch] = self.crop;
         let [x0, y0] = g.origin;
@@ -114,8 +113,21 @@ impl CmuSteps {
             let sx = (x0 + xl as i64) as usize;
             let sy = (y0 + yl as i64) as usize;
             let window = [sx, sy, xh - xl, yh - yl];
-            let rotated = warp_affine_cubic_window(scaled.view(), &g.rotation, window, border)?;
-            out.slice_mut(s![yl..yh, xl..xh, ..]).assign(&rotated);
+            // ... from only the part of the scaled picture its taps read (the same bytes as
+            // scaling all of it; a small person scaled up many times stays cheap). Nothing read:
+            // the window is all border, as it already is.
+            if let Some(part) = cubic_source_window(&g.rotation, window, g.scaled)? {
+                let scaled = resize_cubic_opencv_by_window(src, self.scale as f64, part)?;
+                let rotated = warp_affine_cubic_window_from(
+                    scaled.view(),
+                    [part[0], part[1]],
+                    g.scaled,
+                    &g.rotation,
+                    window,
+                    border,
+                )?;
+                out.slice_mut(s![yl..yh, xl..xh, ..]).assign(&rotated);
+            }
         }
         if self.flip {
             out = out.slice(s![.., ..;-1, ..]).to_owned();
