@@ -187,7 +187,8 @@ fn targets_masks_and_input_match_the_numpy_generator() {
 /// or box edge, or a Gaussian kept instead of summed, would differ by far more. The mask of the
 /// person cases is CMU's `mask_miss` chain made by OpenCV 4.10 itself (cubic resize, cubic
 /// rotation, crop/pad, flip, cubic resize to 1/8): bytes divided by 255, so 1e-6 means the same
-/// byte everywhere (one grey level is 3.9e-3); the picture case keeps posekit's mask.
+/// byte everywhere (one grey level is 3.9e-3); the picture case keeps posekit's mask. The person
+/// cases' joints go through CMU's chain too (float scale, double rotation, rounded crop offset).
 #[test]
 fn cmu_rules_match_the_numpy_cmu_generator() {
     let fx: Value =

@@ -22,7 +22,8 @@
 //! per output resolution); it shares the loader through [`SampleSource`]. [`spm`] puts SPM's
 //! targets on the same pictures and augmentation. [`paf`] is OpenPose's (CMU's crops, CMU-18
 //! heatmaps, part affinity fields and ignore mask at stride 8), configured by `[bottomup.paf]`
-//! ([`paf_config`]).
+//! ([`paf_config`]); [`paf_cmu`] is CMU's own bicubic augmentation chain, which `rules = "cmu"`
+//! applies to person-framed samples.
 //!
 //! Geometry, codecs and file formats live in `posekit-core`; this module only wires them.
 

@@ -1,23 +1,29 @@
-//! CMU's own augmentation chain for a picture-sized map (OpenPose's `mask_miss`), step by step
-//! as `Transform_nv` of `cpm_data_transformer.cpp` (CMU-Perceptual-Computing-Lab/caffe_train)
-//! runs it, with OpenCV's fixed-point kernels, so that the ignore mask of `rules = "cmu"` is
-//! CMU's to the grey level:
+//! CMU's own augmentation chain for OpenPose's person-framed samples, step by step as
+//! `Transform_nv` of `cpm_data_transformer.cpp` (CMU-Perceptual-Computing-Lab/caffe_train) runs
+//! it, with OpenCV's fixed-point kernels, so that under `rules = "cmu"` the picture (border
+//! 128), the ignore mask (`mask_miss`, border 255) and the joints are CMU's:
 //!
 //! 1. `augmentation_scale`: `cv::resize(src, dst, Size(), s, s, INTER_CUBIC)` with the `float`
-//!    scale `s = target_dist / scale_self * multiplier` ([`posekit_core::geometry::resize::resize_cubic_opencv_by`]); the main
-//!    person's centre (`objpos`) is multiplied by `s` in `float`;
+//!    scale `s = target_dist / scale_self * multiplier`
+//!    ([`posekit_core::geometry::resize::resize_cubic_opencv_by`]); the main person's centre
+//!    (`objpos`) and the joints are multiplied by `s` in `float`;
 //! 2. `augmentation_rotate`: `getRotationMatrix2D` about the scaled picture's centre
 //!    `(cols / 2, rows / 2)` by the `float` degree, moved into `RotatedRect(centre, size,
 //!    degree).boundingRect()` (`float` corners, floor/ceil, `+ 1`), then
-//!    `warpAffine(INTER_CUBIC, BORDER_CONSTANT, border)` ([`posekit_core::geometry::warp::warp_affine_cubic`]); `objpos`
-//!    goes through the matrix in `double` and back to `float`;
+//!    `warpAffine(INTER_CUBIC, BORDER_CONSTANT, border)`
+//!    ([`posekit_core::geometry::warp::warp_affine_cubic`]); `objpos` and the joints go through
+//!    the matrix in `double` and back to `float` (`RotatePoint`);
 //! 3. `augmentation_croppad`: the shift truncated to whole pixels (`int(...)`), the crop centre
 //!    `Point2i(objpos + shift)` (rounded half to even), pixels copied where they fall in the
-//!    rotated map, `border` elsewhere;
-//! 4. `augmentation_flip`: the columns mirrored.
+//!    rotated map, `border` elsewhere; the joints move by the whole-pixel offset;
+//! 4. `augmentation_flip`: the columns mirrored, joints `x = (w - 1) - x`.
 //!
 //! `Transform_nv` then resizes `mask_miss` to `1 / stride` (`INTER_CUBIC`, a whole factor here,
 //! so the same as resizing to `crop / stride`) and divides it by 255: [`cmu_mask`].
+//!
+//! Only the part of the picture the crop takes is scaled and rotated (the windowed kernels give
+//! the same bytes as CMU's whole-picture steps, which `tests/paf_pipeline.rs` checks against
+//! OpenCV 4.10); a small person scaled up several times so needs no huge buffer.
 //!
 //! posekit's draws map to CMU's one to one ([`PafAugmentation`]): `scale` is CMU's
 //! `scale_multiplier`, `rotation` its degree (the same sense), `shift` its `x_offset`,
