@@ -13,13 +13,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use posekit::pipelines::data::paf::PafInput;
-use posekit::pipelines::data::{
-    BottomUpDataConfig, LoadMode, Loader, LoaderOptions, PafDataConfig, PafDataset,
-};
+use posekit::pipelines::data::{BottomUpDataConfig, PafDataConfig, PafDataset};
 use posekit_core::codecs::paf::PafTargetRules;
+
+#[path = "common/loader_timing.rs"]
+mod loader_timing;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,27 +47,7 @@ fn main() -> anyhow::Result<()> {
         ..PafDataConfig::default()
     });
     let ds = Arc::new(PafDataset::coco(&ann, &images, &cfg, PafInput::CmuBgr, 8)?);
-    let loader = Loader::new(
-        Arc::clone(&ds),
-        LoaderOptions {
-            batch_size: 8,
-            num_workers: workers,
-            prefetch_batches: 4,
-            drop_last: false,
-        },
-    )?;
-    let start = Instant::now();
-    let (mut made, mut epoch) = (0usize, 0u64);
-    while made < samples {
-        for batch in loader.epoch(LoadMode::Train { seed: 0, epoch }) {
-            made += batch?.batch_size;
-            if made >= samples {
-                break;
-            }
-        }
-        epoch += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let (made, secs) = loader_timing::time_training_samples(Arc::clone(&ds), workers, samples)?;
     println!(
         "{made} samples ({crop_width}x368 crop, targets at stride 8, rules {rules:?}) from {} main people of {} \
          images with {workers} worker(s) in {secs:.2} s: {:.1} samples/s, {:.1} samples/s per \

@@ -12,12 +12,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use posekit::pipelines::data::spm::{SpmDataset, SpmTrainConfig};
-use posekit::pipelines::data::{
-    BottomUpDataConfig, BottomUpDataset, LoadMode, Loader, LoaderOptions,
-};
+use posekit::pipelines::data::{BottomUpDataConfig, BottomUpDataset};
+
+#[path = "common/loader_timing.rs"]
+mod loader_timing;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,27 +32,7 @@ fn main() -> anyhow::Result<()> {
     cfg.augmentation.scale_type = posekit::pipelines::data::bottomup_config::ScaleType::Long;
     let base = BottomUpDataset::coco(&ann, &images, &cfg)?;
     let ds = Arc::new(SpmDataset::new(base, SpmTrainConfig::default())?);
-    let loader = Loader::new(
-        Arc::clone(&ds),
-        LoaderOptions {
-            batch_size: 8,
-            num_workers: workers,
-            prefetch_batches: 4,
-            drop_last: false,
-        },
-    )?;
-    let start = Instant::now();
-    let (mut made, mut epoch) = (0usize, 0u64);
-    while made < samples {
-        for batch in loader.epoch(LoadMode::Train { seed: 0, epoch }) {
-            made += batch?.batch_size;
-            if made >= samples {
-                break;
-            }
-        }
-        epoch += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let (made, secs) = loader_timing::time_training_samples(Arc::clone(&ds), workers, samples)?;
     println!(
         "{made} SPM samples (512 input, targets at 128) from {} images with {workers} worker(s) \
          in {secs:.2} s: {:.1} samples/s, {:.1} samples/s per worker",

@@ -12,7 +12,7 @@ use ndarray::Array3;
 use posekit::pipelines::data::paf::{PafAugmentation, PafInput, PafItem};
 use posekit::pipelines::data::{
     read_rgb_checked, BottomUpDataConfig, LoadMode, Loader, LoaderOptions, PafAugmentConfig,
-    PafDataConfig, PafDataset, PafFraming,
+    PafDataConfig, PafDataset, PafFraming, PafSample,
 };
 use posekit_core::codecs::paf::PafTargetRules;
 use serde_json::Value;
@@ -70,6 +70,52 @@ fn compare(name: &str, got: impl Iterator<Item = f64>, want: &[f64], tol: f64) {
     );
 }
 
+/// A fixture case's crop size `[w, h]` and framing.
+fn crop_and_framing(case: &Value) -> ([usize; 2], PafFraming) {
+    let crop = [
+        case["crop"][0].as_u64().unwrap() as usize,
+        case["crop"][1].as_u64().unwrap() as usize,
+    ];
+    let framing = match case["framing"].as_str().unwrap() {
+        "person" => PafFraming::Person,
+        _ => PafFraming::Picture,
+    };
+    (crop, framing)
+}
+
+/// The sample of a fixture case (its picture, main person and fixed augmentation), and the
+/// output map size `[w, h]` the fixture gives, checked against the sample's heatmaps and PAFs.
+fn fixture_sample(ds: &PafDataset, case: &Value) -> (PafSample, [usize; 2]) {
+    let id = case["image_id"].as_i64().unwrap();
+    let image_index = ds.images().iter().position(|im| im.image_id == id).unwrap();
+    let item = PafItem {
+        image: image_index,
+        person: case["person"].as_u64().map(|p| p as usize),
+    };
+    assert!(
+        ds.items().contains(&item),
+        "image {id}: {item:?} is a sample"
+    );
+    let aug = PafAugmentation {
+        scale: case["scale"].as_f64().unwrap(),
+        rotation: case["rotation"].as_f64().unwrap(),
+        shift: [
+            case["shift"][0].as_f64().unwrap(),
+            case["shift"][1].as_f64().unwrap(),
+        ],
+        flip: case["flip"].as_bool().unwrap(),
+    };
+    let image = read_rgb_checked(&ds.images()[image_index].image_path).unwrap();
+    let s = ds.make_sample(item, &image, &aug).unwrap();
+    let [gw, gh] = [
+        case["map"][0].as_u64().unwrap() as usize,
+        case["map"][1].as_u64().unwrap() as usize,
+    ];
+    assert_eq!(s.heatmaps.dim(), (19, gh, gw));
+    assert_eq!(s.pafs.dim(), (38, gh, gw));
+    (s, [gw, gh])
+}
+
 #[test]
 fn targets_masks_and_input_match_the_numpy_generator() {
     let fx: Value =
@@ -77,14 +123,7 @@ fn targets_masks_and_input_match_the_numpy_generator() {
             .unwrap();
     for case in fx["cases"].as_array().unwrap() {
         let id = case["image_id"].as_i64().unwrap();
-        let crop = [
-            case["crop"][0].as_u64().unwrap() as usize,
-            case["crop"][1].as_u64().unwrap() as usize,
-        ];
-        let framing = match case["framing"].as_str().unwrap() {
-            "person" => PafFraming::Person,
-            _ => PafFraming::Picture,
-        };
+        let (crop, framing) = crop_and_framing(case);
         let input = match case["style"].as_str().unwrap() {
             "cmu" => PafInput::CmuBgr,
             _ => PafInput::TfPoseBgr,
@@ -97,32 +136,7 @@ fn targets_masks_and_input_match_the_numpy_generator() {
             8,
         )
         .unwrap();
-        let image_index = ds.images().iter().position(|im| im.image_id == id).unwrap();
-        let item = PafItem {
-            image: image_index,
-            person: case["person"].as_u64().map(|p| p as usize),
-        };
-        assert!(
-            ds.items().contains(&item),
-            "image {id}: {item:?} is a sample"
-        );
-        let aug = PafAugmentation {
-            scale: case["scale"].as_f64().unwrap(),
-            rotation: case["rotation"].as_f64().unwrap(),
-            shift: [
-                case["shift"][0].as_f64().unwrap(),
-                case["shift"][1].as_f64().unwrap(),
-            ],
-            flip: case["flip"].as_bool().unwrap(),
-        };
-        let image = read_rgb_checked(&ds.images()[image_index].image_path).unwrap();
-        let s = ds.make_sample(item, &image, &aug).unwrap();
-        let [gw, gh] = [
-            case["map"][0].as_u64().unwrap() as usize,
-            case["map"][1].as_u64().unwrap() as usize,
-        ];
-        assert_eq!(s.heatmaps.dim(), (19, gh, gw));
-        assert_eq!(s.pafs.dim(), (38, gh, gw));
+        let (s, [gw, gh]) = fixture_sample(&ds, case);
         assert_eq!(s.mask.dim(), (gh, gw));
         let plane = gw * gh;
         let hm = dense(&case["heatmaps"], 18 * plane);
@@ -200,40 +214,11 @@ fn cmu_rules_match_the_numpy_cmu_generator() {
     let mut worst = [0f64; 4];
     for case in cases {
         let id = case["image_id"].as_i64().unwrap();
-        let crop = [
-            case["crop"][0].as_u64().unwrap() as usize,
-            case["crop"][1].as_u64().unwrap() as usize,
-        ];
-        let framing = match case["framing"].as_str().unwrap() {
-            "person" => PafFraming::Person,
-            _ => PafFraming::Picture,
-        };
+        let (crop, framing) = crop_and_framing(case);
         let mut bu = config(crop, framing);
         bu.paf.as_mut().unwrap().rules = PafTargetRules::Cmu;
         let ds = PafDataset::coco(&coco_json(), &data("coco"), &bu, PafInput::CmuBgr, 8).unwrap();
-        let image_index = ds.images().iter().position(|im| im.image_id == id).unwrap();
-        let item = PafItem {
-            image: image_index,
-            person: case["person"].as_u64().map(|p| p as usize),
-        };
-        assert!(ds.items().contains(&item), "image {id}: {item:?}");
-        let aug = PafAugmentation {
-            scale: case["scale"].as_f64().unwrap(),
-            rotation: case["rotation"].as_f64().unwrap(),
-            shift: [
-                case["shift"][0].as_f64().unwrap(),
-                case["shift"][1].as_f64().unwrap(),
-            ],
-            flip: case["flip"].as_bool().unwrap(),
-        };
-        let image = read_rgb_checked(&ds.images()[image_index].image_path).unwrap();
-        let s = ds.make_sample(item, &image, &aug).unwrap();
-        let [gw, gh] = [
-            case["map"][0].as_u64().unwrap() as usize,
-            case["map"][1].as_u64().unwrap() as usize,
-        ];
-        assert_eq!(s.heatmaps.dim(), (19, gh, gw));
-        assert_eq!(s.pafs.dim(), (38, gh, gw));
+        let (s, [gw, gh]) = fixture_sample(&ds, case);
         let plane = gw * gh;
         let checks: [(&str, Vec<f64>, Vec<f64>); 4] = [
             (
