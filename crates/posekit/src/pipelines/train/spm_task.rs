@@ -20,7 +20,7 @@ use posekit_nn::models::{PoseNetwork, Preset};
 use posekit_nn::spm_loss::{SpmLoss, SpmLossTerms};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::task::{bottomup_dataset, bottomup_train_split, validate_bottomup, TrainingTask};
+use super::task::{bottomup_train_dataset, validate_bottomup, TrainingTask};
 use super::trainer::Reporter;
 use crate::pipelines::config::{ExperimentConfig, HourglassOverride, HrnetOverride};
 use crate::pipelines::data::spm::{SpmBatch, SpmDataset};
@@ -96,11 +96,7 @@ impl SpmTask {
         let Some(bu) = &cfg.bottomup else {
             bail!("the config has no [bottomup] section");
         };
-        let (ann, images) = bottomup_train_split(cfg)?;
-        let base = bottomup_dataset(cfg, ann, images)?;
-        if base.is_empty() {
-            bail!("{}: no annotated image to train on", ann.display());
-        }
+        let (base, ann) = bottomup_train_dataset(cfg)?;
         let spm = bu.spm.clone().unwrap_or_default();
         let loss = SpmLoss::new(spm.loss())?;
         let ds = SpmDataset::new(base, spm).with_context(|| format!("{}", ann.display()))?;

@@ -201,11 +201,7 @@ impl BottomUpTask {
         let Some(bu) = &cfg.bottomup else {
             bail!("the config has no [bottomup] section");
         };
-        let (ann, images) = bottomup_train_split(cfg)?;
-        let ds = bottomup_dataset(cfg, ann, images)?;
-        if ds.is_empty() {
-            bail!("{}: no annotated image to train on", ann.display());
-        }
+        let (ds, _) = bottomup_train_dataset(cfg)?;
         let k = ds.layout().num_keypoints() as i64;
         let l = &bu.loss;
         let loss = MultiResolutionLoss::new(
@@ -242,6 +238,20 @@ pub(super) fn bottomup_train_split(cfg: &ExperimentConfig) -> crate::Result<(&Pa
         );
     }
     Ok((ann, images))
+}
+
+/// The training pictures of the HigherHRNet and SPM tasks ([`bottomup_dataset`] on the train
+/// split), refused when no picture has an annotated person; with the annotation file read, for
+/// messages.
+pub(super) fn bottomup_train_dataset(
+    cfg: &ExperimentConfig,
+) -> crate::Result<(BottomUpDataset, &Path)> {
+    let (ann, images) = bottomup_train_split(cfg)?;
+    let ds = bottomup_dataset(cfg, ann, images)?;
+    if ds.is_empty() {
+        bail!("{}: no annotated image to train on", ann.display());
+    }
+    Ok((ds, ann))
 }
 
 /// The validation of every bottom-up family: the config's bottom-up COCO test, whose AP selects
