@@ -23,7 +23,7 @@
 //! two real photos (0 differences on the machine that made them; the test allows 1).
 //!
 //! [`warp_affine_cubic`] is OpenCV's fixed-point `INTER_CUBIC` warp with a constant border
-//! (OpenCV 2.4 to 4.10), the rotation of CMU's OpenPose data layer.
+//! (checked against OpenCV 4.10; 5.x warps in float), the rotation of CMU's OpenPose data layer.
 
 use ndarray::{Array3, ArrayView3};
 
@@ -353,7 +353,7 @@ fn fixed_point_kernel(img: &Image, inv: &Affine2, out_w: usize, out_h: usize, ds
 }
 
 /// `cv2.warpAffine(img, M, (w, h), flags=INTER_CUBIC, borderMode=BORDER_CONSTANT,
-/// borderValue=border)` on u8 images, reproduced exactly as OpenCV 2.4 to 4.10 compute it:
+/// borderValue=border)` on u8 images, reproduced exactly as OpenCV 4.10 computes it:
 /// the fixed-point path (`WarpAffineInvoker` + `remapBicubic`; CMU's Caffe data layer,
 /// `cpm_data_transformer.cpp` `augmentation_rotate`, rotates its pictures and `mask_miss` with
 /// it).

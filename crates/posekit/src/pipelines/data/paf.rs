@@ -24,7 +24,7 @@
 //!   defaults. Under `rules = "cmu"` with person framing the picture goes through CMU's own
 //!   chain ([`super::paf_cmu`]: bicubic resize, bicubic rotation into the rotated picture's
 //!   bounding box, crop/pad about the rounded centre with the shift truncated to whole pixels,
-//!   flip; OpenCV 2.4-4.10's fixed-point kernels, exact against OpenCV 4.10), as the mask does.
+//!   flip; OpenCV's fixed-point kernels, exact against OpenCV 4.10), as the mask does.
 //!   Otherwise the steps are composed into one affine so the picture is interpolated once
 //!   (bilinear) about the unrounded centre. The joints follow the picture: under CMU's chain
 //!   they move as CMU moves them (float scale, double rotation, the rounded whole-pixel crop
@@ -56,8 +56,8 @@
 //!     its `mask_miss` (255 counted, 0 ignored, picture-sized) through `Transform_nv`'s own
 //!     chain, bicubic resize by CMU's float scale, bicubic rotation into the rotated picture's
 //!     bounding box (border 255), crop/pad about the rounded centre with the shift truncated to
-//!     whole pixels (pad 255), flip, bicubic resize to 1/8, `/ 255`, all with OpenCV 2.4-4.10's
-//!     fixed-point kernels (checked against OpenCV 4.10 on real COCO pictures,
+//!     whole pixels (pad 255), flip, bicubic resize to 1/8, `/ 255`, all with OpenCV's fixed-point
+//!     kernels (checked against OpenCV 4.10 on real COCO pictures,
 //!     `tests/paf_pipeline.rs`).
 //!   - otherwise (posekit's rules, or picture framing, which CMU does not have): the picture's
 //!     ignore mask sampled (bilinear) at each output pixel's centre through the crop affine.
