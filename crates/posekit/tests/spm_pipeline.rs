@@ -15,6 +15,7 @@ use posekit::pipelines::data::{
     read_rgb_checked, BottomUpAugmentation, BottomUpDataConfig, BottomUpDataset, LoadMode, Loader,
     LoaderOptions, SampleSource,
 };
+use posekit_core::codecs::spm::SpmOverlap;
 use serde_json::Value;
 
 fn data(path: &str) -> PathBuf {
@@ -63,6 +64,7 @@ fn f64s(v: &Value) -> Vec<f64> {
 fn targets_and_masks_equal_the_numpy_reference() {
     let fx = fixture();
     let input_size = fx["input_size"].as_u64().unwrap() as usize;
+    let mut shared_pixels_checked = 0;
     for case in fx["cases"].as_array().unwrap() {
         let id = case["image_id"].as_i64().unwrap();
         let mut cfg = BottomUpDataConfig::new(input_size);
@@ -75,6 +77,10 @@ fn targets_and_masks_equal_the_numpy_reference() {
                 .into_iter()
                 .map(|j| j as usize)
                 .collect(),
+            overlap: match case["overlap"].as_str().unwrap() {
+                "average" => SpmOverlap::Average,
+                _ => SpmOverlap::Nearest,
+            },
             ..SpmTrainConfig::default()
         };
         // The fixture uses the paper's defaults.
@@ -163,7 +169,20 @@ fn targets_and_masks_equal_the_numpy_reference() {
                 flat[*p as usize]
             );
         }
+        // Pixels that several people's disks share, where the overlap rule decides.
+        let shared = u64s(&case["shared_positions"]);
+        assert_eq!(shared.is_empty(), case["shared_pixels"] == 0);
+        for (p, v) in shared.iter().zip(f64s(&case["shared_values"])) {
+            assert!(
+                (flat[*p as usize] as f64 - v).abs() < 1e-6,
+                "{what}: shared pixel {p}: {} vs {v}",
+                flat[*p as usize]
+            );
+        }
+        shared_pixels_checked += shared.len();
     }
+    // Both overlap rules were exercised on shared pixels (the crowded picture has thousands).
+    assert!(shared_pixels_checked >= 400);
 }
 
 fn tiny_dataset(images: &Path, spm: SpmTrainConfig) -> SpmDataset {
@@ -265,6 +284,14 @@ input_size = 128
         .build(&cfg.layout().unwrap(), tch::Device::Cpu)
         .unwrap();
     assert_eq!(model.preset.name, "spm-hrnet-w32");
+    assert_eq!(
+        parse(&format!("{base}[bottomup.spm]\noverlap = \"nearest\"\n"))
+            .unwrap()
+            .bottomup
+            .and_then(|b| b.spm)
+            .map(|spm| spm.overlap),
+        Some(SpmOverlap::Nearest)
+    );
     for (extra, key) in [
         ("[bottomup.spm]\nradius = 0.0\n", "bottomup.spm.radius"),
         (
@@ -272,6 +299,7 @@ input_size = 128
             "bottomup.spm.root_joints",
         ),
         ("[bottomup.spm]\nsigma = 2.0\n", "sigma"),
+        ("[bottomup.spm]\noverlap = \"max\"\n", "average"),
     ] {
         let err = parse(&format!("{base}{extra}")).unwrap_err().report();
         assert!(

@@ -18,8 +18,12 @@
 //!   chosen instead (e.g. the torso), falling back to all labelled joints;
 //! * `Z = sqrt(W² + H²)` of the heatmap by default (the paper normalises by the image
 //!   diagonal), so that targets lie in [-1, 1];
-//! * displacement targets fill the pixels within `radius` of the anchor; where two people's
-//!   disks overlap the pixel belongs to the nearer anchor (the earlier person on a tie);
+//! * displacement targets fill the pixels within `radius` of the anchor (the paper's
+//!   neighbourhood `|p - anchor| <= tau`); where several people's disks overlap, the target is
+//!   the mean of their displacements (the paper's `D^j = (1 / M^j) sum_i D^j_i`, `M^j` the
+//!   number of people whose disk holds the pixel), or, with [`SpmOverlap::Nearest`], the
+//!   nearer anchor's alone (the earlier person on a tie): a mean of two people's offsets
+//!   points at neither, which the paper accepts and posekit offers to avoid;
 //! * a joint gets no target (weight 0) when it is unlabelled or its parent is;
 //! * a decoded joint's score is its person's root peak value, the only confidence SPM has.
 
@@ -62,6 +66,22 @@ pub struct SpmCodec {
     /// At most this many people (highest root peaks first).
     #[serde(default = "default_max_people")]
     pub max_people: usize,
+    /// The target of a pixel inside several people's disks (encoding only).
+    #[serde(default)]
+    pub overlap: SpmOverlap,
+}
+
+/// How [`SpmCodec::encode`] fills a pixel that lies inside the disks of several people (for
+/// one joint channel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpmOverlap {
+    /// The paper's rule (Nie et al., section 3.2): the mean of those people's displacements.
+    #[default]
+    Average,
+    /// The displacement of the nearest anchor (the earlier person on a tie), so that every
+    /// target points at a real joint.
+    Nearest,
 }
 
 fn default_sigma() -> f64 {
@@ -156,6 +176,7 @@ impl SpmCodec {
             root_threshold: default_threshold(),
             nms_kernel: default_nms_kernel(),
             max_people: default_max_people(),
+            overlap: SpmOverlap::default(),
         }
     }
 
@@ -263,10 +284,7 @@ impl SpmCodec {
         }
         let z = self.z();
         let mut root_heatmap = Array2::<f32>::zeros((h, w));
-        let mut displacements = Array3::<f32>::zeros((2 * k, h, w));
-        let mut weights = Array3::<f32>::zeros((k, h, w));
-        // Squared distance to the anchor that owns each pixel of each joint channel.
-        let mut owner = Array3::<f64>::from_elem((k, h, w), f64::INFINITY);
+        let mut disks = DisplacementDisks::new(self.overlap, k, h, w);
         for p in 0..n {
             let mut joints: Vec<Option<(f64, f64)>> = Vec::with_capacity(k);
             for j in 0..k {
@@ -295,17 +313,10 @@ impl SpmCodec {
                         None => continue,
                     },
                 };
-                self.fill_disk(
-                    j,
-                    anchor,
-                    target,
-                    z,
-                    &mut displacements,
-                    &mut weights,
-                    &mut owner,
-                );
+                disks.fill(j, anchor, target, self.radius, z);
             }
         }
+        let (displacements, weights) = disks.finish();
         Ok(SpmTargets {
             root_heatmap,
             displacements,
@@ -330,40 +341,6 @@ impl SpmCodec {
             }
         }
         centroid(&mut joints.iter().filter_map(|j| *j))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn fill_disk(
-        &self,
-        joint: usize,
-        anchor: (f64, f64),
-        target: (f64, f64),
-        z: f64,
-        displacements: &mut Array3<f32>,
-        weights: &mut Array3<f32>,
-        owner: &mut Array3<f64>,
-    ) {
-        let [w, h] = self.heatmap_size;
-        let r = self.radius;
-        let x0 = (anchor.0 - r).ceil().max(0.0);
-        let x1 = (anchor.0 + r).floor().min(w as f64 - 1.0);
-        let y0 = (anchor.1 - r).ceil().max(0.0);
-        let y1 = (anchor.1 + r).floor().min(h as f64 - 1.0);
-        if x0 > x1 || y0 > y1 {
-            return;
-        }
-        for y in y0 as usize..=y1 as usize {
-            for x in x0 as usize..=x1 as usize {
-                let d2 = (x as f64 - anchor.0).powi(2) + (y as f64 - anchor.1).powi(2);
-                if d2 > r * r || d2 >= owner[[joint, y, x]] {
-                    continue;
-                }
-                owner[[joint, y, x]] = d2;
-                displacements[[2 * joint, y, x]] = ((target.0 - x as f64) / z) as f32;
-                displacements[[2 * joint + 1, y, x]] = ((target.1 - y as f64) / z) as f32;
-                weights[[joint, y, x]] = 1.0;
-            }
-        }
     }
 
     /// Poses from a root heatmap `[H, W]` and displacements `[2K, H, W]`, in heatmap pixels,
@@ -423,6 +400,92 @@ impl SpmCodec {
             })
             .collect();
         Ok(poses)
+    }
+}
+
+/// The displacement targets of one image as people are added: each person's disk of pixels
+/// around a joint's anchor, merged by the codec's [`SpmOverlap`] rule.
+struct DisplacementDisks {
+    overlap: SpmOverlap,
+    /// `[2K, H, W]` the targets (`Nearest`) or their running sums (`Average`, in f64 so the
+    /// mean does not depend on the order people come in beyond rounding once).
+    sums: Array3<f64>,
+    /// `[K, H, W]` how many disks hold each pixel (`Average`), or the squared distance to the
+    /// nearest anchor so far (`Nearest`, infinity where none).
+    claims: Array3<f64>,
+}
+
+impl DisplacementDisks {
+    fn new(overlap: SpmOverlap, k: usize, h: usize, w: usize) -> Self {
+        let empty = match overlap {
+            SpmOverlap::Average => 0.0,
+            SpmOverlap::Nearest => f64::INFINITY,
+        };
+        Self {
+            overlap,
+            sums: Array3::zeros((2 * k, h, w)),
+            claims: Array3::from_elem((k, h, w), empty),
+        }
+    }
+
+    /// Joint `joint`'s displacement `(target - pixel) / z` on the pixels within `radius` of
+    /// `anchor`.
+    fn fill(&mut self, joint: usize, anchor: (f64, f64), target: (f64, f64), radius: f64, z: f64) {
+        let (_, h, w) = self.claims.dim();
+        let x0 = (anchor.0 - radius).ceil().max(0.0);
+        let x1 = (anchor.0 + radius).floor().min(w as f64 - 1.0);
+        let y0 = (anchor.1 - radius).ceil().max(0.0);
+        let y1 = (anchor.1 + radius).floor().min(h as f64 - 1.0);
+        if x0 > x1 || y0 > y1 {
+            return;
+        }
+        for y in y0 as usize..=y1 as usize {
+            for x in x0 as usize..=x1 as usize {
+                let d2 = (x as f64 - anchor.0).powi(2) + (y as f64 - anchor.1).powi(2);
+                if d2 > radius * radius {
+                    continue;
+                }
+                let dx = (target.0 - x as f64) / z;
+                let dy = (target.1 - y as f64) / z;
+                let claim = &mut self.claims[[joint, y, x]];
+                match self.overlap {
+                    SpmOverlap::Average => {
+                        *claim += 1.0;
+                        self.sums[[2 * joint, y, x]] += dx;
+                        self.sums[[2 * joint + 1, y, x]] += dy;
+                    }
+                    SpmOverlap::Nearest => {
+                        if d2 >= *claim {
+                            continue;
+                        }
+                        *claim = d2;
+                        self.sums[[2 * joint, y, x]] = dx;
+                        self.sums[[2 * joint + 1, y, x]] = dy;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The displacements `[2K, H, W]` and their weights `[K, H, W]` (1 where a disk holds the
+    /// pixel).
+    fn finish(self) -> (Array3<f32>, Array3<f32>) {
+        let (k, h, w) = self.claims.dim();
+        let mut displacements = Array3::<f32>::zeros((2 * k, h, w));
+        let mut weights = Array3::<f32>::zeros((k, h, w));
+        for ((j, y, x), &claim) in self.claims.indexed_iter() {
+            let (held, count) = match self.overlap {
+                SpmOverlap::Average => (claim > 0.0, claim),
+                SpmOverlap::Nearest => (claim.is_finite(), 1.0),
+            };
+            if !held {
+                continue;
+            }
+            weights[[j, y, x]] = 1.0;
+            displacements[[2 * j, y, x]] = (self.sums[[2 * j, y, x]] / count) as f32;
+            displacements[[2 * j + 1, y, x]] = (self.sums[[2 * j + 1, y, x]] / count) as f32;
+        }
+        (displacements, weights)
     }
 }
 
@@ -584,12 +647,77 @@ mod tests {
     }
 
     #[test]
-    fn close_people_split_disks_by_nearest_anchor() {
+    fn close_people_keep_their_own_root_pixels_under_either_overlap_rule() {
         // Roots 6 px apart: the disks (radius 3) overlap at one column, yet each root pixel
         // still reads its own person's displacements.
         let people = vec![person(30.0, 30.0, 40.0), person(36.0, 30.0, 40.0)];
-        let cfg = SpmCodec::flat([64, 64], 17);
-        assert_recovered(&round_trip(&cfg, &people), &people, 1e-3);
+        for overlap in [SpmOverlap::Average, SpmOverlap::Nearest] {
+            let cfg = SpmCodec {
+                overlap,
+                ..SpmCodec::flat([64, 64], 17)
+            };
+            assert_recovered(&round_trip(&cfg, &people), &people, 1e-3);
+        }
+    }
+
+    #[test]
+    fn overlapping_disks_average_by_default_or_go_to_the_nearer_anchor() {
+        // Roots (the joints' centroids) at x = 30 and 34.5 on the same row: pixel column 32
+        // is in both disks (radius 3), 2 px from the first root and 2.5 px from the second.
+        let people = vec![person(30.0, 30.0, 40.0), person(34.5, 30.0, 40.0)];
+        let a = people_array(&people, &[]);
+        let root_y = people[0].iter().map(|p| p.1 as f64).sum::<f64>() / 17.0;
+        let (x, y, j) = (32usize, root_y.round() as usize, 10usize);
+        let own = |p: usize, cfg: &SpmCodec| {
+            let z = cfg.z();
+            (
+                (people[p][j].0 as f64 - x as f64) / z,
+                (people[p][j].1 as f64 - y as f64) / z,
+            )
+        };
+        let average = SpmCodec::flat([64, 64], 17);
+        assert_eq!(
+            average.overlap,
+            SpmOverlap::Average,
+            "the paper's rule is the default"
+        );
+        let t = average.encode(a.view()).unwrap();
+        let (a0, a1) = (own(0, &average), own(1, &average));
+        assert!((t.displacements[[2 * j, y, x]] as f64 - (a0.0 + a1.0) / 2.0).abs() < 1e-6);
+        assert!((t.displacements[[2 * j + 1, y, x]] as f64 - (a0.1 + a1.1) / 2.0).abs() < 1e-6);
+        assert_eq!(t.weights[[j, y, x]], 1.0);
+        // A pixel in one disk only keeps that person's displacement unchanged.
+        assert!(
+            (t.displacements[[2 * j, y, 28]] as f64 - (people[0][j].0 as f64 - 28.0) / average.z())
+                .abs()
+                < 1e-6
+        );
+
+        let nearest = SpmCodec {
+            overlap: SpmOverlap::Nearest,
+            ..SpmCodec::flat([64, 64], 17)
+        };
+        let t = nearest.encode(a.view()).unwrap();
+        let b = own(0, &nearest);
+        assert!((t.displacements[[2 * j, y, x]] as f64 - b.0).abs() < 1e-6);
+        assert!((t.displacements[[2 * j + 1, y, x]] as f64 - b.1).abs() < 1e-6);
+        assert_eq!(t.weights[[j, y, x]], 1.0);
+    }
+
+    #[test]
+    fn overlap_rule_reads_from_config_text() {
+        let cfg: SpmCodec = serde_json::from_str(
+            r#"{"heatmap_size": [8, 8], "parents": [null], "overlap": "nearest"}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.overlap, SpmOverlap::Nearest);
+        let cfg: SpmCodec =
+            serde_json::from_str(r#"{"heatmap_size": [8, 8], "parents": [null]}"#).unwrap();
+        assert_eq!(cfg.overlap, SpmOverlap::Average);
+        assert!(serde_json::from_str::<SpmCodec>(
+            r#"{"heatmap_size": [8, 8], "parents": [null], "overlap": "max"}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! The codec is the one the test decodes with (`SpmCodec::hierarchical` over the layout, `Z` the
 //! heatmap diagonal, see `estimator::bottomup::spm`), so training and testing agree on the
 //! hierarchy and the units; `[bottomup.spm]` sets only what encoding alone reads (the root's
-//! sigma, the disk radius, the root joints) and the loss weights.
+//! sigma, the disk radius, the root joints, the overlap rule) and the loss weights.
 //!
 //! What the paper gives and what it leaves open (the codec's module doc has the encoding side):
 //!
@@ -16,9 +16,9 @@
 //!   `exp(-d^2 / (2 s^2))`, so the paper's value is `s = 7 / sqrt(2) = 4.95`, the default; the
 //!   paper does not say at which resolution, posekit reads it in heatmap pixels;
 //! * displacements inside `N = {p : |p - anchor| <= tau}`, `tau = 7`: read as a radius in heatmap
-//!   pixels (the default `radius = 7`); where two people's disks overlap the paper averages their
-//!   displacements, the core gives the pixel to the nearer anchor instead (an average of two
-//!   people's offsets points at neither);
+//!   pixels (the default `radius = 7`); where several people's disks overlap, the paper's mean
+//!   of their displacements (`overlap = "average"`, the default) or the nearer anchor's alone
+//!   (`overlap = "nearest"`: a mean of two people's offsets points at neither);
 //! * the root is the centroid of the person's labelled joints (the paper says "centroid" and
 //!   nothing more); `root_joints` picks a subset (e.g. the torso);
 //! * the flip swaps joints by the layout's pairs, which the hierarchy then follows (the left
@@ -29,7 +29,7 @@
 use std::sync::Arc;
 
 use ndarray::{Array2, Array3};
-use posekit_core::codecs::spm::{SpmCodec, SpmTargets};
+use posekit_core::codecs::spm::{SpmCodec, SpmOverlap, SpmTargets};
 use posekit_core::layout::KeypointLayout;
 use posekit_core::Error;
 use posekit_nn::spm_loss::SpmLossConfig;
@@ -57,6 +57,9 @@ pub struct SpmTrainConfig {
     pub radius: f64,
     /// Joints whose labelled centroid is the root; empty (default) means all joints.
     pub root_joints: Vec<usize>,
+    /// The target of a pixel in several people's disks: the paper's mean (`"average"`) or the
+    /// nearer anchor's (`"nearest"`).
+    pub overlap: SpmOverlap,
     /// The paper's `beta`: weight of the displacement loss (0.01).
     pub displacement_loss_factor: f64,
     /// Transition of the smooth-L1 loss in normalised displacement units (PyTorch's default 1).
@@ -70,6 +73,7 @@ impl Default for SpmTrainConfig {
             root_sigma: 7.0 / std::f64::consts::SQRT_2,
             radius: 7.0,
             root_joints: Vec::new(),
+            overlap: SpmOverlap::Average,
             displacement_loss_factor: loss.displacement_factor,
             smooth_l1_beta: loss.smooth_l1_beta,
         }
@@ -84,6 +88,7 @@ impl SpmTrainConfig {
         codec.sigma = self.root_sigma;
         codec.radius = self.radius;
         codec.root_joints = self.root_joints.clone();
+        codec.overlap = self.overlap;
         codec
     }
 
