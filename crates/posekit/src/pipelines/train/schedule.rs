@@ -1,9 +1,11 @@
 //! The learning-rate schedule: an optional linear warm-up over the first iterations, then a step
-//! decay at given epochs or every so many iterations. This covers the schedules people
-//! reproduce: the official HRNet one (lr 1e-3, x0.1 at epochs 170 and 200 of 210, no warm-up),
-//! MMPose's (a 500-iteration linear warm-up from 0.001 x lr, then the same steps) and Caffe's
-//! `lr_policy: "step"` (`SGDSolver::GetLearningRate`: `base_lr * gamma ^ floor(iter /
-//! stepsize)`), which CMU's OpenPose solver uses.
+//! decay at given epochs or every so many iterations, or a cosine decay. This covers the
+//! schedules people reproduce: the official HRNet one (lr 1e-3, x0.1 at epochs 170 and 200 of
+//! 210, no warm-up), MMPose's (a 500-iteration linear warm-up from 0.001 x lr, then the same
+//! steps), Caffe's `lr_policy: "step"` (`SGDSolver::GetLearningRate`: `base_lr * gamma ^
+//! floor(iter / stepsize)`), which CMU's OpenPose solver uses, and TensorFlow's
+//! `tf.train.cosine_decay(lr, step, decay_steps, alpha=0)`, which tf-pose-estimation's
+//! `train.py` uses for the MobileNetV2 OpenPose.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,11 @@ pub struct ScheduleConfig {
     /// start of training); 0: not used. Exclusive with `milestones`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub step_iters: usize,
+    /// TensorFlow's `cosine_decay` with `alpha = 0`: `lr * (1 + cos(pi * min(iter, T) / T)) / 2`
+    /// with `T` this many iterations (counted from the start of training), 0 after `T`; 0: not
+    /// used. Exclusive with `milestones` and `step_iters`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cosine_iters: usize,
     /// Length of the linear warm-up in iterations (0: none).
     #[serde(default)]
     pub warmup_iters: usize,
@@ -50,6 +57,7 @@ impl ScheduleConfig {
             milestones: vec![170, 200],
             gamma: 0.1,
             step_iters: 0,
+            cosine_iters: 0,
             warmup_iters: 0,
             warmup_ratio: 0.001,
         }
@@ -62,6 +70,7 @@ impl ScheduleConfig {
             milestones: vec![170, 200],
             gamma: 0.1,
             step_iters: 0,
+            cosine_iters: 0,
             warmup_iters: 500,
             warmup_ratio: 0.001,
         }
@@ -70,10 +79,15 @@ impl ScheduleConfig {
     /// The rate for the iteration `iter` (counted from the start of training) of epoch `epoch`.
     /// A pure function of its arguments, so that a resumed run continues the same curve.
     pub fn lr_at(&self, epoch: usize, iter: usize) -> f64 {
-        let decays = iter
-            .checked_div(self.step_iters)
-            .unwrap_or_else(|| self.milestones.iter().filter(|&&m| epoch >= m).count());
-        let mut lr = self.lr * self.gamma.powi(decays as i32);
+        let mut lr = if self.cosine_iters > 0 {
+            let t = iter.min(self.cosine_iters) as f64 / self.cosine_iters as f64;
+            self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+        } else {
+            let decays = iter
+                .checked_div(self.step_iters)
+                .unwrap_or_else(|| self.milestones.iter().filter(|&&m| epoch >= m).count());
+            self.lr * self.gamma.powi(decays as i32)
+        };
         if iter < self.warmup_iters {
             let t = iter as f64 / self.warmup_iters as f64;
             lr *= self.warmup_ratio + (1.0 - self.warmup_ratio) * t;
@@ -104,6 +118,13 @@ impl ScheduleConfig {
             return Err(format!(
                 "schedule: give milestones (epochs) or step_iters (iterations), not both; got \
                  {:?} and {}",
+                self.milestones, self.step_iters
+            ));
+        }
+        if self.cosine_iters > 0 && (self.step_iters > 0 || !self.milestones.is_empty()) {
+            return Err(format!(
+                "schedule: cosine_iters decays the rate on its own; give no milestones or \
+                 step_iters with it, got {:?} and {}",
                 self.milestones, self.step_iters
             ));
         }
@@ -149,6 +170,7 @@ mod tests {
             milestones: vec![],
             gamma: 0.333,
             step_iters: 136_106,
+            cosine_iters: 0,
             warmup_iters: 0,
             warmup_ratio: 0.001,
         };
@@ -162,6 +184,45 @@ mod tests {
             ..s
         };
         assert!(both.validate().unwrap_err().contains("not both"));
+    }
+
+    /// tf-pose-estimation's MobileNetV2 run: `tf.train.cosine_decay(1e-3, global_step, 600 *
+    /// (121745 // 64), alpha=0.0)`, evaluated at the step before each update.
+    #[test]
+    fn cosine_decay_matches_tensorflow() {
+        let t = 600 * (121_745 / 64);
+        let s = ScheduleConfig {
+            lr: 1e-3,
+            milestones: vec![],
+            gamma: 0.1,
+            step_iters: 0,
+            cosine_iters: t,
+            warmup_iters: 0,
+            warmup_ratio: 0.001,
+        };
+        s.validate().unwrap();
+        assert_eq!(s.lr_at(0, 0), 1e-3);
+        assert!((s.lr_at(300, t / 2) - 5e-4).abs() < 1e-15);
+        assert!((s.lr_at(150, t / 4) - 1e-3 * (2.0 + 2f64.sqrt()) / 4.0).abs() < 1e-15);
+        assert!(s.lr_at(599, t - 1) > 0.0 && s.lr_at(599, t - 1) < 1e-14);
+        assert_eq!(s.lr_at(600, t), 0.0);
+        assert_eq!(s.lr_at(700, t + 5_000), 0.0);
+        // A warm-up scales the curve's start as it does a step schedule's.
+        let warm = ScheduleConfig {
+            warmup_iters: 100,
+            ..s.clone()
+        };
+        assert!((warm.lr_at(0, 50) - s.lr_at(0, 50) * (0.001 + 0.999 * 0.5)).abs() < 1e-18);
+        let both = ScheduleConfig {
+            milestones: vec![400],
+            ..s.clone()
+        };
+        assert!(both.validate().unwrap_err().contains("cosine_iters"));
+        let both = ScheduleConfig {
+            step_iters: 10,
+            ..s
+        };
+        assert!(both.validate().unwrap_err().contains("cosine_iters"));
     }
 
     #[test]
