@@ -407,8 +407,8 @@ impl SpmCodec {
 /// around a joint's anchor, merged by the codec's [`SpmOverlap`] rule.
 struct DisplacementDisks {
     overlap: SpmOverlap,
-    /// `[2K, H, W]` the targets (`Nearest`) or their running sums (`Average`, in f64 so the
-    /// mean does not depend on the order people come in beyond rounding once).
+    /// `[2K, H, W]` the targets (`Nearest`) or their running sums (`Average`), in f64 so that
+    /// the f32 target is rounded once, after the mean.
     sums: Array3<f64>,
     /// `[K, H, W]` how many disks hold each pixel (`Average`), or the squared distance to the
     /// nearest anchor so far (`Nearest`, infinity where none).
