@@ -337,3 +337,65 @@ fn a_killed_infer_leaves_its_finished_pictures_and_no_stale_results() {
         assert!(!out_dir.join("results.json").exists());
     }
 }
+
+/// An unreadable picture is skipped by training and by `posekit test`, and each says which
+/// file and why, through the command's own output (the data loader prints nothing itself).
+#[test]
+fn an_unreadable_picture_is_skipped_with_a_warning_naming_it() {
+    let dir = scratch("unreadable-picture");
+    let images = dir.join("images");
+    for name in ["000000000785.jpg", "000000196141.jpg", "000000197388.jpg"] {
+        picture(
+            &images,
+            name,
+            &format!("crates/posekit/tests/data/coco/{name}"),
+        );
+    }
+    std::fs::write(images.join("000000040083.jpg"), b"not a JPEG at all").unwrap();
+    let quoted = format!("\"{}\"", path_str(&images));
+    let config = tiny_hrnet_config(
+        &dir,
+        &[
+            ("epochs", "1"),
+            ("val_interval", "0"),
+            ("train_images", &quoted),
+            ("val_images", &quoted),
+        ],
+    );
+    let run = dir.join("run");
+    let out = posekit(&[
+        "train",
+        path_str(&config),
+        "--out",
+        path_str(&run),
+        "--no-progress",
+    ]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    let said = text_of(&out);
+    assert!(
+        said.contains("warning: skipping sample") && said.contains("000000040083.jpg"),
+        "{said}"
+    );
+    assert!(
+        said.contains("skipped because their image could not be read"),
+        "{said}"
+    );
+
+    let out = posekit(&[
+        "test",
+        path_str(&config),
+        "--weights",
+        path_str(&run.join("final.safetensors")),
+        "--out",
+        path_str(&dir.join("test")),
+        "--no-progress",
+    ]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    let warned = stderr(&out);
+    assert!(
+        warned.contains("warning: skipping sample") && warned.contains("000000040083.jpg"),
+        "{}",
+        text_of(&out)
+    );
+    assert!(!text_of(&out).contains("panicked"));
+}

@@ -125,6 +125,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             progress: !args.no_progress,
         },
     )?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     print!("{}", report_text(&report, &cfg.dataset.val_annotations));
     Ok(())
 }

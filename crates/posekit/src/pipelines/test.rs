@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::error::bail;
@@ -55,6 +55,8 @@ pub struct TestReport {
     /// Instances predicted and instances skipped for an unreadable image.
     pub predicted: usize,
     pub skipped: usize,
+    /// Why each skipped instance was skipped (once per image index), for the caller to show.
+    pub warnings: Vec<String>,
     pub seconds: f64,
     /// The results file written, if any.
     pub results_path: Option<PathBuf>,
@@ -146,6 +148,7 @@ pub fn run_test(
         flip_pairs: layout.flip_pairs.clone(),
         flip: opts.test.flip,
     };
+    let warnings: Arc<Mutex<Vec<String>>> = Arc::default();
     let loader = Loader::new(
         Arc::clone(dataset),
         LoaderOptions {
@@ -154,7 +157,15 @@ pub fn run_test(
             prefetch_batches: 2,
             drop_last: false,
         },
-    )?;
+    )?
+    .with_skip_warning({
+        let warnings = Arc::clone(&warnings);
+        Arc::new(move |index, err| {
+            if let Ok(mut w) = warnings.lock() {
+                w.push(format!("skipping sample {index}: {err}"));
+            }
+        })
+    });
     let bar = progress_bar(opts.progress, dataset.len() as u64, "test");
     // Per dataset index: the pose (image pixels, raw keypoint scores), box score, crop.
     let mut predictions: Vec<Option<Prediction>> = vec![None; dataset.len()];
@@ -221,10 +232,12 @@ pub fn run_test(
             (TestMetrics::Mpii(table), path)
         }
     };
+    let warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
     Ok(TestReport {
         metrics,
         predicted,
         skipped,
+        warnings,
         seconds: start.elapsed().as_secs_f64(),
         results_path,
     })

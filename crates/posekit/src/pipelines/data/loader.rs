@@ -231,12 +231,15 @@ impl<D: SampleSource> Loader<D> {
             dataset,
             options,
             warned: Arc::default(),
-            warn: Arc::new(|index, err| eprintln!("warning: skipping sample {index}: {err}")),
+            // The library prints nothing: skips are counted (`EpochBatches::skipped`) and a
+            // caller that wants each one says where with `with_skip_warning`.
+            warn: Arc::new(|_, _| {}),
         })
     }
 
-    /// Sends skip warnings to `warn` instead of standard error, e.g. to a progress bar's
-    /// `println` so that they do not tear its line.
+    /// Sends a warning for each skipped sample (its index and why, once per run) to `warn`,
+    /// e.g. the caller's reporter or a progress bar's `println` so that it does not tear the
+    /// bar's line. Without it skips are only counted.
     pub fn with_skip_warning(mut self, warn: SkipWarning) -> Self {
         self.warn = warn;
         self

@@ -184,6 +184,9 @@ impl TrainingTask for TopDownTask {
             &self.gt,
             &opts,
         )?;
+        for warning in &test.warnings {
+            report(&format!("warning: {warning}"));
+        }
         report(&report_text(&test, &self.cfg.dataset.val_annotations));
         Ok((model, test.headline()))
     }

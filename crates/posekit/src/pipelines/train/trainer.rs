@@ -442,7 +442,11 @@ fn run<T: TrainingTask>(
             prefetch_batches: 4,
             drop_last: false,
         },
-    )?;
+    )?
+    .with_skip_warning({
+        let report = Arc::clone(&opts.report);
+        Arc::new(move |index, err| report(&format!("warning: skipping sample {index}: {err}")))
+    });
     let iters_per_epoch = shard.steps(loader.num_batches(LoadMode::Train {
         seed: t.seed,
         epoch: 0,
