@@ -16,7 +16,9 @@
 //!   `exp(-d^2 / (2 s^2))`, so the paper's value is `s = 7 / sqrt(2) = 4.95`, the default; the
 //!   paper does not say at which resolution, posekit reads it in heatmap pixels;
 //! * displacements inside `N = {p : |p - anchor| <= tau}`, `tau = 7`: read as a radius in heatmap
-//!   pixels (the default `radius = 7`); where several people's disks overlap, the paper's mean
+//!   pixels (the default `radius = 7`; a summary of the paper writes the squared distance,
+//!   `|p - anchor|^2 <= tau`, which would make the radius sqrt(7) = 2.6, while an unofficial
+//!   implementation fills a box of half-side tau: posekit takes tau as the radius); where several people's disks overlap, the paper's mean
 //!   of their displacements (`overlap = "average"`, the default) or the nearer anchor's alone
 //!   (`overlap = "nearest"`: a mean of two people's offsets points at neither);
 //! * the root is the centroid of the person's labelled joints (the paper says "centroid" and
