@@ -135,31 +135,50 @@ impl Adam {
                 ("exp_avg", &mut self.exp_avg[i]),
                 ("exp_avg_sq", &mut self.exp_avg_sq[i]),
             ] {
-                let key = format!("{prefix}.{name}");
-                match state.get(&key) {
-                    Some(t) if t.size() == p.size() => {
-                        tch::no_grad(|| slot.copy_(&t.to_kind(Kind::Float).to_device(p.device())));
-                    }
-                    Some(t) => problems.push(format!(
-                        "{key}: shape {:?}, expected {:?}",
-                        t.size(),
-                        p.size()
-                    )),
-                    None => problems.push(format!("{key}: missing")),
-                }
+                restore_slot(state, &format!("{prefix}.{name}"), p, slot, &mut problems);
             }
         }
-        if !problems.is_empty() {
-            let n = problems.len();
-            problems.truncate(5);
-            return Err(format!(
-                "optimizer state does not fit the model ({n} problems): {}",
-                problems.join("; ")
-            ));
-        }
+        state_fits("optimizer state does not fit the model", problems)?;
         self.step = step;
         Ok(())
     }
+}
+
+/// Copies the saved tensor `state[key]` into `slot`, the state of trained variable `param`, or
+/// notes why it cannot: missing, or not of `param`'s shape. The optimizers' `load_state` share
+/// it so that they refuse a checkpoint for the same reasons and in the same words.
+fn restore_slot(
+    state: &BTreeMap<String, Tensor>,
+    key: &str,
+    param: &Tensor,
+    slot: &mut Tensor,
+    problems: &mut Vec<String>,
+) {
+    match state.get(key) {
+        Some(t) if t.size() == param.size() => {
+            tch::no_grad(|| slot.copy_(&t.to_kind(Kind::Float).to_device(param.device())));
+        }
+        Some(t) => problems.push(shape_problem(key, t, param)),
+        None => problems.push(format!("{key}: missing")),
+    }
+}
+
+fn shape_problem(key: &str, saved: &Tensor, param: &Tensor) -> String {
+    format!(
+        "{key}: shape {:?}, expected {:?}",
+        saved.size(),
+        param.size()
+    )
+}
+
+/// `Ok` when `problems` is empty, else `what` with their count and the first five.
+fn state_fits(what: &str, mut problems: Vec<String>) -> Result<(), String> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let n = problems.len();
+    problems.truncate(5);
+    Err(format!("{what} ({n} problems): {}", problems.join("; ")))
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@
 
 use std::collections::BTreeMap;
 
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Tensor};
+
+use super::{restore_slot, state_fits};
 
 /// `torch.optim.RMSprop`'s arguments other than `lr` (which comes from the schedule), with its
 /// defaults.
@@ -205,28 +207,10 @@ impl RmsProp {
         }
         for (prefix, tensors) in slots {
             for ((name, p), slot) in self.params.iter().zip(tensors.iter_mut()) {
-                let key = format!("{prefix}.{name}");
-                match state.get(&key) {
-                    Some(t) if t.size() == p.size() => {
-                        tch::no_grad(|| slot.copy_(&t.to_kind(Kind::Float).to_device(p.device())));
-                    }
-                    Some(t) => problems.push(format!(
-                        "{key}: shape {:?}, expected {:?}",
-                        t.size(),
-                        p.size()
-                    )),
-                    None => problems.push(format!("{key}: missing")),
-                }
+                restore_slot(state, &format!("{prefix}.{name}"), p, slot, &mut problems);
             }
         }
-        if !problems.is_empty() {
-            let n = problems.len();
-            problems.truncate(5);
-            return Err(format!(
-                "RMSprop state does not fit the model and config ({n} problems): {}",
-                problems.join("; ")
-            ));
-        }
+        state_fits("RMSprop state does not fit the model and config", problems)?;
         self.step = step;
         Ok(())
     }
@@ -235,7 +219,7 @@ impl RmsProp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{nn, nn::Module, Device};
+    use tch::{nn, nn::Module, Device, Kind};
 
     /// torch.optim.RMSprop(lr=0.01) on f(w) = sum((w - t)^2), two steps, from the documented
     /// update evaluated in f64 here (the fixture test in tests/optim_parity.rs checks against

@@ -37,6 +37,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Kind, Tensor};
 
+use super::{shape_problem, state_fits};
+
 /// Which framework's momentum update (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -333,11 +335,7 @@ impl Sgd {
                     let p = &self.params[i].1;
                     buffers[i] = Some(t.to_kind(Kind::Float).to_device(p.device()).copy());
                 }
-                Some(i) => problems.push(format!(
-                    "{key}: shape {:?}, expected {:?}",
-                    t.size(),
-                    self.params[i].1.size()
-                )),
+                Some(i) => problems.push(shape_problem(key, t, &self.params[i].1)),
                 None => problems.push(format!("{key}: no such trained variable")),
             }
         }
@@ -346,14 +344,7 @@ impl Sgd {
                 "no {prefix} buffers after {step} steps (saved without momentum?)"
             ));
         }
-        if !problems.is_empty() {
-            let n = problems.len();
-            problems.truncate(5);
-            return Err(format!(
-                "SGD state does not fit the model and config ({n} problems): {}",
-                problems.join("; ")
-            ));
-        }
+        state_fits("SGD state does not fit the model and config", problems)?;
         self.buffers = buffers;
         self.step = step;
         Ok(())
