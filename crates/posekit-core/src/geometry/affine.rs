@@ -36,6 +36,13 @@ impl Affine2 {
         Self { m }
     }
 
+    /// The six coefficients row by row (`m00 m01 m02 m10 m11 m12`), the order OpenCV's warp
+    /// kernels index them in.
+    pub fn coefficients(&self) -> [f64; 6] {
+        let [[a, b, c], [d, e, f]] = self.m;
+        [a, b, c, d, e, f]
+    }
+
     pub fn translation(tx: f64, ty: f64) -> Self {
         Self::new([[1.0, 0.0, tx], [0.0, 1.0, ty]])
     }

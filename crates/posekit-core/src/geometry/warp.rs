@@ -201,15 +201,7 @@ fn float32_kernel_body(
     out_h: usize,
     mut put: impl FnMut(usize, f32),
 ) {
-    let m = [
-        inv.m[0][0],
-        inv.m[0][1],
-        inv.m[0][2],
-        inv.m[1][0],
-        inv.m[1][1],
-        inv.m[1][2],
-    ]
-    .map(|v| v as f32);
+    let m = inv.coefficients().map(|v| v as f32);
     let c = img.c;
     let mut taps = [0.0f32; 4 * 4];
     for y in 0..out_h {
@@ -280,14 +272,7 @@ const COEF_BITS: i64 = 15;
 
 /// OpenCV <= 4.10 `WarpAffineInvoker` + `remapBilinear` with a constant 0 border.
 fn fixed_point_kernel(img: &Image, inv: &Affine2, out_w: usize, out_h: usize, dst: &mut [u8]) {
-    let m = [
-        inv.m[0][0],
-        inv.m[0][1],
-        inv.m[0][2],
-        inv.m[1][0],
-        inv.m[1][1],
-        inv.m[1][2],
-    ];
+    let m = inv.coefficients();
     let round_delta = (AB_SCALE as i64) / INTER_TAB_SIZE / 2;
     let adelta: Vec<i64> = (0..out_w)
         .map(|x| cv_round(m[0] * x as f64 * AB_SCALE))
@@ -550,14 +535,7 @@ impl CubicMap {
             )));
         }
         let inv = m.inverse()?;
-        let m = [
-            inv.m[0][0],
-            inv.m[0][1],
-            inv.m[0][2],
-            inv.m[1][0],
-            inv.m[1][1],
-            inv.m[1][2],
-        ];
+        let m = inv.coefficients();
         let adelta = (wx..wx + out_w)
             .map(|x| cv_round(m[0] * x as f64 * AB_SCALE))
             .collect();
