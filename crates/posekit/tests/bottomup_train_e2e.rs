@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -20,37 +19,6 @@ use common::*;
 /// lines replaced), written into `dir`.
 fn tiny_bottomup_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
     tiny_config(dir, "tiny_higherhrnet_coco_test", edits)
-}
-
-fn train_cmd(config: &Path, out: &Path, resume: bool) -> Command {
-    let mut c = posekit_cmd();
-    c.arg("train")
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .arg("--no-progress");
-    if resume {
-        c.arg("--resume");
-    }
-    c
-}
-
-fn run_ok(mut cmd: Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "command failed:\n{}", text_of(&out));
-    out
-}
-
-fn log_losses(out: &Path) -> Vec<f64> {
-    std::fs::read_to_string(out.join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect()
 }
 
 #[test]
@@ -69,7 +37,7 @@ fn tiny_higherhrnet_trains_and_tests_with_its_own_config() {
     let out = run_ok(train_cmd(&config, &run, false));
     let text = stdout(&out);
     assert!(text.contains("on 4 images"), "{text}");
-    let losses = log_losses(&run);
+    let losses = logged_losses(&run);
     assert_eq!(losses.len(), 40);
     let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = losses[35..].iter().sum::<f64>() / 5.0;
@@ -78,16 +46,7 @@ fn tiny_higherhrnet_trains_and_tests_with_its_own_config() {
     assert!(run.join("val/results.json").exists());
 
     let test_out = dir.join("test");
-    let out = posekit(&[
-        "test",
-        path_str(&config),
-        "--weights",
-        path_str(&run.join("final.safetensors")),
-        "--out",
-        path_str(&test_out),
-        "--no-progress",
-    ]);
-    assert!(out.status.success(), "{}", text_of(&out));
+    let out = run_ok(test_cmd(&config, &run.join("final.safetensors"), &test_out));
     let text = stdout(&out);
     assert!(text.contains("Average Precision"), "{text}");
     assert!(text.contains("4 images"), "{text}");
@@ -98,16 +57,11 @@ fn tiny_higherhrnet_trains_and_tests_with_its_own_config() {
         assert_eq!(r["keypoints"].as_array().unwrap().len(), 51);
     }
     // The checkpoint `last` is accepted by `posekit test` as well.
-    let out = posekit(&[
-        "test",
-        path_str(&config),
-        "--weights",
-        path_str(&run.join("last.safetensors")),
-        "--out",
-        path_str(&dir.join("test_last")),
-        "--no-progress",
-    ]);
-    assert!(out.status.success(), "{}", text_of(&out));
+    run_ok(test_cmd(
+        &config,
+        &run.join("last.safetensors"),
+        &dir.join("test_last"),
+    ));
     assert_eq!(
         file_bytes(&test_out.join("results.json")),
         file_bytes(&dir.join("test_last/results.json")),

@@ -363,15 +363,7 @@ fn an_unreadable_picture_is_skipped_with_a_warning_naming_it() {
         ],
     );
     let run = dir.join("run");
-    let out = posekit(&[
-        "train",
-        path_str(&config),
-        "--out",
-        path_str(&run),
-        "--no-progress",
-    ]);
-    assert!(out.status.success(), "{}", text_of(&out));
-    let said = text_of(&out);
+    let said = text_of(&run_ok(train_cmd(&config, &run, false)));
     assert!(
         said.contains("warning: skipping sample") && said.contains("000000040083.jpg"),
         "{said}"
@@ -381,16 +373,11 @@ fn an_unreadable_picture_is_skipped_with_a_warning_naming_it() {
         "{said}"
     );
 
-    let out = posekit(&[
-        "test",
-        path_str(&config),
-        "--weights",
-        path_str(&run.join("final.safetensors")),
-        "--out",
-        path_str(&dir.join("test")),
-        "--no-progress",
-    ]);
-    assert!(out.status.success(), "{}", text_of(&out));
+    let out = run_ok(test_cmd(
+        &config,
+        &run.join("final.safetensors"),
+        &dir.join("test"),
+    ));
     let warned = stderr(&out);
     assert!(
         warned.contains("warning: skipping sample") && warned.contains("000000040083.jpg"),

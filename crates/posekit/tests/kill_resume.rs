@@ -8,10 +8,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{checkpoint_epoch, kill_when};
+use common::{checkpoint_epoch, kill_when, run_ok, train_cmd};
 
 use posekit::pipelines::train::checkpoint;
 
@@ -82,30 +82,6 @@ fn posekit() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_posekit"));
     c.stdin(Stdio::null());
     c
-}
-
-fn train_cmd(config: &Path, out: &Path, resume: bool) -> Command {
-    let mut c = posekit();
-    c.arg("train")
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .arg("--no-progress");
-    if resume {
-        c.arg("--resume");
-    }
-    c
-}
-
-fn run_ok(mut cmd: Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "command failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]

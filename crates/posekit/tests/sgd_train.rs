@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 
@@ -35,49 +34,24 @@ fn sgd_config(dir: &Path, epochs: usize, extra_group: &str) -> PathBuf {
     path
 }
 
-fn train(config: &Path, out: &Path, resume: bool) -> std::process::Output {
-    let mut c: Command = posekit_cmd();
-    c.arg("train")
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .arg("--no-progress");
-    if resume {
-        c.arg("--resume");
-    }
-    c.output().unwrap()
-}
-
-fn losses(out: &Path) -> Vec<f64> {
-    std::fs::read_to_string(out.join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect()
-}
-
 #[test]
 fn caffe_sgd_trains_and_resumes_to_the_same_weights() {
     let dir = scratch("sgd-train");
     let full = sgd_config(&dir, 3, "");
     let reference = dir.join("reference");
-    let out = train(&full, &reference, false);
+    let out = train_cmd(&full, &reference, false).output().unwrap();
     assert!(out.status.success(), "{}", text_of(&out));
-    let l = losses(&reference);
+    let l = logged_losses(&reference);
     assert_eq!(l.len(), 3);
     assert!(l.iter().all(|v| v.is_finite()), "{l:?}");
     assert!(l[2] < l[0], "the loss did not go down: {l:?}");
 
     let first = sgd_config(&dir, 1, "");
     let stopped = dir.join("stopped");
-    let out = train(&first, &stopped, false);
+    let out = train_cmd(&first, &stopped, false).output().unwrap();
     assert!(out.status.success(), "{}", text_of(&out));
     assert_eq!(checkpoint_epoch(&stopped), 1);
-    let out = train(&full, &stopped, true);
+    let out = train_cmd(&full, &stopped, true).output().unwrap();
     assert!(out.status.success(), "{}", text_of(&out));
     assert_eq!(checkpoint_epoch(&stopped), 3);
     assert!(
@@ -95,7 +69,7 @@ fn a_group_matching_no_variable_is_refused() {
         1,
         "[[train.optimizer.groups]]\nprefix = \"modle0.\"\nlr_mult = 1.0\n",
     );
-    let out = train(&config, &dir.join("r"), false);
+    let out = train_cmd(&config, &dir.join("r"), false).output().unwrap();
     assert_clean_failure(&out, "a misspelt group prefix");
     let err = stderr(&out);
     assert!(

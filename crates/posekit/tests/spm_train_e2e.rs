@@ -119,31 +119,14 @@ fn tiny_spm_trains_and_tests_with_its_own_config() {
         "--no-progress",
     ]);
     assert!(o.status.success(), "{}", text_of(&o));
-    let losses: Vec<f64> = std::fs::read_to_string(out.join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect();
+    let losses = logged_losses(&out);
     assert_eq!(losses.len(), 20);
     assert!(
         losses[19] < 0.75 * losses[0],
         "the loss should fall: {losses:?}"
     );
     let test_out = dir.join("test");
-    let o = posekit(&[
-        "test",
-        path_str(&config),
-        "--weights",
-        path_str(&out.join("final.safetensors")),
-        "--out",
-        path_str(&test_out),
-        "--no-progress",
-    ]);
-    assert!(o.status.success(), "{}", text_of(&o));
+    let o = run_ok(test_cmd(&config, &out.join("final.safetensors"), &test_out));
     assert!(stdout(&o).contains("AP"), "{}", stdout(&o));
     assert!(test_out.join("results.json").is_file());
 }

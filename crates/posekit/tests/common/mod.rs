@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The `posekit` binary of this build.
 pub fn posekit_cmd() -> Command {
@@ -16,6 +16,55 @@ pub fn posekit(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the posekit binary runs")
+}
+
+/// `posekit train CONFIG --out OUT --no-progress [--resume]`, not yet run.
+pub fn train_cmd(config: &Path, out: &Path, resume: bool) -> Command {
+    let mut c = posekit_cmd();
+    c.stdin(Stdio::null())
+        .arg("train")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .arg("--no-progress");
+    if resume {
+        c.arg("--resume");
+    }
+    c
+}
+
+/// `posekit test CONFIG --weights WEIGHTS --out OUT --no-progress`, not yet run.
+pub fn test_cmd(config: &Path, weights: &Path, out: &Path) -> Command {
+    let mut c = posekit_cmd();
+    c.stdin(Stdio::null())
+        .arg("test")
+        .arg(config)
+        .arg("--weights")
+        .arg(weights)
+        .arg("--out")
+        .arg(out)
+        .arg("--no-progress");
+    c
+}
+
+/// Runs `cmd` and asserts that it succeeded, showing what it printed if not.
+pub fn run_ok(mut cmd: Command) -> Output {
+    let out = cmd.output().expect("the posekit binary runs");
+    assert!(out.status.success(), "command failed:\n{}", text_of(&out));
+    out
+}
+
+/// The training loss of each epoch, from a run folder's `log.jsonl`.
+pub fn logged_losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
 }
 
 /// A path inside the repository.
