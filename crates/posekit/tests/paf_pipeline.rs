@@ -96,15 +96,7 @@ fn fixture_sample(ds: &PafDataset, case: &Value) -> (PafSample, [usize; 2]) {
         ds.items().contains(&item),
         "image {id}: {item:?} is a sample"
     );
-    let aug = PafAugmentation {
-        scale: case["scale"].as_f64().unwrap(),
-        rotation: case["rotation"].as_f64().unwrap(),
-        shift: [
-            case["shift"][0].as_f64().unwrap(),
-            case["shift"][1].as_f64().unwrap(),
-        ],
-        flip: case["flip"].as_bool().unwrap(),
-    };
+    let aug = fixture_augmentation(case);
     let image = read_rgb_checked(&ds.images()[image_index].image_path).unwrap();
     let s = ds.make_sample(item, &image, &aug).unwrap();
     let [gw, gh] = [
@@ -114,6 +106,19 @@ fn fixture_sample(ds: &PafDataset, case: &Value) -> (PafSample, [usize; 2]) {
     assert_eq!(s.heatmaps.dim(), (19, gh, gw));
     assert_eq!(s.pafs.dim(), (38, gh, gw));
     (s, [gw, gh])
+}
+
+/// The fixed augmentation a fixture case was made with.
+fn fixture_augmentation(case: &Value) -> PafAugmentation {
+    PafAugmentation {
+        scale: case["scale"].as_f64().unwrap(),
+        rotation: case["rotation"].as_f64().unwrap(),
+        shift: [
+            case["shift"][0].as_f64().unwrap(),
+            case["shift"][1].as_f64().unwrap(),
+        ],
+        flip: case["flip"].as_bool().unwrap(),
+    }
 }
 
 #[test]
@@ -304,15 +309,7 @@ fn cmu_chain_matches_opencv_on_a_texture() {
             image,
             person: case["person"].as_u64().map(|p| p as usize),
         };
-        let aug = PafAugmentation {
-            scale: case["scale"].as_f64().unwrap(),
-            rotation: case["rotation"].as_f64().unwrap(),
-            shift: [
-                case["shift"][0].as_f64().unwrap(),
-                case["shift"][1].as_f64().unwrap(),
-            ],
-            flip: case["flip"].as_bool().unwrap(),
-        };
+        let aug = fixture_augmentation(case);
         let steps = ds.cmu_steps(item, &aug).expect("cmu rules, person framing");
         let (w, h) = (
             ds.images()[image].width as usize,
