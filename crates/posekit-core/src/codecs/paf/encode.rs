@@ -447,12 +447,16 @@ mod tests {
         assert_eq!(t.keypoint_weights, array![[1.0, 1.0]]);
     }
 
-    #[test]
-    fn overlapping_people_average() {
-        // Two people, perpendicular limbs crossing at (6, 6).
+    /// Two people whose one limb each, horizontal and vertical, cross at (6, 6).
+    fn crossing_limbs() -> (Array3<f32>, Array2<f32>) {
         let kp = Array3::from_shape_vec((2, 2, 2), vec![2.0, 6.0, 10.0, 6.0, 6.0, 2.0, 6.0, 10.0])
             .unwrap();
-        let vis = Array2::from_elem((2, 2), 1.0);
+        (kp, Array2::from_elem((2, 2), 1.0))
+    }
+
+    #[test]
+    fn overlapping_people_average() {
+        let (kp, vis) = crossing_limbs();
         let t = encode(&params(12, 12), &one_limb(), kp.view(), vis.view()).unwrap();
         assert!((t.pafs[[0, 6, 6]] - 0.5).abs() < 1e-6);
         assert!((t.pafs[[1, 6, 6]] - 0.5).abs() < 1e-6);
@@ -559,11 +563,9 @@ mod tests {
 
     #[test]
     fn cmu_later_person_replaces_the_earlier_ones_vector() {
-        // Perpendicular limbs crossing at (6, 6): CMU's count never leaves 0, so the last
-        // person drawn wins where they overlap; posekit averages.
-        let kp = Array3::from_shape_vec((2, 2, 2), vec![2.0, 6.0, 10.0, 6.0, 6.0, 2.0, 6.0, 10.0])
-            .unwrap();
-        let vis = Array2::from_elem((2, 2), 1.0);
+        // CMU's count never leaves 0, so the last person drawn wins where the crossing limbs
+        // overlap; posekit averages.
+        let (kp, vis) = crossing_limbs();
         let t = encode(&cmu(12, 12), &one_limb(), kp.view(), vis.view()).unwrap();
         assert_eq!((t.pafs[[0, 6, 6]], t.pafs[[1, 6, 6]]), (0.0, 1.0));
         assert_eq!((t.pafs[[0, 6, 3]], t.pafs[[1, 6, 3]]), (1.0, 0.0));
