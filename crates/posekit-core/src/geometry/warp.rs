@@ -272,26 +272,12 @@ const COEF_BITS: i64 = 15;
 
 /// OpenCV <= 4.10 `WarpAffineInvoker` + `remapBilinear` with a constant 0 border.
 fn fixed_point_kernel(img: &Image, inv: &Affine2, out_w: usize, out_h: usize, dst: &mut [u8]) {
-    let m = inv.coefficients();
-    let round_delta = (AB_SCALE as i64) / INTER_TAB_SIZE / 2;
-    let adelta: Vec<i64> = (0..out_w)
-        .map(|x| cv_round(m[0] * x as f64 * AB_SCALE))
-        .collect();
-    let bdelta: Vec<i64> = (0..out_w)
-        .map(|x| cv_round(m[3] * x as f64 * AB_SCALE))
-        .collect();
+    let map = FixedPointMap::from_inverse(inv, [0, 0, out_w, out_h]);
     let c = img.c;
     for y in 0..out_h {
-        let x0 = cv_round((m[1] * y as f64 + m[2]) * AB_SCALE) + round_delta;
-        let y0 = cv_round((m[4] * y as f64 + m[5]) * AB_SCALE) + round_delta;
+        let row = map.row(y);
         for x in 0..out_w {
-            // i32 wrap-around as in OpenCV, then the i16 saturation of its coordinate map.
-            let xx = ((x0 + adelta[x]) as i32 >> (AB_BITS - INTER_BITS)) as i64;
-            let yy = ((y0 + bdelta[x]) as i32 >> (AB_BITS - INTER_BITS)) as i64;
-            let sx = (xx >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64);
-            let sy = (yy >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64);
-            let a = xx & (INTER_TAB_SIZE - 1);
-            let b = yy & (INTER_TAB_SIZE - 1);
+            let (sx, sy, a, b) = map.at(row, x);
             // The 2-D weight table entry: products of (1 - t, t) at 1/32 steps, scaled to 2^15;
             // exact in float, so no sum correction is ever needed for bilinear.
             let scale = (1 << COEF_BITS) / (INTER_TAB_SIZE * INTER_TAB_SIZE);
@@ -395,7 +381,7 @@ pub fn warp_affine_cubic_window_from(
              {w}x{h}"
         )));
     }
-    let map = CubicMap::new(m, window)?;
+    let map = FixedPointMap::new(m, window)?;
     let part = part.as_standard_layout();
     let data = part
         .as_slice()
@@ -420,7 +406,7 @@ pub fn warp_affine_cubic_window_from(
     for y in 0..out_h {
         let row = map.row(y);
         for x in 0..out_w {
-            let (sx, sy, frac) = map.at(row, x);
+            let (sx, sy, frac) = map.cubic_at(row, x);
             let wt = &table[frac];
             let base = (y * out_w + x) * c;
             // Tap positions in the part.
@@ -490,13 +476,13 @@ pub fn cubic_source_window(
     window: [usize; 4],
     src_size: [usize; 2],
 ) -> Result<Option<[usize; 4]>> {
-    let map = CubicMap::new(m, window)?;
+    let map = FixedPointMap::new(m, window)?;
     let [w, h] = src_size.map(|v| v as i64);
     let (mut x0, mut y0, mut x1, mut y1) = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
     for y in 0..window[3] {
         let row = map.row(y);
         for x in 0..window[2] {
-            let (sx, sy, _) = map.at(row, x);
+            let (sx, sy, _) = map.cubic_at(row, x);
             if sx >= w || sx + 4 <= 0 || sy >= h || sy + 4 <= 0 {
                 continue;
             }
@@ -516,15 +502,18 @@ pub fn cubic_source_window(
     }))
 }
 
-/// OpenCV's fixed-point source coordinates (`WarpAffineInvoker`) of an output window.
-struct CubicMap {
+/// OpenCV's fixed-point source coordinates (`WarpAffineInvoker`, shared by its bilinear and
+/// cubic warps) of an output window: every output pixel's source position in 1/32 pixels.
+struct FixedPointMap {
+    /// The inverse matrix (output to source).
     m: [f64; 6],
     adelta: Vec<i64>,
     bdelta: Vec<i64>,
     wy: usize,
 }
 
-impl CubicMap {
+impl FixedPointMap {
+    /// The map of the window `[x, y, width, height]` of the warp by `m` (source to output).
     fn new(m: &Affine2, window: [usize; 4]) -> Result<Self> {
         let [wx, wy, out_w, out_h] = window;
         if wx.saturating_add(out_w) > i32::MAX as usize
@@ -534,7 +523,11 @@ impl CubicMap {
                 "warp: the output window {window:?} is too large"
             )));
         }
-        let inv = m.inverse()?;
+        Ok(Self::from_inverse(&m.inverse()?, window))
+    }
+
+    /// The same from the inverse matrix (output to source).
+    fn from_inverse(inv: &Affine2, [wx, wy, out_w, _]: [usize; 4]) -> Self {
         let m = inv.coefficients();
         let adelta = (wx..wx + out_w)
             .map(|x| cv_round(m[0] * x as f64 * AB_SCALE))
@@ -542,15 +535,16 @@ impl CubicMap {
         let bdelta = (wx..wx + out_w)
             .map(|x| cv_round(m[3] * x as f64 * AB_SCALE))
             .collect();
-        Ok(Self {
+        Self {
             m,
             adelta,
             bdelta,
             wy,
-        })
+        }
     }
 
     /// The row's `X0`, `Y0` (window row `y`).
+    #[inline]
     fn row(&self, y: usize) -> (i64, i64) {
         let m = &self.m;
         let round_delta = (AB_SCALE as i64) / INTER_TAB_SIZE / 2;
@@ -561,17 +555,24 @@ impl CubicMap {
         )
     }
 
-    /// The first tap (one pixel up-left of the floor coordinate, as remapBicubic steps back)
-    /// and the sub-pixel table index of window column `x` in a row.
-    fn at(&self, (x0, y0): (i64, i64), x: usize) -> (i64, i64, usize) {
+    /// The source pixel (floor) and the 1/32 fractions `(a, b)` in x and y of window column
+    /// `x` in a row.
+    #[inline]
+    fn at(&self, (x0, y0): (i64, i64), x: usize) -> (i64, i64, i64, i64) {
         // i32 wrap-around as in OpenCV, then the i16 saturation of its coordinate map.
         let xx = ((x0 + self.adelta[x]) as i32 >> (AB_BITS - INTER_BITS)) as i64;
         let yy = ((y0 + self.bdelta[x]) as i32 >> (AB_BITS - INTER_BITS)) as i64;
-        let sx = (xx >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64) - 1;
-        let sy = (yy >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64) - 1;
-        let frac =
-            ((yy & (INTER_TAB_SIZE - 1)) * INTER_TAB_SIZE + (xx & (INTER_TAB_SIZE - 1))) as usize;
-        (sx, sy, frac)
+        let sx = (xx >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64);
+        let sy = (yy >> INTER_BITS).clamp(i16::MIN as i64, i16::MAX as i64);
+        (sx, sy, xx & (INTER_TAB_SIZE - 1), yy & (INTER_TAB_SIZE - 1))
+    }
+
+    /// [`FixedPointMap::at`] for the cubic kernel: its first tap (one pixel up-left of the
+    /// floor, as `remapBicubic` steps back) and the index of its 4x4 weight table.
+    #[inline]
+    fn cubic_at(&self, row: (i64, i64), x: usize) -> (i64, i64, usize) {
+        let (sx, sy, a, b) = self.at(row, x);
+        (sx - 1, sy - 1, (b * INTER_TAB_SIZE + a) as usize)
     }
 }
 
