@@ -50,12 +50,7 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(vs: &VarStore, config: AdamConfig) -> Self {
-        let mut named: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let named = trainable_by_name(vs);
         let exp_avg = named.iter().map(|(_, t)| t.zeros_like()).collect();
         let exp_avg_sq = named.iter().map(|(_, t)| t.zeros_like()).collect();
         Adam {
@@ -142,6 +137,18 @@ impl Adam {
         self.step = step;
         Ok(())
     }
+}
+
+/// The trainable variables of `vs` sorted by name: the order every optimizer keeps its state
+/// in, so that a checkpoint's entries line up whatever order the VarStore hands them out.
+fn trainable_by_name(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
 }
 
 /// Copies the saved tensor `state[key]` into `slot`, the state of trained variable `param`, or

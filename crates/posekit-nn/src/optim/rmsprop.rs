@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use tch::{nn::VarStore, Tensor};
 
-use super::{restore_slot, state_fits};
+use super::{restore_slot, state_fits, trainable_by_name};
 
 /// `torch.optim.RMSprop`'s arguments other than `lr` (which comes from the schedule), with its
 /// defaults.
@@ -88,12 +88,7 @@ pub struct RmsProp {
 
 impl RmsProp {
     pub fn new(vs: &VarStore, config: RmsPropConfig) -> Self {
-        let mut named: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let named = trainable_by_name(vs);
         let zeros = |named: &[(String, Tensor)]| -> Vec<Tensor> {
             named.iter().map(|(_, t)| t.zeros_like()).collect()
         };

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Kind, Tensor};
 
-use super::{shape_problem, state_fits};
+use super::{shape_problem, state_fits, trainable_by_name};
 
 /// Which framework's momentum update (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -167,12 +167,7 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(vs: &VarStore, config: SgdConfig) -> Self {
-        let mut named: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let named = trainable_by_name(vs);
         let mut used = vec![false; config.groups.len()];
         let mults = named
             .iter()
