@@ -50,13 +50,8 @@ pub fn resize_cubic_opencv(src: ArrayView3<u8>, out_w: usize, out_h: usize) -> R
 /// of a size; CMU's data layer scales its pictures and `mask_miss` so, `augmentation_scale`).
 /// Errors for an empty source, a factor that is not finite and positive, or an empty output.
 pub fn resize_cubic_opencv_by(src: ArrayView3<u8>, f: f64) -> Result<Array3<u8>> {
-    if !(f.is_finite() && f > 0.0) {
-        return Err(Error::Shape(format!(
-            "resize: the factor {f} is not a positive number"
-        )));
-    }
     let [w, h] = resized_size(src, f);
-    resize_cubic(src, [0, 0, w, h], [1.0 / f, 1.0 / f])
+    resize_cubic_opencv_by_window(src, f, [0, 0, w, h])
 }
 
 /// `[width, height]` of [`resize_cubic_opencv_by`]'s output.
